@@ -1,0 +1,468 @@
+// chunkeval_bench: throughput of the span-metrics kernel on a seeded synthetic workload.
+//
+// The workload: `docs` documents of random length, each tiled by fixed 400-char windows (about
+// chunks/docs chunks per document); per question 1..refs-max references of 50..600 chars inside one
+// random document, and k retrieved chunks, mostly near a reference, some from anywhere. Questions
+// are generated and scored in blocks of --batch, so the 10x run (--scale 10) stays small in memory;
+// times add up over blocks. Every configuration runs on 1 thread and on --threads threads in the
+// same process, next to a "streaming floor": one pass summing every int64 of the question arrays.
+// See bench/README.md for what each number means.
+#include <sys/resource.h>
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "chunkeval/chunk_index.hpp"
+#include "chunkeval/metrics.hpp"
+#include "chunkeval/parallel.hpp"
+
+using namespace chunkeval;
+
+namespace {
+
+constexpr int64_t kWindow = 400;  // chunk width of the synthetic chunker
+
+struct Config {
+    int64_t docs = 1000;
+    int64_t chunks = 1000000;
+    int64_t questions = 1000000;
+    int64_t k = 10;
+    int64_t refs_max = 5;
+    int64_t threads = 0;  // 0 = hardware threads
+    int64_t seed = 42;
+    int64_t scale = 1;
+    int64_t batch = 1000000;
+    int64_t repeat = 1;
+};
+
+void usage() {
+    std::printf(
+        "usage: chunkeval_bench [--docs N] [--chunks N] [--questions N] [--k N] [--refs-max N]\n"
+        "                       [--threads N] [--seed N] [--scale N] [--batch N] [--repeat N]\n"
+        "Each flag also reads from CHUNKEVAL_BENCH_<FLAG> (e.g. CHUNKEVAL_BENCH_REFS_MAX); flags win.\n"
+        "--scale multiplies docs, chunks and questions. --batch is the questions generated and scored\n"
+        "at a time. --repeat keeps the fastest of N runs of each measurement.\n");
+}
+
+int64_t parse_int(const char* text, const char* what) {
+    char* end = nullptr;
+    const long long value = std::strtoll(text, &end, 10);
+    if (end == text || *end != '\0') {
+        std::fprintf(stderr, "chunkeval_bench: %s needs an integer, got '%s'\n", what, text);
+        std::exit(2);
+    }
+    return static_cast<int64_t>(value);
+}
+
+Config parse_config(int argc, char** argv) {
+    Config config;
+    struct Flag {
+        const char* name;
+        const char* env;
+        int64_t* value;
+    };
+    const Flag flags[] = {
+        {"--docs", "CHUNKEVAL_BENCH_DOCS", &config.docs},
+        {"--chunks", "CHUNKEVAL_BENCH_CHUNKS", &config.chunks},
+        {"--questions", "CHUNKEVAL_BENCH_QUESTIONS", &config.questions},
+        {"--k", "CHUNKEVAL_BENCH_K", &config.k},
+        {"--refs-max", "CHUNKEVAL_BENCH_REFS_MAX", &config.refs_max},
+        {"--threads", "CHUNKEVAL_BENCH_THREADS", &config.threads},
+        {"--seed", "CHUNKEVAL_BENCH_SEED", &config.seed},
+        {"--scale", "CHUNKEVAL_BENCH_SCALE", &config.scale},
+        {"--batch", "CHUNKEVAL_BENCH_BATCH", &config.batch},
+        {"--repeat", "CHUNKEVAL_BENCH_REPEAT", &config.repeat},
+    };
+    for (const Flag& flag : flags) {
+        if (const char* env = std::getenv(flag.env)) *flag.value = parse_int(env, flag.env);
+    }
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+            usage();
+            std::exit(0);
+        }
+        bool known = false;
+        for (const Flag& flag : flags) {
+            if (std::strcmp(argv[i], flag.name) == 0 && i + 1 < argc) {
+                *flag.value = parse_int(argv[++i], flag.name);
+                known = true;
+            }
+        }
+        if (!known) {
+            std::fprintf(stderr, "chunkeval_bench: unknown or incomplete argument '%s'\n", argv[i]);
+            usage();
+            std::exit(2);
+        }
+    }
+    if (config.threads <= 0) config.threads = hardware_concurrency();
+    if (config.docs < 1 || config.chunks < config.docs || config.questions < 1 || config.k < 1 ||
+        config.refs_max < 1 || config.scale < 1 || config.batch < 1 || config.repeat < 1) {
+        std::fprintf(stderr, "chunkeval_bench: need docs >= 1, chunks >= docs, and every count >= 1\n");
+        std::exit(2);
+    }
+    config.docs *= config.scale;
+    config.chunks *= config.scale;
+    config.questions *= config.scale;
+    return config;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double peak_rss_mib() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+std::string si(double value) {
+    char text[32];
+    if (value >= 1e9) {
+        std::snprintf(text, sizeof text, "%.2f G", value / 1e9);
+    } else if (value >= 1e6) {
+        std::snprintf(text, sizeof text, "%.2f M", value / 1e6);
+    } else if (value >= 1e3) {
+        std::snprintf(text, sizeof text, "%.2f k", value / 1e3);
+    } else {
+        std::snprintf(text, sizeof text, "%.2f ", value);
+    }
+    return text;
+}
+
+// ---- the synthetic corpus ----
+
+struct Corpus {
+    std::vector<int64_t> doc_length;
+    std::vector<int64_t> chunk_doc, chunk_start, chunk_end;
+};
+
+Corpus make_corpus(const Config& config, std::mt19937_64& rng) {
+    Corpus corpus;
+    const double mean_chunks = static_cast<double>(config.chunks) / static_cast<double>(config.docs);
+    std::uniform_real_distribution<double> spread(0.5, 1.5);
+    corpus.doc_length.resize(static_cast<size_t>(config.docs));
+    for (int64_t d = 0; d < config.docs; ++d) {
+        // At least two windows, so every reference length fits in every document.
+        const double windows = std::max(2.0, mean_chunks * spread(rng));
+        corpus.doc_length[static_cast<size_t>(d)] =
+            static_cast<int64_t>(windows * static_cast<double>(kWindow)) - static_cast<int64_t>(rng() % kWindow);
+        const int64_t length = corpus.doc_length[static_cast<size_t>(d)];
+        for (int64_t s = 0; s < length; s += kWindow) {
+            corpus.chunk_doc.push_back(d);
+            corpus.chunk_start.push_back(s);
+            corpus.chunk_end.push_back(std::min(s + kWindow, length));
+        }
+    }
+    return corpus;
+}
+
+struct Questions {
+    std::vector<int64_t> ref_offsets, ref_doc, ref_start, ref_end;
+    std::vector<int64_t> ret_offsets, ret_doc, ret_start, ret_end;
+    int64_t pairs = 0;  // Σ_q refs_q * k_q
+
+    int64_t n() const { return static_cast<int64_t>(ref_offsets.size()) - 1; }
+    size_t bytes() const {
+        return 8 * (ref_offsets.size() + 3 * ref_doc.size() + ret_offsets.size() + 3 * ret_doc.size());
+    }
+    RaggedSpanView references() const {
+        return RaggedSpanView{ref_offsets.data(), n(),
+                              SpanView{ref_doc.data(), ref_start.data(), ref_end.data(),
+                                       static_cast<int64_t>(ref_doc.size())}};
+    }
+    RaggedSpanView retrieved() const {
+        return RaggedSpanView{ret_offsets.data(), n(),
+                              SpanView{ret_doc.data(), ret_start.data(), ret_end.data(),
+                                       static_cast<int64_t>(ret_doc.size())}};
+    }
+};
+
+void make_questions(const Config& config, const Corpus& corpus, int64_t count, std::mt19937_64& rng,
+                    Questions& q) {
+    const size_t refs_guess = static_cast<size_t>(count * (config.refs_max + 1) / 2);
+    const size_t ret_rows = static_cast<size_t>(count * config.k);
+    q.ref_offsets.assign(1, 0);
+    q.ret_offsets.assign(1, 0);
+    for (auto* column : {&q.ref_doc, &q.ref_start, &q.ref_end}) {
+        column->clear();
+        column->reserve(refs_guess);
+    }
+    for (auto* column : {&q.ret_doc, &q.ret_start, &q.ret_end}) {
+        column->clear();
+        column->reserve(ret_rows);
+    }
+    q.ref_offsets.reserve(static_cast<size_t>(count + 1));
+    q.ret_offsets.reserve(static_cast<size_t>(count + 1));
+    q.pairs = 0;
+    const uint64_t n_docs = static_cast<uint64_t>(config.docs);
+    auto push_chunk = [&](int64_t doc, int64_t window) {
+        const int64_t length = corpus.doc_length[static_cast<size_t>(doc)];
+        const int64_t last_window = (length - 1) / kWindow;
+        window = std::clamp<int64_t>(window, 0, last_window);
+        q.ret_doc.push_back(doc);
+        q.ret_start.push_back(window * kWindow);
+        q.ret_end.push_back(std::min(window * kWindow + kWindow, length));
+    };
+    for (int64_t i = 0; i < count; ++i) {
+        const int64_t doc = static_cast<int64_t>(rng() % n_docs);
+        const int64_t length = corpus.doc_length[static_cast<size_t>(doc)];
+        const int64_t n_refs = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(config.refs_max));
+        const size_t first_ref = q.ref_doc.size();
+        for (int64_t r = 0; r < n_refs; ++r) {
+            const int64_t ref_length = 50 + static_cast<int64_t>(rng() % 551);
+            const int64_t start = static_cast<int64_t>(rng() % static_cast<uint64_t>(length - ref_length + 1));
+            q.ref_doc.push_back(doc);
+            q.ref_start.push_back(start);
+            q.ref_end.push_back(start + ref_length);
+        }
+        for (int64_t j = 0; j < config.k; ++j) {
+            if (rng() % 10 < 7) {
+                // Near a reference: its window, or up to three windows either side.
+                const size_t ref = first_ref + static_cast<size_t>(rng() % static_cast<uint64_t>(n_refs));
+                const int64_t offset = static_cast<int64_t>(rng() % 7) - 3;
+                push_chunk(doc, q.ref_start[ref] / kWindow + offset);
+            } else {
+                const int64_t other = static_cast<int64_t>(rng() % n_docs);
+                const int64_t windows = (corpus.doc_length[static_cast<size_t>(other)] + kWindow - 1) / kWindow;
+                push_chunk(other, static_cast<int64_t>(rng() % static_cast<uint64_t>(windows)));
+            }
+        }
+        q.pairs += n_refs * config.k;
+        q.ref_offsets.push_back(static_cast<int64_t>(q.ref_doc.size()));
+        q.ret_offsets.push_back(static_cast<int64_t>(q.ret_doc.size()));
+    }
+}
+
+// ---- measurements ----
+
+struct Outputs {
+    std::vector<double> recall, precision, iou, precision_omega, coverage;
+    std::vector<int64_t> n_evidence_chunks;
+
+    void resize(int64_t n, int64_t columns) {
+        const size_t cells = static_cast<size_t>(n * columns);
+        recall.resize(cells);
+        precision.resize(cells);
+        iou.resize(cells);
+        precision_omega.resize(static_cast<size_t>(n));
+        coverage.resize(static_cast<size_t>(n));
+        n_evidence_chunks.resize(static_cast<size_t>(n));
+    }
+    MetricsOutputs view() {
+        return MetricsOutputs{recall.data(),   precision.data(), iou.data(), precision_omega.data(),
+                              coverage.data(), n_evidence_chunks.data()};
+    }
+    bool operator==(const Outputs& o) const {
+        auto same = [](const std::vector<double>& a, const std::vector<double>& b) {
+            return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+        };
+        return same(recall, o.recall) && same(precision, o.precision) && same(iou, o.iou) &&
+               same(precision_omega, o.precision_omega) && same(coverage, o.coverage) &&
+               n_evidence_chunks == o.n_evidence_chunks;
+    }
+};
+
+struct Scenario {
+    const char* name;
+    Semantics semantics;
+    std::vector<int64_t> ks;
+};
+
+// Wall and CPU seconds (CPU summed over the process's threads), each the best of --repeat runs.
+struct Measurement {
+    double wall = 0;
+    double cpu = 0;
+    Measurement& operator+=(const Measurement& o) {
+        wall += o.wall;
+        cpu += o.cpu;
+        return *this;
+    }
+};
+
+struct Timing {
+    Measurement one_thread;
+    Measurement many_threads;
+};
+
+double process_cpu_seconds() {
+    timespec now{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+    return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
+}
+
+// One pass over every int64 of the question arrays: the least any kernel that reads its input must
+// spend. Sums in contiguous blocks per thread, like the kernel.
+int64_t stream_sum(const Questions& q, int threads) {
+    const std::vector<int64_t>* columns[] = {&q.ref_offsets, &q.ref_doc, &q.ref_start, &q.ref_end,
+                                             &q.ret_offsets, &q.ret_doc, &q.ret_start, &q.ret_end};
+    std::vector<int64_t> partial(static_cast<size_t>(threads), 0);
+    for (const std::vector<int64_t>* column : columns) {
+        const int64_t* data = column->data();
+        const int64_t n = static_cast<int64_t>(column->size());
+        // Force the split even for short columns: the floor should use the threads it is given.
+        const int use = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, n)));
+        if (use == 1) {  // on the calling thread, as the kernel runs with one thread
+            for (int64_t i = 0; i < n; ++i) partial[0] += data[i];
+            continue;
+        }
+        std::vector<std::thread> workers;
+        for (int t = 0; t < use; ++t) {
+            workers.emplace_back([&, t] {
+                const int64_t begin = n * t / use;
+                const int64_t end = n * (t + 1) / use;
+                int64_t sum = 0;
+                for (int64_t i = begin; i < end; ++i) sum += data[i];
+                partial[static_cast<size_t>(t)] += sum;
+            });
+        }
+        for (auto& worker : workers) worker.join();
+    }
+    int64_t total = 0;
+    for (int64_t p : partial) total += p;
+    return total;
+}
+
+template <class F>
+Measurement best_of(int64_t repeat, F&& run) {
+    Measurement best{std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity()};
+    for (int64_t r = 0; r < repeat; ++r) {
+        const double cpu_start = process_cpu_seconds();
+        const auto start = std::chrono::steady_clock::now();
+        run();
+        best.wall = std::min(best.wall, seconds_since(start));
+        best.cpu = std::min(best.cpu, process_cpu_seconds() - cpu_start);
+    }
+    return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Config config = parse_config(argc, argv);
+    const int threads = static_cast<int>(config.threads);
+    std::printf("chunkeval_bench: docs=%" PRId64 " chunks~%" PRId64 " questions=%" PRId64 " k=%" PRId64
+                " refs-max=%" PRId64 " threads=%d seed=%" PRId64 " scale=%" PRId64 " batch=%" PRId64
+                " repeat=%" PRId64 " (hardware threads: %d)\n",
+                config.docs, config.chunks, config.questions, config.k, config.refs_max, threads, config.seed,
+                config.scale, config.batch, config.repeat, hardware_concurrency());
+
+    std::mt19937_64 rng(static_cast<uint64_t>(config.seed));
+    auto start = std::chrono::steady_clock::now();
+    Corpus corpus = make_corpus(config, rng);
+    const double corpus_seconds = seconds_since(start);
+    const int64_t n_chunks = static_cast<int64_t>(corpus.chunk_doc.size());
+    start = std::chrono::steady_clock::now();
+    const ChunkIndex index(SpanView{corpus.chunk_doc.data(), corpus.chunk_start.data(), corpus.chunk_end.data(),
+                                    n_chunks});
+    const double index_seconds = seconds_since(start);
+    const double chunk_mb = 24.0 * static_cast<double>(n_chunks) / 1e6;
+    // The index holds its own copy; the generator only needs the document lengths from here on.
+    std::vector<int64_t>().swap(corpus.chunk_doc);
+    std::vector<int64_t>().swap(corpus.chunk_start);
+    std::vector<int64_t>().swap(corpus.chunk_end);
+    std::printf("corpus: %" PRId64 " chunks in %" PRId64 " docs (%.2f s to generate); index built in %.3f s\n",
+                n_chunks, index.n_docs(), corpus_seconds, index_seconds);
+
+    const std::vector<Scenario> scenarios = {
+        {"set    ks=[1,3,5,10]", Semantics::set, {1, 3, 5, 10}},
+        {"chroma ks=[1,3,5,10]", Semantics::chroma, {1, 3, 5, 10}},
+        {"set    ks=[10]", Semantics::set, {10}},
+        {"chroma ks=[10]", Semantics::chroma, {10}},
+    };
+    std::vector<int64_t> list_ks = {1, 3, 5, 10};
+    std::vector<Timing> timings(scenarios.size());
+    Timing floor;
+    int64_t n_refs = 0, n_ret = 0, pairs = 0, mismatches = 0;
+    size_t question_bytes = 0, ref_bytes = 0, ret_bytes = 0;
+    double generate_seconds = 0, checksum = 0;
+    int64_t floor_sum = 0;
+
+    Questions questions;
+    Outputs single, multi;
+    for (int64_t done = 0; done < config.questions; done += config.batch) {
+        const int64_t count = std::min(config.batch, config.questions - done);
+        start = std::chrono::steady_clock::now();
+        make_questions(config, corpus, count, rng, questions);
+        generate_seconds += seconds_since(start);
+        n_refs += static_cast<int64_t>(questions.ref_doc.size());
+        n_ret += static_cast<int64_t>(questions.ret_doc.size());
+        pairs += questions.pairs;
+        question_bytes += questions.bytes();
+        ref_bytes += 24 * questions.ref_doc.size();
+        ret_bytes += 24 * questions.ret_doc.size();
+
+        floor.one_thread += best_of(config.repeat, [&] { floor_sum += stream_sum(questions, 1); });
+        floor.many_threads += best_of(config.repeat, [&] { floor_sum += stream_sum(questions, threads); });
+
+        for (size_t s = 0; s < scenarios.size(); ++s) {
+            const Scenario& scenario = scenarios[s];
+            MetricsOptions options;
+            options.k_mode = KMode::list;
+            options.semantics = scenario.semantics;
+            options.ks = scenario.ks.data();
+            options.n_ks = static_cast<int64_t>(scenario.ks.size());
+            const int64_t columns = metric_columns(options.k_mode, options.n_ks);
+            single.resize(count, columns);
+            multi.resize(count, columns);
+            options.num_threads = 1;
+            timings[s].one_thread += best_of(config.repeat, [&] {
+                span_metrics(questions.references(), questions.retrieved(), &index, options, single.view());
+            });
+            options.num_threads = threads;
+            timings[s].many_threads += best_of(config.repeat, [&] {
+                span_metrics(questions.references(), questions.retrieved(), &index, options, multi.view());
+            });
+            if (!(single == multi)) ++mismatches;
+            for (size_t i = 0; i < single.iou.size(); i += 97) checksum += single.iou[i];
+        }
+    }
+
+    const double n_questions = static_cast<double>(config.questions);
+    std::printf("workload: %" PRId64 " questions, %" PRId64 " references (%.2f per question), %" PRId64
+                " retrieved rows, %" PRId64 " chunk-reference pairs (sum of refs x k); generated in %.2f s\n",
+                config.questions, n_refs, static_cast<double>(n_refs) / n_questions, n_ret, pairs, generate_seconds);
+    std::printf("input bytes: questions %.1f MB (references %.1f, retrieved %.1f, offsets %.1f); chunks %.1f MB\n",
+                static_cast<double>(question_bytes) / 1e6, static_cast<double>(ref_bytes) / 1e6,
+                static_cast<double>(ret_bytes) / 1e6,
+                static_cast<double>(question_bytes - ref_bytes - ret_bytes) / 1e6, chunk_mb);
+    std::printf("streaming floor (sum of every question int64): 1 thread %.4f s wall, %.4f s cpu (%.2f GB/s); "
+                "%d threads %.4f s wall, %.4f s cpu (%.2f GB/s)\n",
+                floor.one_thread.wall, floor.one_thread.cpu,
+                static_cast<double>(question_bytes) / floor.one_thread.wall / 1e9, threads, floor.many_threads.wall,
+                floor.many_threads.cpu, static_cast<double>(question_bytes) / floor.many_threads.wall / 1e9);
+    std::printf("(rates use wall time; q/cpu-s uses CPU seconds summed over threads, which a busy machine "
+                "inflates less; x floor = kernel / floor at the same thread count, wall and cpu)\n\n");
+
+    std::printf("%-22s %3s %8s %8s %12s %12s %12s %12s %7s %6s %8s\n", "scenario (all metrics)", "thr", "wall s",
+                "cpu s", "questions/s", "q/s/thread", "q/cpu-s", "pairs/s", "x floor", "(cpu)", "scaling");
+    for (size_t s = 0; s < scenarios.size(); ++s) {
+        const Timing& t = timings[s];
+        for (int run = 0; run < 2; ++run) {
+            const int used = run == 0 ? 1 : threads;
+            const Measurement& m = run == 0 ? t.one_thread : t.many_threads;
+            const Measurement& f = run == 0 ? floor.one_thread : floor.many_threads;
+            char scaling[16] = "";
+            if (run == 1) std::snprintf(scaling, sizeof scaling, "%.2fx", t.one_thread.wall / t.many_threads.wall);
+            std::printf("%-22s %3d %8.3f %8.3f %12s %12s %12s %12s %7.1f %6.1f %8s\n", scenarios[s].name, used, m.wall,
+                        m.cpu, si(n_questions / m.wall).c_str(), si(n_questions / m.wall / used).c_str(),
+                        si(n_questions / m.cpu).c_str(), si(static_cast<double>(pairs) / m.wall).c_str(),
+                        m.wall / f.wall, m.cpu / f.cpu, scaling);
+        }
+    }
+    std::printf("\n1-thread and %d-thread outputs identical: %s; checksum %.6f (floor %" PRId64 ")\n", threads,
+                mismatches == 0 ? "yes" : "NO", checksum, floor_sum);
+    std::printf("peak RSS: %.1f MiB\n", peak_rss_mib());
+    return mismatches == 0 ? 0 : 1;
+}

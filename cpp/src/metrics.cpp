@@ -1,0 +1,642 @@
+#include "chunkeval/metrics.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "chunkeval/parallel.hpp"
+
+namespace chunkeval {
+
+namespace {
+
+// A maximal piece of the references' union where `mult` references cover every position.
+struct Segment {
+    int64_t doc;
+    int64_t start;
+    int64_t end;
+    int64_t mult;
+};
+
+// The segments of one document: segments[first, last).
+struct DocSegments {
+    int64_t doc;
+    int64_t first;
+    int64_t last;
+};
+
+struct Boundary {
+    int64_t pos;
+    int64_t delta;  // +1 where a reference starts, -1 where one ends
+};
+
+// A retrieved row and its 0-based rank in the ranked list.
+struct RankedRow {
+    int64_t doc;
+    int64_t start;
+    int64_t end;
+    int64_t rank;
+};
+
+// Measures and sums of measures. Unsigned, so that absurd inputs (sums past 2^63) wrap instead of
+// overflowing into undefined behaviour; every count the engine divides is exact below 2^53, and
+// every difference taken of counts is of a larger count minus a part of it.
+using Count = uint64_t;
+
+Count length(int64_t start, int64_t end) noexcept { return static_cast<Count>(end - start); }
+
+// Counters of the ranked-list pass (docs/engine.md §3): per rank, what that row added; summed over
+// ranks 0..k-1, the values at cut-off k.
+struct RankedCounts {
+    Count intersection = 0;           // I   = |E ∩ R|
+    Count weighted_intersection = 0;  // I_w = Σ_r |r ∩ R|
+    Count retrieved_union = 0;        // R_len = |R|
+    Count retrieved_sum = 0;          // ret_sum = Σ |retrieved|
+};
+
+// Questions hold a handful of references and retrieved rows: insertion sort beats std::sort there.
+template <class T, class Less>
+void sort_small(T* first, T* last, Less less) {
+    if (last - first > 24) {
+        std::sort(first, last, less);
+        return;
+    }
+    for (T* i = first + 1; i < last; ++i) {
+        const T value = *i;
+        T* j = i;
+        for (; j > first && less(value, *(j - 1)); --j) *j = *(j - 1);
+        *j = value;
+    }
+}
+
+// Grows a scratch buffer to hold at least n elements; never shrinks, so the steady state does not
+// allocate.
+template <class T>
+T* scratch(std::vector<T>& buffer, size_t n) {
+    if (buffer.size() < n) buffer.resize(std::max(n, 2 * buffer.size()));
+    return buffer.data();
+}
+
+std::string offsets_changed_message(const char* name, int64_t question) {
+    return std::string(name) + " of question " + std::to_string(question) +
+           " point outside the rows (was the array modified while scoring?)";
+}
+
+// Scores questions one at a time; one per thread, so that its scratch buffers are reused.
+class QuestionScorer {
+public:
+    QuestionScorer(const RaggedSpanView& references, const RaggedSpanView& retrieved,
+                   const ChunkIndex* chunks, const MetricsOptions& options, const MetricsOutputs& out)
+        : references_(references),
+          retrieved_(retrieved),
+          chunks_(chunks),
+          options_(options),
+          out_(out),
+          n_columns_(metric_columns(options.k_mode, options.n_ks)) {
+        scratch(refs_, 16);
+        scratch(boundaries_, 32);
+        scratch(segments_, 32);
+        scratch(doc_segments_, 16);
+        scratch(ranked_, 32);
+        scratch(rank_counts_, 32);
+        scratch(cluster_union_, 32);
+    }
+
+    template <Semantics S>
+    void score(int64_t question);
+
+    // Start loading the chunk rows the evidence queries of `question` will read first: on a large
+    // chunking those loads miss every cache and would otherwise dominate the question's time.
+    void prefetch_evidence(int64_t question) const noexcept {
+        if (chunks_ == nullptr || question >= references_.n_groups) return;
+        const int64_t lo = references_.offsets[question];
+        const int64_t hi = std::min(references_.offsets[question + 1], lo + kPrefetchReferences);
+        if (lo < 0 || hi > references_.spans.size) return;  // score() will report it
+        for (int64_t row = lo; row < hi; ++row) {
+            chunks_->prefetch(references_.spans.doc[row], references_.spans.start[row]);
+        }
+    }
+
+    static constexpr int64_t kPrefetchDistance = 4;    // questions ahead
+    static constexpr int64_t kPrefetchReferences = 8;  // at most this many per question
+
+private:
+    void load_references(int64_t question);
+    void append_segment(int64_t doc, int64_t start, int64_t end, int64_t mult);
+    void overlap(int64_t doc, int64_t lo, int64_t hi, Count& ov, Count& wov) const;
+    template <bool Inclusive>
+    void evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w) const;
+    void rank_retrieved(int64_t question, int64_t limit);
+    void insert_in_cluster(const RankedRow& row, RankedCounts& counts);
+    template <Semantics S>
+    void write_column(int64_t question, int64_t column, const RankedCounts& counts) const;
+
+    const RaggedSpanView& references_;
+    const RaggedSpanView& retrieved_;
+    const ChunkIndex* chunks_;
+    const MetricsOptions& options_;
+    const MetricsOutputs& out_;
+    const int64_t n_columns_;
+
+    // Scratch buffers, sized once and reused; the counts say how much of each is in use.
+    std::vector<Span> refs_;
+    std::vector<Boundary> boundaries_;
+    std::vector<Segment> segments_;  // [0, n_segments_) sorted by (doc, start), disjoint
+    size_t n_segments_ = 0;
+    std::vector<DocSegments> doc_segments_;  // [0, n_doc_segments_) sorted by doc
+    size_t n_doc_segments_ = 0;
+    std::vector<RankedRow> ranked_;
+    std::vector<RankedCounts> rank_counts_;  // what the row of each rank added
+    std::vector<uint64_t> sort_keys_;
+    std::vector<RankedRow> rows_by_rank_;
+    std::vector<Span> cluster_union_;        // [0, cluster_size_): union of a cluster's rows so far
+    size_t cluster_size_ = 0;
+    Count evidence_len_ = 0;   // E_len = |∪ references|
+    Count reference_sum_ = 0;  // ref_sum = Σ |reference|
+};
+
+void QuestionScorer::append_segment(int64_t doc, int64_t start, int64_t end, int64_t mult) {
+    if (n_segments_ > 0) {
+        Segment& last = segments_[n_segments_ - 1];
+        if (last.doc == doc && last.end == start && last.mult == mult) {
+            last.end = end;  // keep pieces maximal
+            return;
+        }
+    }
+    segments_[n_segments_++] = Segment{doc, start, end, mult};
+}
+
+void QuestionScorer::load_references(int64_t question) {
+    const int64_t lo = references_.offsets[question];
+    const int64_t hi = references_.offsets[question + 1];
+    if (!(0 <= lo && lo <= hi && hi <= references_.spans.size)) {
+        throw std::invalid_argument(offsets_changed_message("ref_offsets", question));
+    }
+    const size_t n = static_cast<size_t>(hi - lo);
+    const SpanView& spans = references_.spans;
+    Span* refs = scratch(refs_, n);
+    scratch(segments_, 2 * n);  // n references make at most 2n - 1 segments
+    scratch(doc_segments_, n);
+    for (size_t i = 0; i < n; ++i) {
+        const int64_t row = lo + static_cast<int64_t>(i);
+        const int64_t start = spans.start[row];
+        const int64_t end = spans.end[row];
+        if (!span_row_ok(start, end)) {
+            throw std::invalid_argument(bad_span_message("references", row, start, end));
+        }
+        refs[i] = Span{spans.doc[row], start, end};
+    }
+    n_segments_ = 0;
+    n_doc_segments_ = 0;
+    if (n == 1) {  // the common case, without the machinery
+        segments_[0] = Segment{refs[0].doc, refs[0].start, refs[0].end, 1};
+        doc_segments_[0] = DocSegments{refs[0].doc, 0, 1};
+        n_segments_ = n_doc_segments_ = 1;
+        evidence_len_ = reference_sum_ = length(refs[0].start, refs[0].end);
+        return;
+    }
+    sort_small(refs, refs + n, [](const Span& a, const Span& b) {
+        return a.doc != b.doc ? a.doc < b.doc : a.start < b.start;
+    });
+
+    for (size_t i = 0; i < n;) {
+        const int64_t doc = refs[i].doc;
+        const int64_t first_segment = static_cast<int64_t>(n_segments_);
+        bool disjoint = true;  // the usual case: no two references of this doc overlap
+        int64_t reach = refs[i].end;
+        size_t j = i + 1;
+        for (; j < n && refs[j].doc == doc; ++j) {
+            disjoint = disjoint && refs[j].start >= reach;
+            reach = std::max(reach, refs[j].end);
+        }
+        if (disjoint) {
+            for (size_t r = i; r < j; ++r) append_segment(doc, refs[r].start, refs[r].end, 1);
+        } else {
+            // Sweep the boundaries: between two consecutive distinct positions the cover count is
+            // constant, and a positive count there is a segment.
+            Boundary* boundaries = scratch(boundaries_, 2 * (j - i));
+            size_t n_boundaries = 0;
+            for (size_t r = i; r < j; ++r) {
+                boundaries[n_boundaries++] = Boundary{refs[r].start, +1};
+                boundaries[n_boundaries++] = Boundary{refs[r].end, -1};
+            }
+            sort_small(boundaries, boundaries + n_boundaries,
+                       [](const Boundary& a, const Boundary& b) { return a.pos < b.pos; });
+            int64_t cover = 0;
+            int64_t previous = boundaries[0].pos;
+            for (size_t b = 0; b < n_boundaries; ++b) {
+                if (cover > 0 && boundaries[b].pos > previous) append_segment(doc, previous, boundaries[b].pos, cover);
+                cover += boundaries[b].delta;
+                previous = boundaries[b].pos;
+            }
+        }
+        doc_segments_[n_doc_segments_++] = DocSegments{doc, first_segment, static_cast<int64_t>(n_segments_)};
+        i = j;
+    }
+
+    evidence_len_ = 0;
+    reference_sum_ = 0;
+    for (size_t s = 0; s < n_segments_; ++s) {
+        evidence_len_ += length(segments_[s].start, segments_[s].end);
+        reference_sum_ += length(segments_[s].start, segments_[s].end) * static_cast<Count>(segments_[s].mult);
+    }
+}
+
+// ov and wov of [lo, hi) in `doc` (docs/engine.md §1), added to the running totals.
+void QuestionScorer::overlap(int64_t doc, int64_t lo, int64_t hi, Count& ov, Count& wov) const {
+    const DocSegments* group = doc_segments_.data();
+    const DocSegments* const groups_end = group + n_doc_segments_;
+    if (n_doc_segments_ <= 8) {
+        while (group != groups_end && group->doc != doc) ++group;
+    } else {
+        group = std::lower_bound(group, groups_end, doc,
+                                 [](const DocSegments& g, int64_t d) { return g.doc < d; });
+        if (group != groups_end && group->doc != doc) group = groups_end;
+    }
+    if (group == groups_end) return;
+
+    const Segment* segment = segments_.data() + group->first;
+    const Segment* const last = segments_.data() + group->last;
+    // Segments of one doc are disjoint and sorted, so their ends increase too.
+    if (last - segment <= 8) {
+        while (segment != last && segment->end <= lo) ++segment;
+    } else {
+        segment = std::partition_point(segment, last, [lo](const Segment& s) { return s.end <= lo; });
+    }
+    for (; segment != last && segment->start < hi; ++segment) {
+        const Count piece = length(std::max(lo, segment->start), std::min(hi, segment->end));
+        ov += piece;
+        wov += piece * static_cast<Count>(segment->mult);
+    }
+}
+
+template <bool Inclusive>
+void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w) const {
+    n_evidence = 0;
+    cs_len = 0;
+    cs_in_e = 0;
+    cs_in_e_w = 0;
+
+    // C* is built while the chunk rows stream in: sorted rows are sorted by (doc, start), and the
+    // queries below yield rows in increasing order once rows already seen are skipped (a chunk that
+    // matches a later evidence interval and has a smaller row than one already seen also matches
+    // the earlier interval that row came from). So a running maximum deduplicates, and consecutive
+    // chunks merge into the pieces of C* without a buffer.
+    int64_t last_row = -1;
+    bool have_piece = false;
+    int64_t piece_doc = 0;
+    int64_t piece_start = 0;
+    int64_t piece_end = 0;
+    size_t segment_cursor = 0;  // C* pieces arrive in order: walk the segments alongside
+    const Segment* segments = segments_.data();
+    const size_t n_segments = n_segments_;
+
+    auto flush_piece = [&]() {
+        cs_len += length(piece_start, piece_end);
+        while (segment_cursor < n_segments &&
+               (segments[segment_cursor].doc < piece_doc ||
+                (segments[segment_cursor].doc == piece_doc && segments[segment_cursor].end <= piece_start))) {
+            ++segment_cursor;
+        }
+        for (size_t s = segment_cursor;
+             s < n_segments && segments[s].doc == piece_doc && segments[s].start < piece_end; ++s) {
+            const Count piece = length(std::max(piece_start, segments[s].start), std::min(piece_end, segments[s].end));
+            cs_in_e += piece;
+            cs_in_e_w += piece * static_cast<Count>(segments[s].mult);
+        }
+    };
+
+    size_t k = 0;
+    while (k < n_segments) {
+        // Evidence interval: consecutive segments of one doc that overlap or touch.
+        const int64_t doc = segments[k].doc;
+        const int64_t start = segments[k].start;
+        int64_t end = segments[k].end;
+        for (++k; k < n_segments && segments[k].doc == doc && segments[k].start <= end; ++k) {
+            end = std::max(end, segments[k].end);
+        }
+        chunks_->query<Inclusive>(doc, end, start, [&](int64_t row) {
+            if (row <= last_row) return;
+            last_row = row;
+            ++n_evidence;
+            const int64_t chunk_start = chunks_->start(row);
+            const int64_t chunk_end = chunks_->end(row);
+            if (have_piece && piece_doc == doc && chunk_start <= piece_end) {
+                piece_end = std::max(piece_end, chunk_end);
+                return;
+            }
+            if (have_piece) flush_piece();
+            have_piece = true;
+            piece_doc = doc;
+            piece_start = chunk_start;
+            piece_end = chunk_end;
+        });
+    }
+    if (have_piece) flush_piece();
+}
+
+// The ranked-list pass of docs/engine.md §3, arranged for speed: instead of merging rows into one
+// sorted union in rank order, sort the first `limit` rows by (doc, start) and split them into
+// clusters of rows that overlap each other with positive length. Clusters are disjoint, so a row
+// alone in its cluster adds all of itself at its rank; only the rows of a shared cluster (duplicates,
+// overlapping chunks) are merged in rank order. rank_counts_[r] receives what rank r added: the
+// same pieces, counted the same way, as the rank-order merge.
+void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
+    const int64_t lo = retrieved_.offsets[question];
+    const SpanView& spans = retrieved_.spans;
+    const size_t n = static_cast<size_t>(limit);
+    RankedRow* by_rank = scratch(rows_by_rank_, n);
+    RankedRow* rows = scratch(ranked_, n);  // sorted by (doc, start)
+    RankedCounts* counts = scratch(rank_counts_, n);
+    // Sort keys: usually every doc id and start fits in one 64-bit word with the rank in its low
+    // bits (docs below 2^20, starts below 2^38, at most 64 rows), and comparing words is cheaper
+    // than comparing and moving 32-byte rows.
+    constexpr int kRankBits = 6;
+    constexpr int kStartBits = 38;
+    uint64_t* keys = scratch(sort_keys_, n);
+    uint64_t too_wide = n > (size_t{1} << kRankBits) ? 1 : 0;
+    for (size_t rank = 0; rank < n; ++rank) {
+        const int64_t row = lo + static_cast<int64_t>(rank);
+        const int64_t doc = spans.doc[row];
+        const int64_t start = spans.start[row];
+        const int64_t end = spans.end[row];
+        if (!span_row_ok(start, end)) {
+            throw std::invalid_argument(bad_span_message("retrieved", row, start, end));
+        }
+        by_rank[rank] = RankedRow{doc, start, end, static_cast<int64_t>(rank)};
+        counts[rank] = RankedCounts{0, 0, 0, length(start, end)};
+        too_wide |= (static_cast<uint64_t>(doc) >> (64 - kRankBits - kStartBits)) |
+                    (static_cast<uint64_t>(start) >> kStartBits);
+        keys[rank] = static_cast<uint64_t>(doc) << (kStartBits + kRankBits) |
+                     static_cast<uint64_t>(start) << kRankBits | static_cast<uint64_t>(rank);
+    }
+    if (too_wide != 0) {
+        std::copy(by_rank, by_rank + n, rows);
+        sort_small(rows, rows + n, [](const RankedRow& a, const RankedRow& b) {
+            return a.doc != b.doc ? a.doc < b.doc : a.start < b.start;
+        });
+    } else if (n <= 16) {
+        // The keys are distinct (the rank is in them), so a row's place is the number of smaller
+        // keys: quadratic, but free of the data-dependent branches that make insertion sort
+        // mispredict about once per row.
+        for (size_t i = 0; i < n; ++i) {
+            size_t place = 0;
+            for (size_t j = 0; j < n; ++j) place += static_cast<size_t>(keys[j] < keys[i]);
+            rows[place] = by_rank[i];
+        }
+    } else {
+        sort_small(keys, keys + n, [](uint64_t a, uint64_t b) { return a < b; });
+        for (size_t i = 0; i < n; ++i) rows[i] = by_rank[keys[i] & ((uint64_t{1} << kRankBits) - 1)];
+    }
+
+    const Segment* segments = segments_.data();
+    const size_t n_segments = n_segments_;
+    size_t segment_cursor = 0;  // lone rows arrive in (doc, start) order: walk the segments alongside
+    for (size_t i = 0; i < n;) {
+        const int64_t doc = rows[i].doc;
+        int64_t reach = rows[i].end;
+        size_t j = i + 1;
+        for (; j < n && rows[j].doc == doc && rows[j].start < reach; ++j) reach = std::max(reach, rows[j].end);
+        if (j == i + 1) {
+            const RankedRow& row = rows[i];
+            RankedCounts& c = counts[row.rank];
+            c.retrieved_union = length(row.start, row.end);
+            while (segment_cursor < n_segments &&
+                   (segments[segment_cursor].doc < doc ||
+                    (segments[segment_cursor].doc == doc && segments[segment_cursor].end <= row.start))) {
+                ++segment_cursor;
+            }
+            for (size_t s = segment_cursor;
+                 s < n_segments && segments[s].doc == doc && segments[s].start < row.end; ++s) {
+                const Count piece = length(std::max(row.start, segments[s].start), std::min(row.end, segments[s].end));
+                c.intersection += piece;
+                c.weighted_intersection += piece * static_cast<Count>(segments[s].mult);
+            }
+        } else {
+            sort_small(rows + i, rows + j, [](const RankedRow& a, const RankedRow& b) { return a.rank < b.rank; });
+            scratch(cluster_union_, j - i + 1);
+            cluster_size_ = 0;
+            for (size_t t = i; t < j; ++t) insert_in_cluster(rows[t], counts[rows[t].rank]);
+        }
+        i = j;
+    }
+}
+
+// Merges a row into the union of its cluster's earlier rows (all of one doc, sorted, disjoint);
+// the parts not covered yet count for the row's rank.
+void QuestionScorer::insert_in_cluster(const RankedRow& row, RankedCounts& counts) {
+    Span* intervals = cluster_union_.data();
+    const size_t n = cluster_size_;
+    const int64_t doc = row.doc;
+    const int64_t start = row.start;
+    const int64_t end = row.end;
+    // First interval not entirely before [start, end); touching ones merge.
+    size_t first = 0;
+    if (n <= 16) {
+        while (first < n && intervals[first].end < start) ++first;
+    } else {
+        first = static_cast<size_t>(
+            std::partition_point(intervals, intervals + n, [start](const Span& s) { return s.end < start; }) - intervals);
+    }
+    size_t past = first;
+    int64_t covered_to = start;  // [start, covered_to) is known covered or counted
+    int64_t merged_start = start;
+    int64_t merged_end = end;
+    for (; past < n && intervals[past].start <= end; ++past) {
+        const Span& s = intervals[past];
+        if (s.start > covered_to) {
+            counts.retrieved_union += length(covered_to, s.start);
+            overlap(doc, covered_to, s.start, counts.intersection, counts.weighted_intersection);
+        }
+        covered_to = std::max(covered_to, s.end);
+        merged_start = std::min(merged_start, s.start);
+        merged_end = std::max(merged_end, s.end);
+    }
+    if (covered_to < end) {
+        counts.retrieved_union += length(covered_to, end);
+        overlap(doc, covered_to, end, counts.intersection, counts.weighted_intersection);
+    }
+    // intervals[first, past) and the row become one interval at `first`.
+    const Span merged{doc, merged_start, merged_end};
+    if (past == first) {
+        for (size_t i = n; i > first; --i) intervals[i] = intervals[i - 1];
+        cluster_size_ = n + 1;
+    } else {
+        const size_t removed = past - first - 1;
+        for (size_t i = past; i < n; ++i) intervals[i - removed] = intervals[i];
+        cluster_size_ = n - removed;
+    }
+    intervals[first] = merged;
+}
+
+template <Semantics S>
+void QuestionScorer::write_column(int64_t question, int64_t column, const RankedCounts& c) const {
+    const size_t at = static_cast<size_t>(question * n_columns_ + column);
+    const double numerator = static_cast<double>(c.intersection);
+    if (S == Semantics::set) {
+        out_.recall[at] = numerator / static_cast<double>(evidence_len_);
+        out_.precision[at] =
+            c.retrieved_union > 0 ? numerator / static_cast<double>(c.retrieved_union) : 0.0;
+        out_.iou[at] = numerator / static_cast<double>(evidence_len_ + c.retrieved_union - c.intersection);
+    } else {
+        out_.recall[at] = numerator / static_cast<double>(reference_sum_);
+        out_.precision[at] = c.retrieved_sum > 0 ? numerator / static_cast<double>(c.retrieved_sum) : 0.0;
+        // ref_sum - I_w is Chroma's "unused": each reference minus the retrieved union, summed.
+        out_.iou[at] = numerator / static_cast<double>(c.retrieved_sum + (reference_sum_ - c.weighted_intersection));
+    }
+}
+
+template <Semantics S>
+void QuestionScorer::score(int64_t question) {
+    load_references(question);
+
+    int64_t n_evidence = -1;
+    if (chunks_ != nullptr) {
+        Count cs_len = 0;
+        Count cs_in_e = 0;
+        Count cs_in_e_w = 0;
+        evidence<S == Semantics::chroma>(n_evidence, cs_len, cs_in_e, cs_in_e_w);
+        out_.precision_omega[question] =
+            static_cast<double>(cs_in_e) / static_cast<double>(evidence_len_ + cs_len - cs_in_e);
+        out_.coverage[question] = S == Semantics::set
+                                      ? static_cast<double>(cs_in_e) / static_cast<double>(evidence_len_)
+                                      : static_cast<double>(cs_in_e_w) / static_cast<double>(reference_sum_);
+    } else {
+        out_.precision_omega[question] = std::numeric_limits<double>::quiet_NaN();
+        out_.coverage[question] = std::numeric_limits<double>::quiet_NaN();
+    }
+    out_.n_evidence_chunks[question] = n_evidence;
+
+    const int64_t lo = retrieved_.offsets[question];
+    const int64_t hi = retrieved_.offsets[question + 1];
+    if (!(0 <= lo && lo <= hi && hi <= retrieved_.spans.size)) {
+        throw std::invalid_argument(offsets_changed_message("ret_offsets", question));
+    }
+    const int64_t n_retrieved = hi - lo;
+    const bool list_mode = options_.k_mode == KMode::list;
+    int64_t limit = n_retrieved;
+    if (list_mode) {
+        limit = std::min(n_retrieved, options_.ks[options_.n_ks - 1]);
+    } else if (options_.k_mode == KMode::automatic) {
+        limit = std::min(n_retrieved, n_evidence);
+    }
+    // Rows past the deepest cut-off are not scored, but they are still input: check them too.
+    const SpanView& spans = retrieved_.spans;
+    for (int64_t row = lo + limit; row < hi; ++row) {
+        if (!span_row_ok(spans.start[row], spans.end[row])) {
+            throw std::invalid_argument(bad_span_message("retrieved", row, spans.start[row], spans.end[row]));
+        }
+    }
+    rank_retrieved(question, limit);
+
+    // Running sums over ranks give the counters at every cut-off; cut-offs beyond the list score
+    // the whole list.
+    RankedCounts total;
+    const RankedCounts* added = rank_counts_.data();
+    const int64_t n_cutoffs = list_mode ? options_.n_ks : 1;
+    int64_t rank = 0;
+    for (int64_t column = 0; column < n_cutoffs; ++column) {
+        const int64_t upto = list_mode ? std::min(options_.ks[column], limit) : limit;
+        for (; rank < upto; ++rank) {
+            total.intersection += added[rank].intersection;
+            total.weighted_intersection += added[rank].weighted_intersection;
+            total.retrieved_union += added[rank].retrieved_union;
+            total.retrieved_sum += added[rank].retrieved_sum;
+        }
+        write_column<S>(question, column, total);
+    }
+}
+
+}  // namespace
+
+int64_t metric_columns(KMode k_mode, int64_t n_ks) noexcept { return k_mode == KMode::list ? n_ks : 1; }
+
+void validate_metrics_inputs(const RaggedSpanView& references, const RaggedSpanView& retrieved,
+                             const ChunkIndex* chunks, const MetricsOptions& options) {
+    if (references.n_groups < 0 || references.offsets == nullptr) {
+        throw std::invalid_argument("ref_offsets must have n_questions + 1 >= 1 entries");
+    }
+    if (retrieved.n_groups < 0 || retrieved.offsets == nullptr) {
+        throw std::invalid_argument("ret_offsets must have n_questions + 1 >= 1 entries");
+    }
+    if (references.n_groups != retrieved.n_groups) {
+        throw std::invalid_argument("ref_offsets describes " + std::to_string(references.n_groups) +
+                                    " questions but ret_offsets describes " +
+                                    std::to_string(retrieved.n_groups) + "; both need n_questions + 1 entries");
+    }
+    if (references.spans.size < 0 || retrieved.spans.size < 0) {
+        throw std::invalid_argument("span columns must not have a negative size");
+    }
+    validate_offsets("ref_offsets", references.offsets, references.n_groups, references.spans.size);
+    validate_offsets("ret_offsets", retrieved.offsets, retrieved.n_groups, retrieved.spans.size);
+
+    const int k_mode = static_cast<int>(options.k_mode);
+    if (k_mode < 0 || k_mode > 2) {
+        throw std::invalid_argument("k_mode is " + std::to_string(k_mode) + "; use 0 (list), 1 (all) or 2 (auto)");
+    }
+    const int semantics = static_cast<int>(options.semantics);
+    if (semantics < 0 || semantics > 1) {
+        throw std::invalid_argument("semantics is " + std::to_string(semantics) + "; use 0 (set) or 1 (chroma)");
+    }
+    if (options.k_mode == KMode::list) {
+        if (options.n_ks < 1 || options.ks == nullptr) {
+            throw std::invalid_argument("ks is empty; list mode needs at least one cut-off");
+        }
+        for (int64_t i = 0; i < options.n_ks; ++i) {
+            if (options.ks[i] < 1) {
+                throw std::invalid_argument("ks[" + std::to_string(i) + "] is " + std::to_string(options.ks[i]) +
+                                            "; cut-offs must be >= 1");
+            }
+            if (i > 0 && options.ks[i] <= options.ks[i - 1]) {
+                throw std::invalid_argument("ks[" + std::to_string(i) + "] is " + std::to_string(options.ks[i]) +
+                                            ", not above ks[" + std::to_string(i - 1) + "] = " +
+                                            std::to_string(options.ks[i - 1]) + "; cut-offs must be strictly increasing");
+            }
+        }
+    }
+    if (options.k_mode == KMode::automatic && chunks == nullptr) {
+        throw std::invalid_argument("k_mode 2 (auto) needs the chunking: pass a ChunkIndex");
+    }
+    if (options.num_threads < 0) {
+        throw std::invalid_argument("num_threads is " + std::to_string(options.num_threads) +
+                                    "; use a positive count, or 0 for every hardware thread");
+    }
+}
+
+void span_metrics(const RaggedSpanView& references, const RaggedSpanView& retrieved,
+                  const ChunkIndex* chunks, const MetricsOptions& options, const MetricsOutputs& out) {
+    validate_metrics_inputs(references, retrieved, chunks, options);
+    auto run = [&](auto semantics_tag) {
+        constexpr Semantics S = decltype(semantics_tag)::value;
+        parallel_for(references.n_groups, options.num_threads,
+                     [&](int, int64_t begin, int64_t end, const std::atomic<bool>& stop) {
+                         QuestionScorer scorer(references, retrieved, chunks, options, out);
+                         for (int64_t question = begin; question < end; ++question) {
+                             if (stop.load(std::memory_order_relaxed)) return;
+                             if (question + QuestionScorer::kPrefetchDistance < end) {
+                                 scorer.prefetch_evidence(question + QuestionScorer::kPrefetchDistance);
+                             }
+                             scorer.score<S>(question);
+                         }
+                     });
+    };
+    try {
+        if (options.semantics == Semantics::set) {
+            run(std::integral_constant<Semantics, Semantics::set>{});
+        } else {
+            run(std::integral_constant<Semantics, Semantics::chroma>{});
+        }
+    } catch (const std::invalid_argument&) {
+        // Span rows are checked as the workers read them, so with several threads the row reported
+        // need not be the first bad one. Report the first, so the message never depends on timing.
+        validate_span_rows("references", references.spans);
+        validate_span_rows("retrieved", retrieved.spans);
+        throw;
+    }
+}
+
+}  // namespace chunkeval

@@ -1,0 +1,780 @@
+// C++ tests of the chunkeval core. No framework: CHECK records a failure and carries on, and the
+// exit status is the number of failures (capped), so ctest reports every broken check at once.
+//
+// Expected values are worked out by hand in the comments and written as the same integer ratios
+// the engine divides, so comparisons are exact (==), as the backends must be bit-identical.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "chunkeval/chunk_index.hpp"
+#include "chunkeval/metrics.hpp"
+#include "chunkeval/parallel.hpp"
+
+using namespace chunkeval;
+
+namespace {
+
+int g_failures = 0;
+int g_checks = 0;
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        ++g_checks;                                                              \
+        if (!(cond)) {                                                           \
+            ++g_failures;                                                        \
+            std::printf("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                        \
+    } while (0)
+
+// Exact equality of doubles, NaN equal to NaN.
+#define CHECK_SAME(actual, expected)                                                              \
+    do {                                                                                          \
+        ++g_checks;                                                                               \
+        const double a_ = (actual);                                                               \
+        const double e_ = (expected);                                                             \
+        if (!((std::isnan(a_) && std::isnan(e_)) || a_ == e_)) {                                  \
+            ++g_failures;                                                                         \
+            std::printf("%s:%d: %s is %.17g, expected %s = %.17g\n", __FILE__, __LINE__, #actual, \
+                        a_, #expected, e_);                                                       \
+        }                                                                                         \
+    } while (0)
+
+#define CHECK_THROWS(expr, needle)                                                                \
+    do {                                                                                          \
+        ++g_checks;                                                                               \
+        bool threw_ = false;                                                                      \
+        try {                                                                                     \
+            expr;                                                                                 \
+        } catch (const std::invalid_argument& error_) {                                           \
+            threw_ = true;                                                                        \
+            if (std::string(error_.what()).find(needle) == std::string::npos) {                   \
+                ++g_failures;                                                                     \
+                std::printf("%s:%d: message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__,           \
+                            error_.what(), needle);                                               \
+            }                                                                                     \
+        }                                                                                         \
+        if (!threw_) {                                                                            \
+            ++g_failures;                                                                         \
+            std::printf("%s:%d: %s did not throw std::invalid_argument\n", __FILE__, __LINE__, #expr); \
+        }                                                                                         \
+    } while (0)
+
+double ratio(int64_t a, int64_t b) { return static_cast<double>(a) / static_cast<double>(b); }
+
+struct Question {
+    std::vector<Span> refs;
+    std::vector<Span> retrieved;
+};
+
+// Owns CSR columns built from a list of questions.
+struct Batch {
+    std::vector<int64_t> ref_offsets{0}, ref_doc, ref_start, ref_end;
+    std::vector<int64_t> ret_offsets{0}, ret_doc, ret_start, ret_end;
+
+    explicit Batch(const std::vector<Question>& questions) {
+        for (const Question& q : questions) {
+            for (const Span& s : q.refs) {
+                ref_doc.push_back(s.doc);
+                ref_start.push_back(s.start);
+                ref_end.push_back(s.end);
+            }
+            for (const Span& s : q.retrieved) {
+                ret_doc.push_back(s.doc);
+                ret_start.push_back(s.start);
+                ret_end.push_back(s.end);
+            }
+            ref_offsets.push_back(static_cast<int64_t>(ref_doc.size()));
+            ret_offsets.push_back(static_cast<int64_t>(ret_doc.size()));
+        }
+    }
+    RaggedSpanView references() const {
+        return RaggedSpanView{ref_offsets.data(), static_cast<int64_t>(ref_offsets.size()) - 1,
+                              SpanView{ref_doc.data(), ref_start.data(), ref_end.data(),
+                                       static_cast<int64_t>(ref_doc.size())}};
+    }
+    RaggedSpanView retrieved() const {
+        return RaggedSpanView{ret_offsets.data(), static_cast<int64_t>(ret_offsets.size()) - 1,
+                              SpanView{ret_doc.data(), ret_start.data(), ret_end.data(),
+                                       static_cast<int64_t>(ret_doc.size())}};
+    }
+};
+
+struct Results {
+    int64_t n_columns = 0;
+    std::vector<double> recall, precision, iou, precision_omega, coverage;
+    std::vector<int64_t> n_evidence_chunks;
+    double r(int64_t q, int64_t c) const { return recall[static_cast<size_t>(q * n_columns + c)]; }
+    double p(int64_t q, int64_t c) const { return precision[static_cast<size_t>(q * n_columns + c)]; }
+    double j(int64_t q, int64_t c) const { return iou[static_cast<size_t>(q * n_columns + c)]; }
+};
+
+ChunkIndex make_index(const std::vector<Span>& chunks) {
+    std::vector<int64_t> doc, start, end;
+    for (const Span& s : chunks) {
+        doc.push_back(s.doc);
+        start.push_back(s.start);
+        end.push_back(s.end);
+    }
+    return ChunkIndex(SpanView{doc.data(), start.data(), end.data(), static_cast<int64_t>(doc.size())});
+}
+
+Results score(const Batch& batch, const ChunkIndex* index, KMode mode, Semantics semantics,
+              const std::vector<int64_t>& ks, int threads = 1) {
+    Results res;
+    const int64_t n = static_cast<int64_t>(batch.ref_offsets.size()) - 1;
+    res.n_columns = metric_columns(mode, static_cast<int64_t>(ks.size()));
+    const size_t cells = static_cast<size_t>(n * res.n_columns);
+    res.recall.assign(cells, -7.0);
+    res.precision.assign(cells, -7.0);
+    res.iou.assign(cells, -7.0);
+    res.precision_omega.assign(static_cast<size_t>(n), -7.0);
+    res.coverage.assign(static_cast<size_t>(n), -7.0);
+    res.n_evidence_chunks.assign(static_cast<size_t>(n), -7);
+    MetricsOptions options;
+    options.k_mode = mode;
+    options.semantics = semantics;
+    options.ks = ks.data();
+    options.n_ks = static_cast<int64_t>(ks.size());
+    options.num_threads = threads;
+    MetricsOutputs out{res.recall.data(),          res.precision.data(), res.iou.data(),
+                       res.precision_omega.data(), res.coverage.data(),  res.n_evidence_chunks.data()};
+    span_metrics(batch.references(), batch.retrieved(), index, options, out);
+    return res;
+}
+
+std::vector<Span> tiling(int64_t doc, int64_t length, int64_t width) {
+    std::vector<Span> chunks;
+    for (int64_t s = 0; s < length; s += width) chunks.push_back(Span{doc, s, std::min(s + width, length)});
+    return chunks;
+}
+
+void test_worked_example() {
+    // docs/metrics.md: chunks [0,10) [10,20) ... of a 100-char doc, reference [15,25),
+    // retrieved [20,30) then [50,60).
+    // @2: E = [15,25), |E| = 10; R = [20,30) ∪ [50,60), |R| = 20; I = |[20,25)| = 5
+    //     recall 5/10, precision 5/20, iou 5/(10 + 20 - 5) = 5/25
+    // @1: R = [20,30): recall 5/10, precision 5/10, iou 5/(10 + 10 - 5) = 5/15
+    // C* = [10,20) ∪ [20,30) = [10,30): precision_omega = 10/(10 + 20 - 10) = 0.5, coverage 10/10,
+    // 2 evidence chunks. @10 is the whole list, i.e. @2.
+    const ChunkIndex index = make_index(tiling(0, 100, 10));
+    const Batch batch({Question{{{0, 15, 25}}, {{0, 20, 30}, {0, 50, 60}}}});
+    const Results res = score(batch, &index, KMode::list, Semantics::set, {1, 2, 10});
+    CHECK_SAME(res.r(0, 0), 0.5);
+    CHECK_SAME(res.p(0, 0), 0.5);
+    CHECK_SAME(res.j(0, 0), ratio(5, 15));
+    CHECK_SAME(res.r(0, 1), 0.5);
+    CHECK_SAME(res.p(0, 1), 0.25);
+    CHECK_SAME(res.j(0, 1), 0.2);
+    CHECK_SAME(res.r(0, 2), 0.5);
+    CHECK_SAME(res.p(0, 2), 0.25);
+    CHECK_SAME(res.j(0, 2), 0.2);
+    CHECK_SAME(res.precision_omega[0], 0.5);
+    CHECK_SAME(res.coverage[0], 1.0);
+    CHECK(res.n_evidence_chunks[0] == 2);
+
+    // Without chunks: NaN, NaN, -1 and the same ranked metrics.
+    const Results bare = score(batch, nullptr, KMode::all, Semantics::set, {});
+    CHECK(bare.n_columns == 1);
+    CHECK_SAME(bare.r(0, 0), 0.5);
+    CHECK_SAME(bare.p(0, 0), 0.25);
+    CHECK_SAME(bare.j(0, 0), 0.2);
+    CHECK(std::isnan(bare.precision_omega[0]));
+    CHECK(std::isnan(bare.coverage[0]));
+    CHECK(bare.n_evidence_chunks[0] == -1);
+}
+
+void test_touching_spans() {
+    // Chunks [0,10) [10,20) [20,30), reference [10,20), retrieved [0,10) then [10,20).
+    // set: only [10,20) overlaps with positive length: 1 evidence chunk, C* = [10,20),
+    //      precision_omega 10/10, coverage 10/10.
+    // chroma: [0,10) and [20,30) touch the reference: 3 evidence chunks, C* = [0,30),
+    //      precision_omega = 10/(10 + 30 - 10) = 1/3, coverage = 10/10.
+    // @1 (touching chunk only): I = 0. set: recall 0, precision 0/10, iou 0/(10 + 10 - 0) = 0.
+    //      chroma: ret_sum 10, recall 0, precision 0, iou 0/(10 + 10) = 0.
+    // @2: I = 10. set: R_len 20, recall 1, precision 10/20, iou 10/(10 + 20 - 10) = 0.5.
+    //      chroma: ret_sum 20, I_w 10, recall 1, precision 10/20, iou 10/(20 + (10 - 10)) = 0.5.
+    const ChunkIndex index = make_index(tiling(0, 30, 10));
+    const Batch batch({Question{{{0, 10, 20}}, {{0, 0, 10}, {0, 10, 20}}}});
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        const Results res = score(batch, &index, KMode::list, sem, {1, 2});
+        CHECK_SAME(res.r(0, 0), 0.0);
+        CHECK_SAME(res.p(0, 0), 0.0);
+        CHECK_SAME(res.j(0, 0), 0.0);
+        CHECK_SAME(res.r(0, 1), 1.0);
+        CHECK_SAME(res.p(0, 1), 0.5);
+        CHECK_SAME(res.j(0, 1), 0.5);
+        CHECK_SAME(res.coverage[0], 1.0);
+        if (sem == Semantics::set) {
+            CHECK(res.n_evidence_chunks[0] == 1);
+            CHECK_SAME(res.precision_omega[0], 1.0);
+        } else {
+            CHECK(res.n_evidence_chunks[0] == 3);
+            CHECK_SAME(res.precision_omega[0], ratio(10, 30));
+        }
+    }
+    // auto mode: set cuts at min(1, 2) = 1 row, chroma at min(3, 2) = 2 rows.
+    const Results set_auto = score(batch, &index, KMode::automatic, Semantics::set, {});
+    CHECK_SAME(set_auto.r(0, 0), 0.0);
+    CHECK_SAME(set_auto.j(0, 0), 0.0);
+    const Results chroma_auto = score(batch, &index, KMode::automatic, Semantics::chroma, {});
+    CHECK_SAME(chroma_auto.r(0, 0), 1.0);
+    CHECK_SAME(chroma_auto.p(0, 0), 0.5);
+}
+
+void test_nested_chunks() {
+    // Hierarchical chunks of one 100-char doc: [0,100), halves, quarters. Reference [30,40).
+    // Evidence (both semantics): [0,100), [0,50), [25,50); [0,25) ends at 25 < 30 and [50,75)
+    // starts at 50 > 40, so they do not even touch. C* = [0,100): cs_len 100, cs_in_E 10,
+    // precision_omega = 10/(10 + 100 - 10) = 0.1, coverage 1.
+    // Retrieved [0,100) then [25,50): @1 I = 10, R_len 100: recall 1, precision 0.1,
+    // iou 10/(10 + 100 - 10) = 0.1; the second row is inside R: @2 the same under set.
+    // chroma @2: ret_sum 125: precision 10/125, iou 10/(125 + 0) = 10/125.
+    const ChunkIndex index =
+        make_index({{0, 0, 100}, {0, 0, 50}, {0, 50, 100}, {0, 0, 25}, {0, 25, 50}, {0, 50, 75}, {0, 75, 100}});
+    const Batch batch({Question{{{0, 30, 40}}, {{0, 0, 100}, {0, 25, 50}}}});
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        const Results res = score(batch, &index, KMode::list, sem, {1, 2});
+        CHECK(res.n_evidence_chunks[0] == 3);
+        CHECK_SAME(res.precision_omega[0], 0.1);
+        CHECK_SAME(res.coverage[0], 1.0);
+        CHECK_SAME(res.r(0, 0), 1.0);
+        CHECK_SAME(res.p(0, 0), 0.1);
+        CHECK_SAME(res.j(0, 0), 0.1);
+        CHECK_SAME(res.r(0, 1), 1.0);
+        CHECK_SAME(res.p(0, 1), sem == Semantics::set ? 0.1 : ratio(10, 125));
+        CHECK_SAME(res.j(0, 1), sem == Semantics::set ? 0.1 : ratio(10, 125));
+    }
+}
+
+void test_duplicate_retrieval() {
+    // Reference [0,10), chunks of width 10, retrieved [0,10), [0,10), [10,20).
+    // set:    @1 R_len 10, I 10: 1, 1, 1. @2 the duplicate adds nothing: 1, 1, 1.
+    //         @3 R_len 20: recall 1, precision 10/20, iou 10/(10 + 20 - 10) = 0.5.
+    // chroma: @1 ret_sum 10: 1, 1, 10/(10 + 0) = 1. @2 ret_sum 20: recall 1, precision 0.5,
+    //         iou 10/20. @3 ret_sum 30: precision 10/30, iou 10/30.
+    const ChunkIndex index = make_index(tiling(0, 40, 10));
+    const Batch batch({Question{{{0, 0, 10}}, {{0, 0, 10}, {0, 0, 10}, {0, 10, 20}}}});
+    const Results set = score(batch, &index, KMode::list, Semantics::set, {1, 2, 3});
+    CHECK_SAME(set.p(0, 0), 1.0);
+    CHECK_SAME(set.j(0, 0), 1.0);
+    CHECK_SAME(set.p(0, 1), 1.0);
+    CHECK_SAME(set.j(0, 1), 1.0);
+    CHECK_SAME(set.r(0, 2), 1.0);
+    CHECK_SAME(set.p(0, 2), 0.5);
+    CHECK_SAME(set.j(0, 2), 0.5);
+    const Results chroma = score(batch, &index, KMode::list, Semantics::chroma, {1, 2, 3});
+    CHECK_SAME(chroma.j(0, 0), 1.0);
+    CHECK_SAME(chroma.p(0, 1), 0.5);
+    CHECK_SAME(chroma.j(0, 1), 0.5);
+    CHECK_SAME(chroma.r(0, 2), 1.0);
+    CHECK_SAME(chroma.p(0, 2), ratio(10, 30));
+    CHECK_SAME(chroma.j(0, 2), ratio(10, 30));
+    // Two identical chunk rows are two chunks: chroma evidence of [0,10) with [0,10) listed twice
+    // and [10,20) touching = 3.
+    const ChunkIndex doubled = make_index({{0, 0, 10}, {0, 0, 10}, {0, 10, 20}, {0, 20, 30}});
+    const Results twice = score(batch, &doubled, KMode::all, Semantics::chroma, {});
+    CHECK(twice.n_evidence_chunks[0] == 3);
+    // C* = [0,20): precision_omega 10/(10 + 20 - 10) = 0.5
+    CHECK_SAME(twice.precision_omega[0], 0.5);
+}
+
+void test_other_document() {
+    // Reference doc 0 [0,10); retrieved doc 1 [0,10), then doc 0 [5,15).
+    // set:    @1 I 0, R_len 10: 0, 0, 0/(10 + 10) = 0.
+    //         @2 R_len 20, I = |[5,10)| = 5: recall 0.5, precision 0.25, iou 5/(10 + 20 - 5) = 0.2
+    // chroma: @2 ret_sum 20, I 5, I_w 5: recall 0.5, precision 0.25, iou 5/(20 + 10 - 5) = 0.2
+    const Batch batch({Question{{{0, 0, 10}}, {{1, 0, 10}, {0, 5, 15}}}});
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        const Results res = score(batch, nullptr, KMode::list, sem, {1, 2});
+        CHECK_SAME(res.r(0, 0), 0.0);
+        CHECK_SAME(res.p(0, 0), 0.0);
+        CHECK_SAME(res.j(0, 0), 0.0);
+        CHECK_SAME(res.r(0, 1), 0.5);
+        CHECK_SAME(res.p(0, 1), 0.25);
+        CHECK_SAME(res.j(0, 1), 0.2);
+    }
+}
+
+void test_empty_retrieval() {
+    // Reference [0,10), nothing retrieved: I = 0, R = ∅: recall 0, precision 0 (by definition),
+    // iou 0/(10 + 0 - 0) = 0, at every cut-off and in every mode; auto mode cuts at min(n, 0) = 0.
+    // Chunks of width 10. set: one evidence chunk [0,10), precision_omega 10/10, coverage 1.
+    // chroma: [10,20) touches the reference too: 2 chunks, C* = [0,20), precision_omega
+    // 10/(10 + 20 - 10) = 0.5, coverage 10/10.
+    const ChunkIndex index = make_index(tiling(0, 30, 10));
+    const Batch batch({Question{{{0, 0, 10}}, {}}});
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        for (KMode mode : {KMode::list, KMode::all, KMode::automatic}) {
+            const Results res = score(batch, &index, mode, sem, {1, 5});
+            for (int64_t c = 0; c < res.n_columns; ++c) {
+                CHECK_SAME(res.r(0, c), 0.0);
+                CHECK_SAME(res.p(0, c), 0.0);
+                CHECK_SAME(res.j(0, c), 0.0);
+            }
+            CHECK(res.n_evidence_chunks[0] == (sem == Semantics::set ? 1 : 2));
+            CHECK_SAME(res.precision_omega[0], sem == Semantics::set ? 1.0 : 0.5);
+            CHECK_SAME(res.coverage[0], 1.0);
+        }
+    }
+}
+
+void test_references_in_two_docs() {
+    // References doc 0 [0,10) and doc 1 [20,30); chunks doc 0 [0,10) [10,20), doc 1 [0,25) [25,50).
+    // Retrieved doc 1 [0,25), then doc 0 [0,10). E_len = ref_sum = 20.
+    // @1: I = |[20,25)| = 5, R_len = ret_sum = 25. set: 5/20, 5/25, 5/(20 + 25 - 5) = 5/40.
+    //     chroma: I_w 5: 5/20, 5/25, 5/(25 + 20 - 5) = 5/40.
+    // @2: I = 15, R_len = ret_sum = 35. set: 15/20, 15/35, 15/(20 + 35 - 15) = 15/40.
+    //     chroma: 15/20, 15/35, 15/(35 + 20 - 15) = 15/40.
+    // set evidence: doc 0 [0,10); doc 1 [0,25) and [25,50): 3. C* = doc 0 [0,10) + doc 1 [0,50):
+    //     cs_len 60, cs_in_E 20, precision_omega 20/(20 + 60 - 20) = 20/60.
+    // chroma evidence adds doc 0 [10,20) (touches at 10): 4. C* = doc 0 [0,20) + doc 1 [0,50):
+    //     cs_len 70, precision_omega 20/(20 + 70 - 20) = 20/70. Coverage 1 in both.
+    const ChunkIndex index = make_index({{1, 25, 50}, {0, 10, 20}, {1, 0, 25}, {0, 0, 10}});  // unsorted on purpose
+    const Batch batch({Question{{{1, 20, 30}, {0, 0, 10}}, {{1, 0, 25}, {0, 0, 10}}}});
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        const Results res = score(batch, &index, KMode::list, sem, {1, 2});
+        CHECK_SAME(res.r(0, 0), ratio(5, 20));
+        CHECK_SAME(res.p(0, 0), ratio(5, 25));
+        CHECK_SAME(res.j(0, 0), ratio(5, 40));
+        CHECK_SAME(res.r(0, 1), ratio(15, 20));
+        CHECK_SAME(res.p(0, 1), ratio(15, 35));
+        CHECK_SAME(res.j(0, 1), ratio(15, 40));
+        CHECK_SAME(res.coverage[0], 1.0);
+        CHECK(res.n_evidence_chunks[0] == (sem == Semantics::set ? 3 : 4));
+        CHECK_SAME(res.precision_omega[0], sem == Semantics::set ? ratio(20, 60) : ratio(20, 70));
+        // auto: min(3 or 4, 2) = 2 rows, i.e. @2
+        const Results automatic = score(batch, &index, KMode::automatic, sem, {});
+        CHECK_SAME(automatic.j(0, 0), ratio(15, 40));
+    }
+    CHECK(index.n_docs() == 2);
+    CHECK(index.size() == 4);
+}
+
+void test_chroma_overlapping_references() {
+    // References [0,10) and [5,15): segments [0,5) x1, [5,10) x2, [10,15) x1; E_len 15, ref_sum 20.
+    // Retrieved [0,10): I = 10, I_w = 5 + 5*2 = 15, ret_sum = R_len = 10.
+    // chroma: recall 10/20 (the denominator counts [5,10) twice), precision 10/10,
+    //         iou 10/(10 + (20 - 15)) = 10/15.
+    // set:    recall 10/15, precision 10/10, iou 10/(15 + 10 - 10) = 10/15.
+    // Chunks [0,8) and [9,20) (the chunker dropped position 8): both are evidence in both semantics.
+    // C* = [0,8) ∪ [9,20): cs_len 19; cs_in_E = 8 + |[9,15)| = 14; precision_omega 14/(15 + 19 - 14) = 0.7.
+    // set coverage 14/15; chroma coverage: cs_in_E_w = ([0,5) 5 + [5,8) 3*2) + ([9,10) 1*2 + [10,15) 5)
+    // = 11 + 7 = 18, 18/20 = 0.9 (= 1 - (|[8,9)| + |[8,9)|)/20).
+    const ChunkIndex index = make_index({{0, 0, 8}, {0, 9, 20}});
+    const Batch batch({Question{{{0, 5, 15}, {0, 0, 10}}, {{0, 0, 10}}}});
+    const Results chroma = score(batch, &index, KMode::list, Semantics::chroma, {1});
+    CHECK_SAME(chroma.r(0, 0), 0.5);
+    CHECK_SAME(chroma.p(0, 0), 1.0);
+    CHECK_SAME(chroma.j(0, 0), ratio(10, 15));
+    CHECK(chroma.n_evidence_chunks[0] == 2);
+    CHECK_SAME(chroma.precision_omega[0], ratio(14, 20));
+    CHECK_SAME(chroma.coverage[0], ratio(18, 20));
+    const Results set = score(batch, &index, KMode::list, Semantics::set, {1});
+    CHECK_SAME(set.r(0, 0), ratio(10, 15));
+    CHECK_SAME(set.p(0, 0), 1.0);
+    CHECK_SAME(set.j(0, 0), ratio(10, 15));
+    CHECK(set.n_evidence_chunks[0] == 2);
+    CHECK_SAME(set.precision_omega[0], ratio(14, 20));
+    CHECK_SAME(set.coverage[0], ratio(14, 15));
+}
+
+void test_invalid_input() {
+    const ChunkIndex index = make_index(tiling(0, 30, 10));
+    const Batch good({Question{{{0, 0, 10}}, {{0, 0, 10}}}, Question{{{0, 5, 9}}, {}}});
+    const std::vector<int64_t> ks{1, 2};
+
+    Batch empty_ref = good;
+    empty_ref.ref_end[1] = empty_ref.ref_start[1];
+    CHECK_THROWS(score(empty_ref, &index, KMode::list, Semantics::set, ks), "references row 1");
+    Batch negative = good;
+    negative.ret_start[0] = -1;
+    CHECK_THROWS(score(negative, &index, KMode::list, Semantics::set, ks), "retrieved row 0");
+    Batch reversed = good;
+    reversed.ret_start[0] = 20;
+    CHECK_THROWS(score(reversed, &index, KMode::list, Semantics::chroma, ks), "retrieved row 0");
+
+    Batch first_offset = good;
+    first_offset.ref_offsets[0] = 1;
+    CHECK_THROWS(score(first_offset, &index, KMode::list, Semantics::set, ks), "ref_offsets[0]");
+    Batch decreasing = good;
+    decreasing.ret_offsets = {0, 1, 0};
+    CHECK_THROWS(score(decreasing, &index, KMode::list, Semantics::set, ks), "ret_offsets[2]");
+    Batch past_end = good;
+    past_end.ref_offsets.back() = 7;  // more rows than there are
+    CHECK_THROWS(score(past_end, &index, KMode::list, Semantics::set, ks), "ref_offsets[-1]");
+    Batch mismatch = good;
+    mismatch.ret_offsets.push_back(1);
+    CHECK_THROWS(score(mismatch, &index, KMode::list, Semantics::set, ks), "questions");
+
+    CHECK_THROWS(score(good, &index, KMode::list, Semantics::set, {2, 2}), "ks[1]");
+    CHECK_THROWS(score(good, &index, KMode::list, Semantics::set, {0, 1}), "ks[0]");
+    CHECK_THROWS(score(good, &index, KMode::list, Semantics::set, {}), "ks is empty");
+    CHECK_THROWS(score(good, nullptr, KMode::automatic, Semantics::set, {}), "auto");
+    CHECK_THROWS(score(good, &index, static_cast<KMode>(7), Semantics::set, ks), "k_mode");
+    CHECK_THROWS(score(good, &index, KMode::list, static_cast<Semantics>(-1), ks), "semantics");
+    CHECK_THROWS(score(good, &index, KMode::list, Semantics::set, ks, -2), "num_threads");
+
+    CHECK_THROWS(make_index({{0, 0, 10}, {0, 5, 5}}), "chunks row 1");
+    CHECK_THROWS(make_index({{0, -3, 10}}), "chunks row 0");
+
+    // Rows past the deepest cut-off are still checked.
+    Batch deep = good;
+    deep.ret_doc.push_back(0);
+    deep.ret_start.push_back(9);
+    deep.ret_end.push_back(3);
+    deep.ret_offsets.back() = 2;
+    CHECK_THROWS(score(deep, &index, KMode::list, Semantics::set, {1}), "retrieved row 1");
+
+    // With threads, the first bad row is the one reported, whichever worker met which first.
+    std::vector<Question> many(5000, Question{{{0, 0, 10}}, {{0, 0, 10}}});
+    many[4000].refs[0] = Span{0, 4, 4};
+    many[100].refs[0] = Span{0, 9, 2};
+    const Batch big(many);
+    for (int threads : {1, 2, 4}) {
+        CHECK_THROWS(score(big, &index, KMode::list, Semantics::set, ks, threads), "references row 100:");
+    }
+}
+
+// ---- randomized comparison with a brute-force oracle over 64-position documents ----
+
+uint64_t mask(int64_t start, int64_t end) {
+    const uint64_t width = static_cast<uint64_t>(end - start);
+    return (width >= 64 ? ~uint64_t{0} : ((uint64_t{1} << width) - 1)) << start;
+}
+int64_t popcount(uint64_t x) { return static_cast<int64_t>(__builtin_popcountll(x)); }
+
+constexpr int kDocs = 3;
+
+struct Oracle {
+    int64_t n_evidence = 0;
+    double precision_omega = 0, coverage = 0;
+};
+
+Oracle oracle_evidence(const Question& q, const std::vector<Span>& chunks, Semantics sem) {
+    uint64_t evidence[kDocs] = {};
+    int64_t ref_sum = 0;
+    for (const Span& r : q.refs) {
+        evidence[r.doc] |= mask(r.start, r.end);
+        ref_sum += r.end - r.start;
+    }
+    uint64_t chosen[kDocs] = {};
+    Oracle o;
+    for (const Span& c : chunks) {
+        bool hit = false;
+        for (const Span& r : q.refs) {
+            if (r.doc != c.doc) continue;
+            hit = hit || (sem == Semantics::set ? std::max(r.start, c.start) < std::min(r.end, c.end)
+                                                : std::max(r.start, c.start) <= std::min(r.end, c.end));
+        }
+        if (hit) {
+            ++o.n_evidence;
+            chosen[c.doc] |= mask(c.start, c.end);
+        }
+    }
+    int64_t inter = 0, uni = 0, e_len = 0, weighted = 0;
+    for (int d = 0; d < kDocs; ++d) {
+        inter += popcount(chosen[d] & evidence[d]);
+        uni += popcount(chosen[d] | evidence[d]);
+        e_len += popcount(evidence[d]);
+    }
+    for (const Span& r : q.refs) weighted += popcount(mask(r.start, r.end) & chosen[r.doc]);
+    o.precision_omega = ratio(inter, uni);
+    o.coverage = sem == Semantics::set ? ratio(inter, e_len) : ratio(weighted, ref_sum);
+    return o;
+}
+
+// recall, precision, iou of the first k rows, straight from the definitions in docs/metrics.md.
+void oracle_ranked(const Question& q, int64_t k, Semantics sem, double& recall, double& precision, double& iou) {
+    uint64_t evidence[kDocs] = {}, retrieved[kDocs] = {}, intersections[kDocs] = {};
+    int64_t ref_sum = 0, ret_sum = 0;
+    for (const Span& r : q.refs) {
+        evidence[r.doc] |= mask(r.start, r.end);
+        ref_sum += r.end - r.start;
+    }
+    const size_t rows = std::min(q.retrieved.size(), static_cast<size_t>(k));
+    for (size_t i = 0; i < rows; ++i) {
+        const Span& c = q.retrieved[i];
+        retrieved[c.doc] |= mask(c.start, c.end);
+        ret_sum += c.end - c.start;
+        for (const Span& r : q.refs) {
+            if (r.doc == c.doc) intersections[c.doc] |= mask(r.start, r.end) & mask(c.start, c.end);
+        }
+    }
+    int64_t inter = 0, e_len = 0, r_len = 0, uni = 0, n_union = 0, unused = 0;
+    for (int d = 0; d < kDocs; ++d) {
+        inter += popcount(evidence[d] & retrieved[d]);
+        e_len += popcount(evidence[d]);
+        r_len += popcount(retrieved[d]);
+        uni += popcount(evidence[d] | retrieved[d]);
+        n_union += popcount(intersections[d]);
+    }
+    for (const Span& r : q.refs) unused += (r.end - r.start) - popcount(mask(r.start, r.end) & intersections[r.doc]);
+    if (sem == Semantics::set) {
+        recall = ratio(inter, e_len);
+        precision = r_len > 0 ? ratio(inter, r_len) : 0.0;
+        iou = ratio(inter, uni);
+    } else {
+        recall = ratio(n_union, ref_sum);
+        precision = ret_sum > 0 ? ratio(n_union, ret_sum) : 0.0;
+        iou = ratio(n_union, ret_sum + unused);
+    }
+}
+
+Span random_span(std::mt19937_64& rng, int max_len) {
+    const int64_t doc = static_cast<int64_t>(rng() % kDocs);
+    const int64_t len = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(max_len));
+    const int64_t start = static_cast<int64_t>(rng() % static_cast<uint64_t>(64 - len + 1));
+    return Span{doc, start, start + len};
+}
+
+void test_random_against_oracle() {
+    std::mt19937_64 rng(12345);
+    for (int round = 0; round < 60; ++round) {
+        // A chunking: tilings of random width, sometimes with random extra (overlapping, nested,
+        // duplicated) chunks, sometimes with gaps.
+        std::vector<Span> chunks;
+        for (int64_t d = 0; d < kDocs; ++d) {
+            const int64_t width = 1 + static_cast<int64_t>(rng() % 20);
+            for (const Span& s : tiling(d, 64, width)) {
+                if (rng() % 8 != 0) chunks.push_back(s);  // drop some: gaps
+            }
+        }
+        const int extra = static_cast<int>(rng() % 12);
+        for (int i = 0; i < extra; ++i) chunks.push_back(random_span(rng, 64));
+        if (!chunks.empty() && rng() % 3 == 0) chunks.push_back(chunks[rng() % chunks.size()]);
+        const ChunkIndex index = make_index(chunks);
+
+        std::vector<Question> questions(200);
+        for (Question& q : questions) {
+            const int n_refs = 1 + static_cast<int>(rng() % 4);
+            for (int i = 0; i < n_refs; ++i) q.refs.push_back(random_span(rng, 20));
+            // Mostly short lists; a few long ones (past the 64-row key packing and 24-row
+            // insertion sort limits).
+            const int n_ret = rng() % 12 == 0 ? 60 + static_cast<int>(rng() % 50) : static_cast<int>(rng() % 9);
+            for (int i = 0; i < n_ret; ++i) {
+                if (rng() % 4 != 0 && !chunks.empty()) {
+                    q.retrieved.push_back(chunks[rng() % chunks.size()]);
+                } else {
+                    q.retrieved.push_back(random_span(rng, 30));
+                }
+            }
+        }
+        const Batch batch(questions);
+        const std::vector<int64_t> ks{1, 2, 3, 5, 8, 20, 70};
+        for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+            const Results list = score(batch, &index, KMode::list, sem, ks);
+            const Results all = score(batch, &index, KMode::all, sem, {});
+            const Results automatic = score(batch, &index, KMode::automatic, sem, {});
+            for (size_t qi = 0; qi < questions.size(); ++qi) {
+                const Question& q = questions[qi];
+                const int64_t row = static_cast<int64_t>(qi);
+                const Oracle o = oracle_evidence(q, chunks, sem);
+                CHECK(list.n_evidence_chunks[qi] == o.n_evidence);
+                CHECK_SAME(list.precision_omega[qi], o.precision_omega);
+                CHECK_SAME(list.coverage[qi], o.coverage);
+                double r, p, j;
+                for (size_t c = 0; c < ks.size(); ++c) {
+                    oracle_ranked(q, ks[c], sem, r, p, j);
+                    CHECK_SAME(list.r(row, static_cast<int64_t>(c)), r);
+                    CHECK_SAME(list.p(row, static_cast<int64_t>(c)), p);
+                    CHECK_SAME(list.j(row, static_cast<int64_t>(c)), j);
+                }
+                oracle_ranked(q, static_cast<int64_t>(q.retrieved.size()), sem, r, p, j);
+                CHECK_SAME(all.r(row, 0), r);
+                CHECK_SAME(all.p(row, 0), p);
+                CHECK_SAME(all.j(row, 0), j);
+                oracle_ranked(q, o.n_evidence, sem, r, p, j);
+                CHECK_SAME(automatic.r(row, 0), r);
+                CHECK_SAME(automatic.p(row, 0), p);
+                CHECK_SAME(automatic.j(row, 0), j);
+            }
+        }
+        if (g_failures > 20) return;
+    }
+}
+
+void test_chunk_index_queries() {
+    // Nested and overlapping chunks, many per doc so the tree (not the sorted-ends shortcut and not
+    // just the leaf scan) is exercised; compared with a linear scan for both comparison kinds.
+    // Rounds 0 mod 3: nested (a few long chunks over many short ones); 1 mod 3: random short
+    // chunks; 2 mod 3: chunks whose ends never decrease but whose sizes are wildly uneven (gaps,
+    // overlaps, 1 to 300 wide), so the interpolation guess is off and the gallop has to recover.
+    std::mt19937_64 rng(99);
+    for (int round = 0; round < 30; ++round) {
+        std::vector<Span> chunks;
+        const int n = 1 + static_cast<int>(rng() % 700);
+        if (round % 3 == 2) {
+            for (int64_t doc = 0; doc < 3; ++doc) {
+                int64_t start = static_cast<int64_t>(rng() % 5);
+                int64_t end = start;
+                for (int i = 0; i < n / 3 + 1; ++i) {
+                    const int64_t width = 1 + static_cast<int64_t>(rng() % (rng() % 4 == 0 ? 300 : 8));
+                    end = std::max(end, start + width);  // ends never decrease
+                    chunks.push_back(Span{doc, start, end});
+                    start += static_cast<int64_t>(rng() % 12);  // gaps, overlaps, equal starts
+                    if (start >= end) end = start;
+                }
+            }
+        } else {
+            const bool nested = round % 3 == 0;
+            for (int i = 0; i < n; ++i) {
+                const int64_t doc = static_cast<int64_t>(rng() % 3);
+                const int64_t len = 1 + static_cast<int64_t>(rng() % (nested && rng() % 10 == 0 ? 900 : 30));
+                const int64_t start = static_cast<int64_t>(rng() % 1000);
+                chunks.push_back(Span{doc, start, start + len});
+            }
+        }
+        const ChunkIndex index = make_index(chunks);
+        CHECK(index.size() == static_cast<int64_t>(chunks.size()));
+        for (int query = 0; query < 300; ++query) {
+            const int64_t doc = static_cast<int64_t>(rng() % 4);  // doc 3 is unknown
+            const int64_t y = static_cast<int64_t>(rng() % (round % 3 == 2 ? 3000 : 1100));
+            const int64_t x = y + static_cast<int64_t>(rng() % 60);
+            for (bool inclusive : {false, true}) {
+                std::vector<int64_t> got;
+                int64_t previous = -1;
+                bool increasing = true;
+                auto emit = [&](int64_t row) {
+                    increasing = increasing && row > previous;
+                    previous = row;
+                    got.push_back(row);
+                };
+                if (inclusive) {
+                    index.query<true>(doc, x, y, emit);
+                } else {
+                    index.query<false>(doc, x, y, emit);
+                }
+                CHECK(increasing);
+                int64_t expected = 0;
+                int64_t sum_start = 0, sum_end = 0;
+                for (const Span& c : chunks) {
+                    if (c.doc != doc) continue;
+                    if (inclusive ? (c.start <= x && c.end >= y) : (c.start < x && c.end > y)) {
+                        ++expected;
+                        sum_start += c.start;
+                        sum_end += c.end;
+                    }
+                }
+                int64_t got_start = 0, got_end = 0;
+                for (int64_t row : got) {
+                    got_start += index.start(row);
+                    got_end += index.end(row);
+                }
+                CHECK(static_cast<int64_t>(got.size()) == expected);
+                CHECK(got_start == sum_start);
+                CHECK(got_end == sum_end);
+            }
+        }
+    }
+}
+
+void test_far_coordinates() {
+    // The same questions with doc ids spread far apart (not dense 0..n-1) and every position moved
+    // by 2^39: metrics only depend on lengths and on which doc a span is in, so every number must
+    // stay the same, while the index's doc lookup and the retrieved-row sort take their general
+    // paths (ids past 2^20 and starts past 2^38 do not fit the packed sort key).
+    std::mt19937_64 rng(2024);
+    std::vector<Span> chunks;
+    for (int64_t d = 0; d < kDocs; ++d) {
+        for (const Span& s : tiling(d, 64, 5 + d)) chunks.push_back(s);
+        chunks.push_back(random_span(rng, 64));
+    }
+    std::vector<Question> questions(300);
+    for (Question& q : questions) {
+        const int n_refs = 1 + static_cast<int>(rng() % 4);
+        for (int i = 0; i < n_refs; ++i) q.refs.push_back(random_span(rng, 20));
+        const int n_ret = static_cast<int>(rng() % 14);
+        for (int i = 0; i < n_ret; ++i) q.retrieved.push_back(chunks[rng() % chunks.size()]);
+    }
+    const int64_t shift = int64_t{1} << 39;
+    auto far = [shift](Span s) { return Span{(s.doc + 1) * (int64_t{1} << 40) + s.doc * 12345, s.start + shift, s.end + shift}; };
+    std::vector<Span> far_chunks;
+    for (const Span& s : chunks) far_chunks.push_back(far(s));
+    std::vector<Question> far_questions = questions;
+    for (Question& q : far_questions) {
+        for (Span& s : q.refs) s = far(s);
+        for (Span& s : q.retrieved) s = far(s);
+    }
+    const ChunkIndex index = make_index(chunks);
+    const ChunkIndex far_index = make_index(far_chunks);
+    const Batch batch(questions);
+    const Batch far_batch(far_questions);
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        const Results near_results = score(batch, &index, KMode::list, sem, {1, 4, 9, 30});
+        const Results far_results = score(far_batch, &far_index, KMode::list, sem, {1, 4, 9, 30});
+        CHECK(near_results.recall == far_results.recall);
+        CHECK(near_results.precision == far_results.precision);
+        CHECK(near_results.iou == far_results.iou);
+        CHECK(near_results.precision_omega == far_results.precision_omega);
+        CHECK(near_results.coverage == far_results.coverage);
+        CHECK(near_results.n_evidence_chunks == far_results.n_evidence_chunks);
+    }
+}
+
+void test_threads_agree() {
+    // Same numbers with 1, 2 and 3 threads on a batch big enough to be split.
+    std::mt19937_64 rng(7);
+    std::vector<Span> chunks;
+    for (int64_t d = 0; d < kDocs; ++d) {
+        for (const Span& s : tiling(d, 64, 7)) chunks.push_back(s);
+    }
+    const ChunkIndex index = make_index(chunks);
+    std::vector<Question> questions(9000);
+    for (Question& q : questions) {
+        const int n_refs = 1 + static_cast<int>(rng() % 3);
+        for (int i = 0; i < n_refs; ++i) q.refs.push_back(random_span(rng, 15));
+        for (int i = 0; i < 10; ++i) q.retrieved.push_back(chunks[rng() % chunks.size()]);
+    }
+    const Batch batch(questions);
+    const Results one = score(batch, &index, KMode::list, Semantics::chroma, {1, 3, 5, 10}, 1);
+    for (int threads : {2, 3, 0}) {
+        const Results many = score(batch, &index, KMode::list, Semantics::chroma, {1, 3, 5, 10}, threads);
+        CHECK(many.recall == one.recall);
+        CHECK(many.precision == one.precision);
+        CHECK(many.iou == one.iou);
+        CHECK(many.precision_omega == one.precision_omega);
+        CHECK(many.coverage == one.coverage);
+        CHECK(many.n_evidence_chunks == one.n_evidence_chunks);
+    }
+    CHECK(effective_threads(100, 8) == 1);
+    CHECK(effective_threads(5000, 3) == 3);
+}
+
+}  // namespace
+
+int main() {
+    const std::vector<std::pair<const char*, std::function<void()>>> tests = {
+        {"worked_example", test_worked_example},
+        {"touching_spans", test_touching_spans},
+        {"nested_chunks", test_nested_chunks},
+        {"duplicate_retrieval", test_duplicate_retrieval},
+        {"other_document", test_other_document},
+        {"empty_retrieval", test_empty_retrieval},
+        {"references_in_two_docs", test_references_in_two_docs},
+        {"chroma_overlapping_references", test_chroma_overlapping_references},
+        {"invalid_input", test_invalid_input},
+        {"chunk_index_queries", test_chunk_index_queries},
+        {"random_against_oracle", test_random_against_oracle},
+        {"far_coordinates", test_far_coordinates},
+        {"threads_agree", test_threads_agree},
+    };
+    for (const auto& [name, test] : tests) {
+        const int before = g_failures;
+        try {
+            test();
+        } catch (const std::exception& error) {
+            ++g_failures;
+            std::printf("%s: unexpected exception: %s\n", name, error.what());
+        }
+        std::printf("%-32s %s\n", name, g_failures == before ? "ok" : "FAILED");
+    }
+    std::printf("%d checks, %d failures\n", g_checks, g_failures);
+    return g_failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,107 @@
+"""Wrap any splitting function as a chunker."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from .base import Chunker
+
+__all__ = ["OffsetChunker", "TextChunker"]
+
+
+def _function_label(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or ""
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{module}.{qualname}" if module else qualname
+
+
+class OffsetChunker(Chunker):
+    """Chunker from a function ``fn(text) -> iterable of (start, end)`` character offsets.
+
+    The offsets are used as given (after validation: ints, ``0 <= start < end <= len(text)``; a bad
+    pair is a ``ValueError`` naming the document and the span) and sorted by start. This is the
+    adapter to prefer: nothing is searched for.
+    """
+
+    def __init__(self, fn: Callable[[str], Iterable[tuple[int, int]]], *, name: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable (text -> iterable of (start, end)), got {type(fn).__name__}")
+        self.fn = fn
+        self.name = name if name is not None else f"offsets:{getattr(fn, '__name__', type(fn).__name__)}"
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "offsets", "function": _function_label(self.fn), "name": self.name}
+
+    def _spans(self, text: str) -> Iterable[tuple[int, int]]:
+        return self.fn(text)
+
+
+class TextChunker(Chunker):
+    """Chunker from a function ``fn(text) -> list of chunk strings`` (e.g. a LangChain splitter's
+    ``split_text``), locating each chunk in the document.
+
+    This is the one place chunkeval searches for text, because such splitters return no offsets.
+    Chunks must be verbatim substrings of the document, in document order. Empty strings are
+    skipped. Each chunk is searched for starting at a position derived from the previous chunk, so
+    text that repeats is matched to the right occurrence:
+
+    - ``overlapping=False`` (default): chunks do not overlap, so the search starts where the
+      previous chunk *ended*. Right for splitters without overlap, including ones that strip
+      whitespace.
+    - ``overlapping=True``: neighbouring chunks may share text, so the search starts one character
+      after where the previous chunk *began*.
+
+    A chunk that cannot be found there is a ``ValueError`` naming the document, the chunk number
+    and its first 40 characters (usually the splitter rewrote the text: prefer
+    :class:`OffsetChunker`).
+    """
+
+    def __init__(
+        self, fn: Callable[[str], Iterable[str]], *, overlapping: bool = False, name: str | None = None
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable (text -> list of chunk strings), got {type(fn).__name__}")
+        if not isinstance(overlapping, bool):
+            raise TypeError(f"overlapping must be a bool, got {type(overlapping).__name__}")
+        self.fn = fn
+        self.overlapping = overlapping
+        self.name = name if name is not None else f"text:{getattr(fn, '__name__', type(fn).__name__)}"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": "text",
+            "function": _function_label(self.fn),
+            "overlapping": self.overlapping,
+            "name": self.name,
+        }
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        return self._document_spans(0, text)
+
+    def _document_spans(self, doc: int, text: str) -> list[tuple[int, int]]:
+        spans: list[tuple[int, int]] = []
+        search_from = 0
+        for number, chunk in enumerate(self.fn(text)):
+            if not isinstance(chunk, str):
+                raise TypeError(
+                    f"{self.name}: document {doc}, chunk {number} is {type(chunk).__name__}, not str; "
+                    "TextChunker wraps functions that return chunk strings (use OffsetChunker for offsets)"
+                )
+            if not chunk:
+                continue
+            start = text.find(chunk, search_from)
+            if start == -1:
+                where = "anywhere in the document" if text.find(chunk) == -1 else f"at or after position {search_from}"
+                hint = (
+                    "the chunks overlap: pass overlapping=True"
+                    if where != "anywhere in the document" and not self.overlapping
+                    else "the splitter changed the text (stripping inside, normalising); use OffsetChunker"
+                )
+                raise ValueError(
+                    f"{self.name}: document {doc}, chunk {number} ({chunk[:40]!r}) not found {where}; "
+                    f"chunks must be verbatim substrings in document order ({hint})"
+                )
+            end = start + len(chunk)
+            spans.append((start, end))
+            search_from = start + 1 if self.overlapping else end
+        return spans

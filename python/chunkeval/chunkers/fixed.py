@@ -1,0 +1,73 @@
+"""Fixed-size windows of tokens (or characters)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..tokenizers import Tokenizer, get_tokenizer
+from .base import Chunker, check_size
+
+__all__ = ["FixedTokenChunker"]
+
+_DEFAULT_TOKENIZER = "cl100k_base"
+
+
+def token_spec(tokenizer: Tokenizer) -> str:
+    """The string :func:`~chunkeval.tokenizers.get_tokenizer` rebuilds ``tokenizer`` from."""
+    return str(getattr(tokenizer, "spec", tokenizer.name))
+
+
+class FixedTokenChunker(Chunker):
+    """Windows of ``size`` tokens; neighbours share ``overlap`` tokens.
+
+    The document is tokenized once; window ``i`` holds tokens ``[i*step, i*step + size)`` with
+    ``step = size - overlap``, and the last window ends at the last token (it may be shorter).
+    A window's span runs from its first token's start to its last token's end (the tokenizer's
+    character offsets, see :mod:`chunkeval.tokenizers`), so with a tiktoken tokenizer and
+    ``overlap=0`` the windows tile the document exactly.
+
+    This is the reference toolkit's (Chroma's) ``FixedTokenChunker`` / LangChain's
+    ``TokenTextSplitter`` windowing, except that Chroma decodes each window back to text and then
+    searches the corpus for it; here the span comes straight from the offsets. A window whose
+    tokens hold no characters of their own (possible only for tiny ``size`` inside a multi-byte
+    character) is dropped, as is a window whose span equals the previous window's.
+
+    ``tokenizer="chars"`` makes the windows ``size`` characters with ``overlap`` characters shared.
+    """
+
+    def __init__(self, size: int = 200, overlap: int = 0, tokenizer: str | Tokenizer = _DEFAULT_TOKENIZER) -> None:
+        self.size = check_size(size, "size")
+        self.overlap = check_size(overlap, "overlap", minimum=0)
+        if self.overlap >= self.size:
+            raise ValueError(
+                f"overlap ({self.overlap}) must be smaller than size ({self.size}); "
+                "windows advance by size - overlap tokens"
+            )
+        self.tokenizer = get_tokenizer(tokenizer)
+        spec = token_spec(self.tokenizer)
+        suffix = "" if spec == _DEFAULT_TOKENIZER else f":{spec}"
+        self.name = f"fixed:{self.size}:{self.overlap}{suffix}"
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "fixed", "size": self.size, "overlap": self.overlap, "tokenizer": token_spec(self.tokenizer)}
+
+    def _spans(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        offsets = self.tokenizer.offsets(text)
+        n_tokens = len(offsets)
+        if n_tokens == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        step = self.size - self.overlap
+        # Window starts 0, step, 2*step, ... up to and including the first window that reaches the end.
+        n_windows = 1 + max(0, -(-(n_tokens - self.size) // step))
+        first = np.arange(n_windows, dtype=np.int64) * step
+        last = np.minimum(first + self.size, n_tokens) - 1
+        starts = offsets[first, 0]
+        ends = offsets[last, 1]
+        keep = ends > starts
+        if len(starts) > 1:
+            repeated = np.zeros(len(starts), dtype=bool)
+            repeated[1:] = (starts[1:] == starts[:-1]) & (ends[1:] == ends[:-1])
+            keep &= ~repeated
+        return np.ascontiguousarray(starts[keep]), np.ascontiguousarray(ends[keep])

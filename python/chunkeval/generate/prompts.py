@@ -1,0 +1,169 @@
+"""Prompt templates for question generation, versioned so every question records what it was asked.
+
+A template is plain text with a system part and a user part separated by a line that reads exactly
+``=== user ===`` (without that line the whole text is the user message and no system message is
+sent). Three placeholders are substituted, and nothing else is touched, so JSON examples with
+braces need no escaping:
+
+``{window}``
+    the corpus window the model must quote from (exact mode) or the window cut into tagged pieces
+    ``<p id=N>…</p>`` (approximate mode). Required.
+``{previous_questions}``
+    the most recent accepted questions of the same corpus, one per line, or ``(none yet)``.
+``{max_references}``
+    the most references a question may have (5 by default).
+
+The model must answer with one JSON object: ``{"question": str, "references": [str, ...]}`` in
+exact mode, ``{"question": str, "references": [{"start_piece": int, "end_piece": int}, ...]}``
+(inclusive piece ids) in approximate mode. Reasoning blocks, code fences and chatter around the
+object are tolerated (see :mod:`chunkeval.generate.parsing`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+__all__ = [
+    "PROMPT_VERSION",
+    "PLACEHOLDERS",
+    "USER_SEPARATOR",
+    "PromptTemplate",
+    "default_template",
+    "load_template",
+]
+
+#: Bump whenever the default wording changes: questions record it in their provenance.
+PROMPT_VERSION = "v1"
+
+PLACEHOLDERS = ("{window}", "{previous_questions}", "{max_references}")
+USER_SEPARATOR = "=== user ==="
+
+_EXACT_V1 = """\
+You write evaluation questions for a retrieval system. You are shown part of a document. Write ONE
+question that can be answered only from facts stated in that text, and copy the passages that
+answer it.
+
+Rules:
+1. The question is specific, about a single topic, and makes sense on its own: someone who has not
+   seen the text must understand it (never write "in the text", "in this passage", "the author").
+2. "references" lists every passage needed to answer the question: 1 to {max_references} passages,
+   each copied character for character from the text (same words, punctuation and capitalisation),
+   preferably whole sentences, not overlapping each other. Do not paraphrase, shorten with "..."
+   or join passages that are apart in the text.
+3. Do not repeat or rephrase any of the previous questions.
+4. Reply with one JSON object and nothing else:
+{"question": "...", "references": ["first passage", "second passage"]}
+=== user ===
+Previous questions (do not repeat them):
+{previous_questions}
+
+Text:
+<document>
+{window}
+</document>
+
+Reply with the JSON object only.
+"""
+
+_APPROXIMATE_V1 = """\
+You write evaluation questions for a retrieval system. You are shown part of a document, cut into
+numbered pieces written as <p id=N>...</p>. Write ONE question that can be answered only from facts
+stated in that text, and cite the pieces that answer it.
+
+Rules:
+1. The question is specific, about a single topic, and makes sense on its own: someone who has not
+   seen the text must understand it (never write "in the text", "in this passage", "the author").
+2. "references" lists every passage needed to answer the question: 1 to {max_references} passages,
+   each given as an inclusive range of piece ids {"start_piece": first id, "end_piece": last id}.
+   Cite as few pieces as cover the answer; passages must not overlap.
+3. Do not repeat or rephrase any of the previous questions.
+4. Reply with one JSON object and nothing else:
+{"question": "...", "references": [{"start_piece": 3, "end_piece": 4}, {"start_piece": 9, "end_piece": 9}]}
+=== user ===
+Previous questions (do not repeat them):
+{previous_questions}
+
+Text:
+<document>
+{window}
+</document>
+
+Reply with the JSON object only.
+"""
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A system + user template; ``render`` fills the placeholders listed in the module docstring."""
+
+    system: str
+    user: str
+    version: str
+    source: str  # "builtin" or the file it was read from
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the template text (system, separator, user): identifies a custom template."""
+        text = f"{self.system}\n{USER_SEPARATOR}\n{self.user}"
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    @property
+    def is_custom(self) -> bool:
+        return self.source != "builtin"
+
+    def render(self, window: str, previous_questions: Sequence[str], max_references: int) -> list[dict[str, str]]:
+        """Chat messages for one request (a system message only when the template has one)."""
+        previous = "\n".join(f"- {q}" for q in previous_questions) if previous_questions else "(none yet)"
+        values = {"{previous_questions}": previous, "{max_references}": str(max_references)}
+
+        def fill(text: str) -> str:
+            # {window} goes last and in one pass over the other text's pieces, so placeholder-like
+            # strings inside the corpus itself are never substituted.
+            pieces = text.split("{window}")
+            for key, value in values.items():
+                pieces = [p.replace(key, value) for p in pieces]
+            return window.join(pieces)
+
+        messages = []
+        if self.system.strip():
+            messages.append({"role": "system", "content": fill(self.system)})
+        messages.append({"role": "user", "content": fill(self.user)})
+        return messages
+
+
+def _split(text: str, source: str) -> tuple[str, str]:
+    lines = text.splitlines(keepends=True)
+    marks = [i for i, line in enumerate(lines) if line.strip() == USER_SEPARATOR]
+    if len(marks) > 1:
+        raise ValueError(f"prompt template {source}: the separator line {USER_SEPARATOR!r} appears "
+                         f"{len(marks)} times (lines {[m + 1 for m in marks]}); keep one, between system and user parts")
+    if not marks:
+        return "", text
+    return "".join(lines[: marks[0]]).rstrip("\n"), "".join(lines[marks[0] + 1:])
+
+
+def default_template(approximate: bool = False) -> PromptTemplate:
+    """The built-in template of :data:`PROMPT_VERSION` for exact (quoting) or approximate (piece ids) mode."""
+    system, user = _split(_APPROXIMATE_V1 if approximate else _EXACT_V1, "builtin")
+    return PromptTemplate(system=system, user=user, version=PROMPT_VERSION, source="builtin")
+
+
+def load_template(path: str | os.PathLike[str]) -> PromptTemplate:
+    """Read a custom template file (UTF-8); see the module docstring for its format."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise ValueError(f"prompt_file: {os.fspath(path)!r} does not exist; pass an existing template file") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"prompt_file: {os.fspath(path)!r} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+    system, user = _split(text, os.fspath(path))
+    if "{window}" not in system + user:
+        raise ValueError(f"prompt_file: {os.fspath(path)!r} has no {{window}} placeholder; the model must see the "
+                         "text it quotes from (placeholders: " + ", ".join(PLACEHOLDERS) + ")")
+    if not user.strip():
+        raise ValueError(f"prompt_file: {os.fspath(path)!r} has an empty user part after {USER_SEPARATOR!r}")
+    return PromptTemplate(system=system, user=user, version="custom", source=os.fspath(path))

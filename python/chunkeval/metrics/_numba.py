@@ -1,0 +1,849 @@
+"""Numba backend of the span-metrics engine (``docs/engine.md``).
+
+Layered as in ranx: ``_score_question`` is the ``@njit(cache=True)`` kernel for one question;
+``_score_range`` loops it over a range of questions and ``_score_block`` gives that range its own
+scratch buffers (allocated once per block, grown only when a question's evidence needs more);
+``_score_parallel`` is the ``@njit(parallel=True)`` wrapper that runs contiguous blocks under
+``prange``. Every ratio is ``float64(a) / float64(b)`` of exact int64 counts, so the numbers are
+bit-identical to the C++ core and the pure-Python reference.
+
+Nothing is compiled at import time: the kernels compile on first call and are cached on disk
+(``cache=True``). Importing this module without numba raises ``ImportError``; the caller falls
+back to another backend.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["build_chunk_index", "span_metrics_numba"]
+
+# Below this many questions the thread pool costs more than it saves (same rule as the C++ core).
+_MIN_PARALLEL_QUESTIONS = 2048
+# Blocks per thread: a few, so that one slow block (a question with thousands of evidence chunks)
+# does not leave the other threads idle, but few enough that scratch allocation stays negligible.
+_BLOCKS_PER_THREAD = 4
+_MIN_BLOCK_QUESTIONS = 512
+# Insertion sort below this length; the per-question arrays are almost always this small.
+_SMALL_SORT = 24
+# Subtrees at or below this level are scanned linearly (at most 2**(level+1) - 1 contiguous rows).
+_SCAN_LEVEL = 2
+# Up to this many reference segments, overlaps are found by a linear walk instead of a binary search.
+_LINEAR_SEGMENTS = 8
+# Explicit DFS stack for the interval tree: (node, level) pairs, at most two pending per level.
+_STACK_SIZE = 512
+
+# The hot kernels never allocate, so they are compiled without the NRT: otherwise every call
+# increfs and decrefs each array argument with an atomic, which costs more than the arithmetic of
+# a typical question and, under prange, bounces the inputs' refcount cache lines between cores.
+_kernel = njit(cache=True, error_model="numpy", _nrt=False)
+
+_KMODE_LIST = 0
+_KMODE_ALL = 1
+_KMODE_AUTO = 2
+_SEM_CHROMA = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Chunk index: rows sorted by (doc, start, end), distinct docs with row ranges, and per doc block
+# an implicit augmented interval tree (cgranges layout).
+# --------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _build_trees(sorted_end, doc_offsets, max_end, root_level, ends_sorted):
+    """Fill ``max_end`` (the subtree max of ``end``) and each block's root level, in place.
+
+    Within a block of ``n`` rows, node ``i`` sits at level ``k`` = number of trailing one bits of
+    ``i``; its children are ``i -/+ 2**(k-1)`` and its subtree is the contiguous rows
+    ``[i - 2**k + 1, i + 2**k - 1]``. A right child may lie past the block's end; the in-range part
+    of its subtree is then the subtree of its first in-range descendant along left links, whose
+    value is already known because it sits at a lower level.
+    """
+    n_docs = doc_offsets.shape[0] - 1
+    for b in range(n_docs):
+        o = doc_offsets[b]
+        n = doc_offsets[b + 1] - o
+        monotone = 1
+        for i in range(n):
+            max_end[o + i] = sorted_end[o + i]
+            if i > 0 and sorted_end[o + i] < sorted_end[o + i - 1]:
+                monotone = 0
+        ends_sorted[b] = monotone
+        k = 1
+        while (1 << k) <= n:
+            half = 1 << (k - 1)
+            step = 1 << (k + 1)
+            i = (1 << k) - 1
+            while i < n:
+                v = sorted_end[o + i]
+                left = max_end[o + i - half]
+                if left > v:
+                    v = left
+                r = i + half
+                kk = k - 1
+                while r >= n and kk > 0:
+                    r -= 1 << (kk - 1)
+                    kk -= 1
+                if r < n:
+                    right = max_end[o + r]
+                    if right > v:
+                        v = right
+                max_end[o + i] = v
+                i += step
+            k += 1
+        root_level[b] = k - 1
+
+
+def _sort_order(doc: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Row ids sorted by ``(doc, start, end)``, stably (full ties keep row order).
+
+    Sorting by end too makes every block of non-nested chunks (even with duplicates) monotone in
+    end. One argsort of a packed key is several times faster than lexsort on three columns; the
+    key is used only when it provably fits in int64.
+    """
+    n = doc.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    lows = min(int(doc.min()), int(start.min()), int(end.min()))
+    start_span = int(start.max()) + 1
+    end_span = int(end.max()) + 1
+    if lows >= 0 and (int(doc.max()) + 1) * start_span * end_span < 2**63:
+        key = (doc * start_span + start) * end_span + end
+        return np.argsort(key, kind="stable").astype(np.int64, copy=False)
+    return np.lexsort((end, start, doc)).astype(np.int64, copy=False)
+
+
+def build_chunk_index(chunk_doc: np.ndarray, chunk_start: np.ndarray, chunk_end: np.ndarray) -> tuple:
+    """Index a chunking once so that many calls can reuse it (``docs/engine.md`` §2).
+
+    Returns the tuple ``(order, sorted_start, sorted_end, max_end, doc_ids, doc_offsets,
+    root_level, ends_sorted)``: ``order`` holds the original row ids sorted by ``(doc, start,
+    end)``; ``doc_ids`` the distinct docs, ascending, whose rows are ``doc_offsets[i]:doc_offsets[i +
+    1]`` of the sorted arrays; ``max_end`` the implicit interval tree of each doc block;
+    ``root_level[i]`` the level of block ``i``'s root (node ``2**level - 1``); ``ends_sorted[i]`` is
+    1 when block ``i``'s ends never decrease (no chunk nests in another), so a query there is one
+    binary search instead of a tree walk. Inputs are validated int64 columns.
+    """
+    chunk_doc = np.ascontiguousarray(chunk_doc, dtype=np.int64)
+    chunk_start = np.ascontiguousarray(chunk_start, dtype=np.int64)
+    chunk_end = np.ascontiguousarray(chunk_end, dtype=np.int64)
+    order = _sort_order(chunk_doc, chunk_start, chunk_end)
+    sorted_doc = chunk_doc[order]
+    sorted_start = np.ascontiguousarray(chunk_start[order])
+    sorted_end = np.ascontiguousarray(chunk_end[order])
+    if sorted_doc.shape[0]:
+        first = np.flatnonzero(np.concatenate(([True], sorted_doc[1:] != sorted_doc[:-1])))
+    else:
+        first = np.zeros(0, dtype=np.int64)
+    doc_ids = np.ascontiguousarray(sorted_doc[first], dtype=np.int64)
+    doc_offsets = np.empty(first.shape[0] + 1, dtype=np.int64)
+    doc_offsets[:-1] = first
+    doc_offsets[-1] = sorted_doc.shape[0]
+    max_end = np.empty_like(sorted_end)
+    root_level = np.zeros(doc_ids.shape[0], dtype=np.int64)
+    ends_sorted = np.zeros(doc_ids.shape[0], dtype=np.int64)
+    _build_trees(sorted_end, doc_offsets, max_end, root_level, ends_sorted)
+    return (order, sorted_start, sorted_end, max_end, doc_ids, doc_offsets, root_level, ends_sorted)
+
+
+@_kernel
+def _tree_query(sorted_start, sorted_end, max_end, o, n, root_level, x, y, out, n_out, stack):
+    """Append to ``out`` every row ``o + i`` of one doc block with ``start < x`` and ``end > y``.
+
+    Returns the new count; rows past ``out``'s capacity are counted but not written (the caller
+    grows the buffer and asks again). Rows come out in no particular order.
+    """
+    cap = out.shape[0]
+    stack[0] = (1 << root_level) - 1
+    stack[1] = root_level
+    sp = 2
+    while sp > 0:
+        sp -= 2
+        i = stack[sp]
+        k = stack[sp + 1]
+        if i < n and max_end[o + i] <= y:
+            continue  # nothing in this subtree ends after y
+        if k <= _SCAN_LEVEL:
+            lo = i - (1 << k) + 1
+            hi = i + (1 << k)
+            if hi > n:
+                hi = n
+            for t in range(lo, hi):
+                if sorted_start[o + t] >= x:
+                    break
+                if sorted_end[o + t] > y:
+                    if n_out < cap:
+                        out[n_out] = o + t
+                    n_out += 1
+            continue
+        half = 1 << (k - 1)
+        if i >= n:
+            # Past the block: only the left part of this subtree holds rows.
+            stack[sp] = i - half
+            stack[sp + 1] = k - 1
+            sp += 2
+            continue
+        if sorted_start[o + i] < x:
+            if sorted_end[o + i] > y:
+                if n_out < cap:
+                    out[n_out] = o + i
+                n_out += 1
+            # The right subtree starts at or after this row; it may still hold matches.
+            stack[sp] = i + half
+            stack[sp + 1] = k - 1
+            sp += 2
+        stack[sp] = i - half
+        stack[sp + 1] = k - 1
+        sp += 2
+    return n_out
+
+
+@_kernel
+def _sorted_query(sorted_start, sorted_end, o, n, first, x, y, out, n_out):
+    """The same query for a block whose ends never decrease (no chunk nests in another).
+
+    Rows with ``end > y`` are then a suffix, and those of them with ``start < x`` a prefix of it:
+    one binary search. Only rows from ``first`` on are emitted, so consecutive queries with
+    increasing intervals emit each row once, in ascending order. Returns ``(n_out, next_first)``.
+    """
+    lo = first
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if sorted_end[o + mid] <= y:
+            lo = mid + 1
+        else:
+            hi = mid
+    cap = out.shape[0]
+    i = lo
+    while i < n and sorted_start[o + i] < x:
+        if n_out < cap:
+            out[n_out] = o + i
+        n_out += 1
+        i += 1
+    return n_out, i
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+@_kernel
+def _sort_rows(idx, n, key1, key2, tmp):
+    """Stable sort of ``idx[:n]`` by ``(key1[idx], key2[idx])``; ``tmp`` has room for ``n``."""
+    if n <= _SMALL_SORT:
+        for i in range(1, n):
+            v = idx[i]
+            a = key1[v]
+            b = key2[v]
+            j = i - 1
+            while j >= 0:
+                w = idx[j]
+                if key1[w] > a or (key1[w] == a and key2[w] > b):
+                    idx[j + 1] = w
+                    j -= 1
+                else:
+                    break
+            idx[j + 1] = v
+        return
+    # Bottom-up merge sort over insertion-sorted runs.
+    run = 16
+    for s in range(0, n, run):
+        e = min(s + run, n)
+        for i in range(s + 1, e):
+            v = idx[i]
+            a = key1[v]
+            b = key2[v]
+            j = i - 1
+            while j >= s:
+                w = idx[j]
+                if key1[w] > a or (key1[w] == a and key2[w] > b):
+                    idx[j + 1] = w
+                    j -= 1
+                else:
+                    break
+            idx[j + 1] = v
+    src = idx
+    dst = tmp
+    in_tmp = False
+    width = run
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i = lo
+            j = mid
+            t = lo
+            while i < mid and j < hi:
+                u = src[i]
+                w = src[j]
+                if key1[w] < key1[u] or (key1[w] == key1[u] and key2[w] < key2[u]):
+                    dst[t] = w
+                    j += 1
+                else:
+                    dst[t] = u
+                    i += 1
+                t += 1
+            while i < mid:
+                dst[t] = src[i]
+                i += 1
+                t += 1
+            while j < hi:
+                dst[t] = src[j]
+                j += 1
+                t += 1
+        src, dst = dst, src
+        in_tmp = not in_tmp
+        width *= 2
+    if in_tmp:
+        for i in range(n):
+            idx[i] = src[i]
+
+
+@_kernel
+def _sift_down(a, root, n):
+    while True:
+        child = 2 * root + 1
+        if child >= n:
+            return
+        if child + 1 < n and a[child + 1] > a[child]:
+            child += 1
+        if a[root] >= a[child]:
+            return
+        v = a[root]
+        a[root] = a[child]
+        a[child] = v
+        root = child
+
+
+@_kernel
+def _sort_values(a, n):
+    """Sort ``a[:n]`` in place."""
+    if n <= _SMALL_SORT:
+        for i in range(1, n):
+            v = a[i]
+            j = i - 1
+            while j >= 0 and a[j] > v:
+                a[j + 1] = a[j]
+                j -= 1
+            a[j + 1] = v
+    else:
+        # Heapsort: in place, no allocation (this kernel runs without the NRT).
+        for start in range((n - 2) // 2, -1, -1):
+            _sift_down(a, start, n)
+        for end in range(n - 1, 0, -1):
+            v = a[0]
+            a[0] = a[end]
+            a[end] = v
+            _sift_down(a, 0, end)
+
+
+@_kernel
+def _seg_lower(seg_doc, seg_e, nseg, d, a):
+    """First segment with ``doc > d`` or ``(doc == d and e > a)``, or 0 when there are few (the
+    cursor of ``_overlap`` then walks there faster than a binary search would jump)."""
+    if nseg <= _LINEAR_SEGMENTS:
+        return 0
+    lo = 0
+    hi = nseg
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        sd = seg_doc[mid]
+        if sd < d or (sd == d and seg_e[mid] <= a):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@_kernel
+def _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, a, b):
+    """``(ov, wov, cursor)`` of span ``(d, a, b)`` against the segments.
+
+    ``sc`` is a cursor no later than the first segment that can overlap; pieces of one insertion are
+    ascending, so the cursor only moves forward.
+    """
+    while sc < nseg and (seg_doc[sc] < d or (seg_doc[sc] == d and seg_e[sc] <= a)):
+        sc += 1
+    ov = 0
+    wov = 0
+    j = sc
+    while j < nseg and seg_doc[j] == d and seg_s[j] < b:
+        lo = seg_s[j] if seg_s[j] > a else a
+        hi = seg_e[j] if seg_e[j] < b else b
+        ov += hi - lo
+        wov += (hi - lo) * seg_m[j]
+        j += 1
+    return ov, wov, sc
+
+
+@_kernel
+def _write_metrics(recall, precision, iou, q, col, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum):
+    fi = np.float64(inter)
+    if chroma:
+        recall[q, col] = fi / np.float64(ref_sum)
+        precision[q, col] = fi / np.float64(ret_sum) if ret_sum > 0 else 0.0
+        iou[q, col] = fi / np.float64(ret_sum + (ref_sum - inter_w))
+    else:
+        recall[q, col] = fi / np.float64(e_len)
+        precision[q, col] = fi / np.float64(r_len) if r_len > 0 else 0.0
+        iou[q, col] = fi / np.float64(e_len + r_len - inter)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-question kernel
+# --------------------------------------------------------------------------------------------
+
+
+@_kernel
+def _score_question(
+    q,
+    ref_offsets, ref_doc, ref_start, ref_end,
+    ret_offsets, ret_doc, ret_start, ret_end,
+    has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+    ks, k_mode, semantics,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+    idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
+    r_doc, r_s, r_e, ebuf, stack,
+):  # fmt: skip
+    """Score question ``q`` into the output rows. Returns 0, or the evidence-buffer size needed
+    when ``ebuf`` was too small (nothing is written then; the caller grows it and calls again)."""
+    chroma = semantics == _SEM_CHROMA
+
+    # ---- 1. reference segments ------------------------------------------------------------
+    r0 = ref_offsets[q]
+    m = ref_offsets[q + 1] - r0
+    for i in range(m):
+        idx_s[i] = r0 + i
+        idx_e[i] = r0 + i
+    _sort_rows(idx_s, m, ref_doc, ref_start, idx_tmp)
+    _sort_rows(idx_e, m, ref_doc, ref_end, idx_tmp)
+    nseg = 0
+    e_len = 0
+    ref_sum = 0
+    g0 = 0
+    while g0 < m:
+        d = ref_doc[idx_s[g0]]
+        g1 = g0 + 1
+        while g1 < m and ref_doc[idx_s[g1]] == d:
+            g1 += 1
+        # idx_e holds the same doc group at the same positions (both sorted by doc first).
+        i = g0
+        j = g0
+        cnt = 0
+        prev = 0
+        while j < g1:
+            pos = ref_end[idx_e[j]]
+            if i < g1 and ref_start[idx_s[i]] <= pos:
+                pos = ref_start[idx_s[i]]
+            if cnt > 0 and pos > prev:
+                e_len += pos - prev
+                ref_sum += (pos - prev) * cnt
+                if nseg > 0 and seg_doc[nseg - 1] == d and seg_e[nseg - 1] == prev and seg_m[nseg - 1] == cnt:
+                    seg_e[nseg - 1] = pos
+                else:
+                    seg_doc[nseg] = d
+                    seg_s[nseg] = prev
+                    seg_e[nseg] = pos
+                    seg_m[nseg] = cnt
+                    nseg += 1
+            while i < g1 and ref_start[idx_s[i]] == pos:
+                cnt += 1
+                i += 1
+            while j < g1 and ref_end[idx_e[j]] == pos:
+                cnt -= 1
+                j += 1
+            prev = pos
+        g0 = g1
+
+    # ---- 2. evidence chunks ---------------------------------------------------------------
+    n_ev = 0
+    if has_chunks:
+        # Evidence intervals: consecutive same-doc segments that touch or overlap are joined.
+        nev_int = 0
+        for t in range(nseg):
+            if nev_int > 0 and ev_doc[nev_int - 1] == seg_doc[t] and seg_s[t] <= ev_e[nev_int - 1]:
+                if seg_e[t] > ev_e[nev_int - 1]:
+                    ev_e[nev_int - 1] = seg_e[t]
+            else:
+                ev_doc[nev_int] = seg_doc[t]
+                ev_s[nev_int] = seg_s[t]
+                ev_e[nev_int] = seg_e[t]
+                nev_int += 1
+        # Set: start < m.e and end > m.s. Chroma (touching counts): start <= m.e and end >= m.s.
+        touch = 1 if chroma else 0
+        cs_len = 0
+        cs_in = 0
+        cs_in_w = 0
+        need = 0
+        n_blocks = ci_doc_ids.shape[0]
+        g = 0
+        while g < nev_int:
+            d = ev_doc[g]
+            h = g + 1
+            while h < nev_int and ev_doc[h] == d:
+                h += 1
+            # Locate the doc's block.
+            lo = 0
+            hi = n_blocks
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if ci_doc_ids[mid] < d:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < n_blocks and ci_doc_ids[lo] == d:
+                o = ci_doc_offsets[lo]
+                n = ci_doc_offsets[lo + 1] - o
+                cnt = 0
+                if ci_ends_sorted[lo]:
+                    first = 0
+                    for t in range(g, h):
+                        cnt, first = _sorted_query(ci_start, ci_end, o, n, first,
+                                                   ev_e[t] + touch, ev_s[t] - touch, ebuf, cnt)  # fmt: skip
+                else:
+                    lvl = ci_root_level[lo]
+                    for t in range(g, h):
+                        cnt = _tree_query(ci_start, ci_end, ci_max_end, o, n, lvl,
+                                          ev_e[t] + touch, ev_s[t] - touch, ebuf, cnt, stack)  # fmt: skip
+                    if cnt <= ebuf.shape[0]:
+                        # A chunk spanning a gap between two evidence intervals is found twice.
+                        _sort_values(ebuf, cnt)
+                if cnt > ebuf.shape[0]:
+                    if cnt > need:
+                        need = cnt
+                elif need == 0 and cnt > 0:
+                    # Rows ascend, so chunk spans come sorted by start: count distinct rows and
+                    # merge their spans into the pieces of C*.
+                    sc = 0
+                    cur_s = ci_start[ebuf[0]]
+                    cur_e = ci_end[ebuf[0]]
+                    n_ev += 1
+                    for t in range(1, cnt + 1):
+                        if t < cnt:
+                            p = ebuf[t]
+                            if p == ebuf[t - 1]:
+                                continue
+                            n_ev += 1
+                            if ci_start[p] <= cur_e:
+                                if ci_end[p] > cur_e:
+                                    cur_e = ci_end[p]
+                                continue
+                        cs_len += cur_e - cur_s
+                        ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, cur_s, cur_e)
+                        cs_in += ov
+                        cs_in_w += wov
+                        if t < cnt:
+                            cur_s = ci_start[p]
+                            cur_e = ci_end[p]
+            g = h
+        if need > 0:
+            return need
+        precision_omega[q] = np.float64(cs_in) / np.float64(e_len + cs_len - cs_in)
+        if chroma:
+            coverage[q] = np.float64(cs_in_w) / np.float64(ref_sum)
+        else:
+            coverage[q] = np.float64(cs_in) / np.float64(e_len)
+        n_evidence_chunks[q] = n_ev
+    else:
+        precision_omega[q] = np.nan
+        coverage[q] = np.nan
+        n_evidence_chunks[q] = -1
+
+    # ---- 3. the ranked list, one pass for every cut-off -------------------------------------
+    t0 = ret_offsets[q]
+    n_ret = ret_offsets[q + 1] - t0
+    n_ks = ks.shape[0]
+    if k_mode == _KMODE_LIST:
+        steps = ks[n_ks - 1]
+        if steps > n_ret:
+            steps = n_ret
+    elif k_mode == _KMODE_ALL:
+        steps = n_ret
+    else:
+        steps = n_ev if n_ev < n_ret else n_ret
+
+    inter = 0
+    inter_w = 0
+    r_len = 0
+    ret_sum = 0
+    nr = 0
+    kp = 0
+    for step in range(steps):
+        row = t0 + step
+        d = ret_doc[row]
+        a = ret_start[row]
+        b = ret_end[row]
+        ret_sum += b - a
+        # First interval of R that touches or follows [a, b).
+        lo = 0
+        hi = nr
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if r_doc[mid] < d or (r_doc[mid] == d and r_e[mid] < a):
+                lo = mid + 1
+            else:
+                hi = mid
+        pos = lo
+        j = pos
+        cur = a
+        new_s = a
+        sc = -1
+        while j < nr and r_doc[j] == d and r_s[j] <= b:
+            if r_s[j] > cur:
+                if sc < 0:
+                    sc = _seg_lower(seg_doc, seg_e, nseg, d, cur)
+                ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, cur, r_s[j])
+                r_len += r_s[j] - cur
+                inter += ov
+                inter_w += wov
+            if r_s[j] < new_s:
+                new_s = r_s[j]
+            if r_e[j] > cur:
+                cur = r_e[j]
+            j += 1
+        if cur < b:
+            if sc < 0:
+                sc = _seg_lower(seg_doc, seg_e, nseg, d, cur)
+            ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, cur, b)
+            r_len += b - cur
+            inter += ov
+            inter_w += wov
+            cur = b
+        # Replace R[pos:j] by the merged interval [new_s, cur).
+        removed = j - pos
+        if removed == 0:
+            for t in range(nr, pos, -1):
+                r_doc[t] = r_doc[t - 1]
+                r_s[t] = r_s[t - 1]
+                r_e[t] = r_e[t - 1]
+            nr += 1
+        elif removed > 1:
+            shift = removed - 1
+            for t in range(pos + 1, nr - shift):
+                r_doc[t] = r_doc[t + shift]
+                r_s[t] = r_s[t + shift]
+                r_e[t] = r_e[t + shift]
+            nr -= shift
+        r_doc[pos] = d
+        r_s[pos] = new_s
+        r_e[pos] = cur
+        if k_mode == _KMODE_LIST and kp < n_ks and ks[kp] == step + 1:
+            _write_metrics(recall, precision, iou, q, kp, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
+            kp += 1
+    if k_mode == _KMODE_LIST:
+        # Cut-offs beyond the list score the whole list.
+        while kp < n_ks:
+            _write_metrics(recall, precision, iou, q, kp, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
+            kp += 1
+    else:
+        _write_metrics(recall, precision, iou, q, 0, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks of questions, serial and parallel
+# --------------------------------------------------------------------------------------------
+
+
+@_kernel
+def _score_range(
+    q0, q1,
+    ref_offsets, ref_doc, ref_start, ref_end,
+    ret_offsets, ret_doc, ret_start, ret_end,
+    has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+    ks, k_mode, semantics,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+    idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
+    r_doc, r_s, r_e, ebuf, stack,
+):  # fmt: skip
+    """Score questions from ``q0`` on; stop at the first one whose evidence does not fit ``ebuf``.
+
+    Returns ``(q, need)``: ``(q1, 0)`` when done, else the question to resume at and the buffer
+    size it needs (allocation is left to the caller, which runs with the NRT).
+    """
+    for q in range(q0, q1):
+        need = _score_question(
+            q,
+            ref_offsets, ref_doc, ref_start, ref_end,
+            ret_offsets, ret_doc, ret_start, ret_end,
+            has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+            ks, k_mode, semantics,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+            idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
+            r_doc, r_s, r_e, ebuf, stack,
+        )  # fmt: skip
+        if need > 0:
+            return q, need
+    return q1, 0
+
+
+@njit(cache=True, error_model="numpy")
+def _score_block(
+    q0, q1,
+    ref_offsets, ref_doc, ref_start, ref_end,
+    ret_offsets, ret_doc, ret_start, ret_end,
+    has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+    ks, k_mode, semantics,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+):  # fmt: skip
+    """Score questions ``[q0, q1)`` with one set of scratch buffers sized for the block."""
+    max_refs = 1
+    max_ret = 1
+    for q in range(q0, q1):
+        m = ref_offsets[q + 1] - ref_offsets[q]
+        if m > max_refs:
+            max_refs = m
+        L = ret_offsets[q + 1] - ret_offsets[q]
+        if L > max_ret:
+            max_ret = L
+    if k_mode == _KMODE_LIST and ks[ks.shape[0] - 1] < max_ret:
+        max_ret = ks[ks.shape[0] - 1]
+    idx_s = np.empty(max_refs, np.int64)
+    idx_e = np.empty(max_refs, np.int64)
+    idx_tmp = np.empty(max_refs, np.int64)
+    seg_cap = 2 * max_refs
+    seg_doc = np.empty(seg_cap, np.int64)
+    seg_s = np.empty(seg_cap, np.int64)
+    seg_e = np.empty(seg_cap, np.int64)
+    seg_m = np.empty(seg_cap, np.int64)
+    ev_doc = np.empty(seg_cap, np.int64)
+    ev_s = np.empty(seg_cap, np.int64)
+    ev_e = np.empty(seg_cap, np.int64)
+    r_doc = np.empty(max_ret + 1, np.int64)
+    r_s = np.empty(max_ret + 1, np.int64)
+    r_e = np.empty(max_ret + 1, np.int64)
+    ebuf = np.empty(64, np.int64)
+    stack = np.empty(_STACK_SIZE, np.int64)
+    q = q0
+    while q < q1:
+        q, need = _score_range(
+            q, q1,
+            ref_offsets, ref_doc, ref_start, ref_end,
+            ret_offsets, ret_doc, ret_start, ret_end,
+            has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+            ks, k_mode, semantics,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+            idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
+            r_doc, r_s, r_e, ebuf, stack,
+        )  # fmt: skip
+        if need > 0:
+            ebuf = np.empty(max(need, 2 * ebuf.shape[0]), np.int64)
+
+
+@njit(cache=True, parallel=True)
+def _score_parallel(
+    n_blocks,
+    ref_offsets, ref_doc, ref_start, ref_end,
+    ret_offsets, ret_doc, ret_start, ret_end,
+    has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+    ks, k_mode, semantics,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+):  # fmt: skip
+    n_questions = ref_offsets.shape[0] - 1
+    for blk in prange(n_blocks):
+        q0 = blk * n_questions // n_blocks
+        q1 = (blk + 1) * n_questions // n_blocks
+        _score_block(
+            q0, q1,
+            ref_offsets, ref_doc, ref_start, ref_end,
+            ret_offsets, ret_doc, ret_start, ret_end,
+            has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+            ks, k_mode, semantics,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def _resolve_threads(num_threads: int | None) -> int:
+    limit = int(numba.config.NUMBA_NUM_THREADS)
+    if num_threads is None or num_threads <= 0:
+        return limit
+    return max(1, min(int(num_threads), limit))
+
+
+def span_metrics_numba(
+    ref_offsets: np.ndarray,
+    ref_doc: np.ndarray,
+    ref_start: np.ndarray,
+    ref_end: np.ndarray,
+    ret_offsets: np.ndarray,
+    ret_doc: np.ndarray,
+    ret_start: np.ndarray,
+    ret_end: np.ndarray,
+    chunk_index: tuple | None,
+    ks: np.ndarray,
+    k_mode: int,
+    semantics: int,
+    num_threads: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Score every question (``docs/engine.md``); inputs are already validated int64 columns.
+
+    Returns ``(recall, precision, iou, precision_omega, coverage, n_evidence_chunks)``: the first
+    three ``(n_questions, n_cols)`` float64 with ``n_cols = len(ks)`` in list mode (``k_mode=0``)
+    and 1 otherwise; then per question float64, float64 (NaN without chunks) and int64 (-1 without
+    chunks). ``chunk_index`` is ``None`` or the tuple from :func:`build_chunk_index`.
+    ``num_threads`` of ``None`` or ``<= 0`` means every numba thread.
+    """
+    k_mode = int(k_mode)
+    semantics = int(semantics)
+    if k_mode not in (_KMODE_LIST, _KMODE_ALL, _KMODE_AUTO):
+        raise ValueError(f"k_mode must be 0 (list), 1 (all) or 2 (auto), got {k_mode}")
+    if semantics not in (0, _SEM_CHROMA):
+        raise ValueError(f"semantics must be 0 (set) or 1 (chroma), got {semantics}")
+    if k_mode == _KMODE_AUTO and chunk_index is None:
+        raise ValueError("k='auto' needs the chunking (pass chunks) to count evidence chunks")
+    ks = np.ascontiguousarray(ks, dtype=np.int64)
+    if k_mode == _KMODE_LIST:
+        if ks.shape[0] == 0:
+            raise ValueError("ks must hold at least one cut-off in list mode")
+        n_cols = ks.shape[0]
+    else:
+        n_cols = 1
+        if ks.shape[0] == 0:
+            ks = np.ones(1, dtype=np.int64)  # unused outside list mode; keeps one compiled signature
+    n_questions = ref_offsets.shape[0] - 1
+    recall = np.empty((n_questions, n_cols), dtype=np.float64)
+    precision = np.empty((n_questions, n_cols), dtype=np.float64)
+    iou = np.empty((n_questions, n_cols), dtype=np.float64)
+    precision_omega = np.empty(n_questions, dtype=np.float64)
+    coverage = np.empty(n_questions, dtype=np.float64)
+    n_evidence_chunks = np.empty(n_questions, dtype=np.int64)
+    if n_questions == 0:
+        return recall, precision, iou, precision_omega, coverage, n_evidence_chunks
+    if chunk_index is None:
+        has_chunks = False
+        ci = (_EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY, np.zeros(1, dtype=np.int64), _EMPTY, _EMPTY)
+    else:
+        has_chunks = True
+        ci = chunk_index
+    _order, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted = ci
+    args = (
+        ref_offsets, ref_doc, ref_start, ref_end,
+        ret_offsets, ret_doc, ret_start, ret_end,
+        has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+        ks, k_mode, semantics,
+        recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+    )  # fmt: skip
+    threads = _resolve_threads(num_threads)
+    if threads == 1 or n_questions < _MIN_PARALLEL_QUESTIONS:
+        _score_block(0, n_questions, *args)
+    else:
+        n_blocks = min(threads * _BLOCKS_PER_THREAD, max(threads, n_questions // _MIN_BLOCK_QUESTIONS))
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            _score_parallel(n_blocks, *args)
+        finally:
+            numba.set_num_threads(previous)
+    return recall, precision, iou, precision_omega, coverage, n_evidence_chunks

@@ -1,0 +1,340 @@
+"""Nearest-neighbour search over chunk vectors: exact (numpy) and approximate (hnswlib HNSW).
+
+Both indexes rank by cosine similarity: vectors and queries are L2-normalised on the way in (rows
+that already have unit norm are used as they are), and the score is the inner product. Both
+return ``(ids, scores)`` with ids as ``int64`` row numbers of the indexed vectors and scores as
+``float32``, each row sorted by descending score with ties broken by the lower id. When fewer
+than ``k`` vectors exist (in the index, or in a query's scope) the missing columns hold id ``-1``
+and score ``-inf``.
+
+:func:`build_index` wraps either index in a :class:`Retriever` that can search all chunks
+(``scope="global"``, like the reference toolkit) or only the chunks of each query's own group,
+typically its corpus (``scope="corpus"``). :func:`recall_at_k` compares an approximate search
+with the exact one.
+
+hnswlib is imported only when an HNSW index is built.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Hashable, Literal, Sequence
+
+import numpy as np
+
+__all__ = ["ExactIndex", "HNSWIndex", "Retriever", "build_index", "recall_at_k"]
+
+# Elements of one block of the query × vector score matrix (float32): bounds memory at ~64 MiB.
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def _unit_rows(values: Any, name: str, dim: int | None = None) -> np.ndarray:
+    """``values`` as C-contiguous float32 rows of unit L2 norm; rows already unit are not touched."""
+    arr = np.asarray(values)
+    if arr.ndim != 2:
+        hint = " (one vector? try x[None, :])" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be a 2-D array (rows = vectors), got shape {arr.shape}{hint}")
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name} has {arr.shape[1]} columns but the index holds {dim}-dimensional vectors; "
+                         "embed the queries with the same model as the chunks")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.shape[0] == 0:
+        return arr
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise ValueError(f"{name}: row {bad} has NaN or infinite values; re-embed that text or drop the row")
+    norms = np.sqrt(np.einsum("ij,ij->i", arr, arr, dtype=np.float64))
+    if (norms == 0).any():
+        bad = int(np.argmax(norms == 0))
+        raise ValueError(f"{name}: row {bad} is the zero vector, which has no cosine similarity; drop the row")
+    if np.abs(norms - 1.0).max() <= 1e-6:
+        return arr
+    return np.ascontiguousarray(arr / norms[:, None].astype(np.float32))
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool):
+        raise TypeError("k must be a positive int, got a bool")
+    try:
+        k = operator.index(k)
+    except TypeError:
+        raise TypeError(f"k must be a positive int, got {type(k).__name__}") from None
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return k
+
+
+def _empty_result(n_queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((n_queries, k), -1, dtype=np.int64), np.full((n_queries, k), -np.inf, dtype=np.float32)
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= {minimum}, got a bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+class ExactIndex:
+    """Exact cosine top-k: blocked matrix product, then ``np.partition`` and a sort of the candidates.
+
+    Ties are broken by the lower id, also at the k-th place (every vector scoring exactly the k-th
+    score is a candidate, and the lowest ids among them win), so the result is fully determined.
+    """
+
+    method = "exact"
+
+    def __init__(self, vectors: Any) -> None:
+        self.vectors = _unit_rows(vectors, "vectors")
+        self.n, self.dim = self.vectors.shape
+
+    def __len__(self) -> int:
+        return self.n
+
+    def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ids (``int64``, ``(n_queries, k)``) and cosine scores (``float32``), best first.
+
+        Columns beyond the number of indexed vectors hold id ``-1`` and score ``-inf``.
+        """
+        k = _check_k(k)
+        q = _unit_rows(queries, "queries", self.dim)
+        ids, scores = _empty_result(len(q), k)
+        kk = min(k, self.n)
+        if kk == 0 or len(q) == 0:
+            return ids, scores
+        block = max(1, _BLOCK_ELEMENTS // self.n)
+        for b in range(0, len(q), block):
+            sim = q[b:b + block] @ self.vectors.T
+            top_ids, top_scores = _top_k_rows(sim, kk)
+            ids[b:b + block, :kk] = top_ids
+            scores[b:b + block, :kk] = top_scores
+        return ids, scores
+
+
+def _top_k_rows(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``sim``: the ``k`` largest values, ties by the lower column, best first."""
+    rows, n = sim.shape
+    if k == n:
+        order = np.argsort(-sim, axis=1, kind="stable")  # stable: equal scores keep ascending ids
+        return order.astype(np.int64, copy=False), np.take_along_axis(sim, order, axis=1)
+    kth_largest = np.partition(sim, n - k, axis=1)[:, n - k]
+    row_idx, col_idx = np.nonzero(sim >= kth_largest[:, None])  # >= k per row; more when tied
+    values = sim[row_idx, col_idx]
+    order = np.lexsort((col_idx, -values, row_idx))
+    counts = np.bincount(row_idx, minlength=rows)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    take = order[starts[:, None] + np.arange(k)[None, :]]
+    return col_idx[take].astype(np.int64, copy=False), values[take]
+
+
+class HNSWIndex:
+    """Approximate cosine top-k with hnswlib (HNSW graph, inner product on unit vectors).
+
+    ``M`` and ``ef_construction`` shape the graph; ``ef_search`` is the search beam, raised to
+    ``k`` when smaller (hnswlib cannot return more than ``ef`` results). With ``num_threads=1``
+    construction is deterministic for a given ``seed``; more threads build faster but insert in a
+    racy order, so results may differ slightly between runs. Scores are recomputed exactly (float32
+    dot products) for the returned ids, and each row is ordered by (-score, id) like
+    :class:`ExactIndex`.
+    """
+
+    method = "hnsw"
+
+    def __init__(self, vectors: Any, *, M: int = 16, ef_construction: int = 200, ef_search: int = 100,
+                 seed: int = 0, num_threads: int = 1) -> None:
+        self.M = _positive_int(M, "M", 2)
+        self.ef_construction = _positive_int(ef_construction, "ef_construction")
+        self.ef_search = _positive_int(ef_search, "ef_search")
+        self.seed = _positive_int(seed, "seed", 0)
+        self.num_threads = _positive_int(num_threads, "num_threads")
+        self.vectors = _unit_rows(vectors, "vectors")
+        self.n, self.dim = self.vectors.shape
+        self._index: Any = None
+        if self.n:
+            try:
+                import hnswlib
+            except ImportError as exc:  # pragma: no cover - depends on the environment
+                raise ImportError("method='hnsw' needs hnswlib: pip install 'chunkeval[retrieval]' "
+                                  "(or use method='exact')") from exc
+            index = hnswlib.Index(space="ip", dim=self.dim)
+            index.init_index(max_elements=self.n, ef_construction=self.ef_construction, M=self.M,
+                             random_seed=self.seed)
+            index.add_items(self.vectors, np.arange(self.n), num_threads=self.num_threads)
+            self._index = index
+
+    def __len__(self) -> int:
+        return self.n
+
+    def params(self) -> dict[str, int]:
+        return {"M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search,
+                "seed": self.seed, "num_threads": self.num_threads}
+
+    def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-``k``; same output contract as :meth:`ExactIndex.search`."""
+        k = _check_k(k)
+        q = _unit_rows(queries, "queries", self.dim)
+        ids, scores = _empty_result(len(q), k)
+        kk = min(k, self.n)
+        if kk == 0 or len(q) == 0:
+            return ids, scores
+        self._index.set_ef(max(self.ef_search, kk))
+        try:
+            labels, _ = self._index.knn_query(q, k=kk, num_threads=self.num_threads)
+        except RuntimeError as exc:
+            raise RuntimeError(f"hnswlib could not return {kk} neighbours ({exc}); raise ef_search or M, "
+                               "or use method='exact'") from exc
+        labels = labels.astype(np.int64)
+        exact_scores = np.einsum("qd,qkd->qk", q, self.vectors[labels])
+        order = np.lexsort((labels, -exact_scores), axis=-1)
+        ids[:, :kk] = np.take_along_axis(labels, order, axis=1)
+        scores[:, :kk] = np.take_along_axis(exact_scores, order, axis=1)
+        return ids, scores
+
+
+class Retriever:
+    """Top-k search over chunk vectors, globally or within each query's group (corpus).
+
+    Built by :func:`build_index`. ``scope="global"`` holds one index over all vectors;
+    ``scope="corpus"`` one index per group, and a query searches only the vectors of its own group
+    (``query_groups``). Ids are always global row numbers of the vectors given to
+    :func:`build_index`.
+    """
+
+    def __init__(self, indexes: dict[Hashable, Any], members: dict[Hashable, np.ndarray] | None,
+                 method: str, scope: str, n: int, dim: int, params: dict[str, Any]) -> None:
+        self._indexes = indexes
+        self._members = members
+        self.method = method
+        self.scope = scope
+        self.n = n
+        self.dim = dim
+        self.params = params
+
+    def __len__(self) -> int:
+        return self.n
+
+    def config(self) -> dict[str, Any]:
+        return {"method": self.method, "scope": self.scope, "n": self.n, "dim": self.dim,
+                "n_indexes": len(self._indexes), **self.params}
+
+    def search(self, queries: Any, k: int, query_groups: Sequence[Hashable] | np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` global ids (``int64``) and cosine scores (``float32``) per query, best first.
+
+        ``query_groups`` (one group per query, same labels as ``groups``) is required for
+        ``scope="corpus"`` and ignored for ``scope="global"``. Missing columns (a group with fewer
+        than ``k`` vectors) hold id ``-1`` and score ``-inf``.
+        """
+        k = _check_k(k)
+        if self.scope == "global":
+            return self._indexes[None].search(queries, k)
+        q = _unit_rows(queries, "queries", self.dim)
+        if query_groups is None:
+            raise ValueError("query_groups is required with scope='corpus': pass each query's group "
+                             "(e.g. its corpus id), or build the index with scope='global'")
+        labels = _group_labels(query_groups, "query_groups", len(q))
+        ids, scores = _empty_result(len(q), k)
+        assert self._members is not None
+        by_group: dict[Hashable, list[int]] = {}
+        for row, label in enumerate(labels):
+            by_group.setdefault(label, []).append(row)
+        for label, rows in by_group.items():
+            if label not in self._indexes:
+                raise ValueError(f"query_groups[{rows[0]}] = {label!r} names a group with no indexed vectors "
+                                 f"(groups: {sorted(map(repr, self._indexes))[:10]}); check the corpus ids")
+            local_ids, local_scores = self._indexes[label].search(q[rows], k)
+            members = self._members[label]
+            ids[rows] = np.where(local_ids >= 0, members[np.maximum(local_ids, 0)], -1)
+            scores[rows] = local_scores
+        return ids, scores
+
+
+def _group_labels(groups: Any, name: str, n: int) -> list[Hashable]:
+    arr = np.asarray(groups)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"{name} must be 1-D with one label per row ({n}), got shape {arr.shape}")
+    labels = arr.tolist()
+    for i, label in enumerate(labels):
+        if label is None or (isinstance(label, float) and label != label):
+            raise ValueError(f"{name}[{i}] is missing; every row needs a group label")
+    return labels
+
+
+def build_index(vectors: Any, groups: Sequence[Hashable] | np.ndarray | None = None, *,
+                method: Literal["hnsw", "exact"] = "hnsw", scope: Literal["global", "corpus"] | None = None,
+                **params: Any) -> Retriever:
+    """Build a :class:`Retriever` over ``vectors`` (one row per chunk).
+
+    Parameters
+    ----------
+    vectors:
+        ``(n, dim)`` real array; rows are L2-normalised if they are not already.
+    groups:
+        One label per row (e.g. the chunk's corpus id). Required for ``scope="corpus"``.
+    method:
+        ``"hnsw"`` (:class:`HNSWIndex`; ``params`` are its keyword arguments ``M``,
+        ``ef_construction``, ``ef_search``, ``seed``, ``num_threads``) or ``"exact"``
+        (:class:`ExactIndex`; no parameters).
+    scope:
+        ``"global"``: one index over all rows. ``"corpus"``: one index per group. Default:
+        ``"corpus"`` when ``groups`` is given, else ``"global"``.
+    """
+    if method not in ("hnsw", "exact"):
+        raise ValueError(f"method={method!r} is not 'hnsw' or 'exact'")
+    if scope is None:
+        scope = "global" if groups is None else "corpus"
+    if scope not in ("global", "corpus"):
+        raise ValueError(f"scope={scope!r} is not 'global' or 'corpus'")
+    if method == "exact" and params:
+        raise TypeError(f"method='exact' takes no parameters, got {sorted(params)}")
+    allowed = {"M", "ef_construction", "ef_search", "seed", "num_threads"}
+    if method == "hnsw" and set(params) - allowed:
+        raise TypeError(f"unknown HNSW parameters {sorted(set(params) - allowed)}; allowed: {sorted(allowed)}")
+    unit = _unit_rows(vectors, "vectors")
+    n, dim = unit.shape
+
+    def make(rows: np.ndarray) -> Any:
+        return HNSWIndex(rows, **params) if method == "hnsw" else ExactIndex(rows)
+
+    if scope == "global":
+        return Retriever({None: make(unit)}, None, method, scope, n, dim, dict(params))
+    if groups is None:
+        raise ValueError("scope='corpus' needs groups: one label (e.g. corpus id) per vector row")
+    labels = _group_labels(groups, "groups", n)
+    rows_of: dict[Hashable, list[int]] = {}
+    for row, label in enumerate(labels):
+        rows_of.setdefault(label, []).append(row)
+    members = {label: np.asarray(rows, dtype=np.int64) for label, rows in rows_of.items()}
+    indexes = {label: make(unit[rows]) for label, rows in members.items()}
+    return Retriever(indexes, members, method, scope, n, dim, dict(params))
+
+
+def recall_at_k(approx_ids: Any, exact_ids: Any) -> float:
+    """Fraction of the exact top-k ids that the approximate search also returned, averaged over queries.
+
+    ``recall = mean_q |approx_q ∩ exact_q| / |exact_q|`` where ``exact_q`` ignores ``-1`` padding.
+    Queries whose exact result is empty are left out; if every query is, the result is NaN.
+    Ties at the k-th place count as misses when the two searches pick different tied ids.
+    """
+    approx = np.asarray(approx_ids)
+    exact = np.asarray(exact_ids)
+    if approx.ndim != 2 or approx.shape != exact.shape:
+        raise ValueError(f"approx_ids and exact_ids must be 2-D arrays of the same shape, got {approx.shape} "
+                         f"and {exact.shape}; search both with the same queries and k")
+    if approx.dtype.kind not in "iu" or exact.dtype.kind not in "iu":
+        raise TypeError("approx_ids and exact_ids must be integer id arrays (as returned by search)")
+    valid = exact >= 0
+    hit = (exact[:, :, None] == approx[:, None, :]).any(axis=2) & valid
+    n_valid = valid.sum(axis=1)
+    keep = n_valid > 0
+    if not keep.any():
+        return float("nan")
+    return float(np.mean(hit.sum(axis=1)[keep] / n_valid[keep]))

@@ -1,0 +1,32 @@
+"""Shared fixtures. The engine's backends are all required: a test run that silently skipped the
+C++ core or Numba would not check that the backends agree. Set CHUNKEVAL_ALLOW_MISSING_BACKENDS=1
+to run the suite where one is deliberately absent."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from chunkeval.metrics import available_backends
+
+ALL_BACKENDS = ("cpp", "numba", "python")
+
+
+def _backends() -> list[str]:
+    have = available_backends()
+    missing = [b for b in ALL_BACKENDS if b not in have]
+    if missing and os.environ.get("CHUNKEVAL_ALLOW_MISSING_BACKENDS") != "1":
+        raise RuntimeError(
+            f"backends {missing} are not importable: build the extension (pip install .) and install numba, "
+            "or set CHUNKEVAL_ALLOW_MISSING_BACKENDS=1"
+        )
+    return [b for b in ALL_BACKENDS if b in have]
+
+
+BACKENDS = _backends()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
