@@ -12,13 +12,16 @@ smallest cosine similarity of any row to the baseline's row:
       fp32; the time includes that calibration, as a first run pays it)
 
 All three use the same batch size and device, no cache, and run a short untimed warm-up first.
+They take turns slice by slice (``--slice`` texts each, rotating who goes first), so on a shared
+machine all three see the same background load; each sorts its slice by length as it would sort
+a whole input.
 The texts default to the bundled benchmark's corpora cut into 200-token cl100k windows
 (``chunkeval.chunkers.FixedTokenChunker(200)``: 1,644 chunks), or into 800-character windows if
-that module is unavailable; the script says which. Wall times on a shared machine are noisy:
-``--repeats`` runs the three measurements in turn several times and reports the best of each.
+that module is unavailable; the script says which. ``--repeats`` passes over the texts again
+(calibration is paid once, in the first pass, as in a real run).
 
     PYTHONPATH=python python bench/bench_embedding.py [--n 1644] [--batch-size 32] [--device cpu]
-        [--precision auto] [--repeats 1] [--threads N]
+        [--precision auto] [--repeats 1] [--slice 256] [--threads N]
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                         help="precision of run (c)")
-    parser.add_argument("--repeats", type=int, default=1, help="timed rounds; the best time of each is kept")
+    parser.add_argument("--repeats", type=int, default=1, help="passes over the texts; times are summed")
+    parser.add_argument("--slice", type=int, default=256, help="texts per turn of the round-robin")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
 
@@ -90,53 +94,44 @@ def main() -> None:
     st.encode(warm, batch_size=args.batch_size, show_progress_bar=False)
     fp32.embed(warm)
 
-    def run_st() -> np.ndarray:
-        return st.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)
+    reduced = Embedder(device=device, precision=args.precision, batch_size=args.batch_size, show_progress=False)
+    reduced._load_model()  # loading is not throughput; its first embed call (timed) pays the calibration
 
-    def run_fp32() -> np.ndarray:
-        return fp32.embed(texts)  # no cache: every call embeds every text
-
-    reduced_stats: dict[str, float] = {}
-
-    def run_reduced() -> np.ndarray:
-        # a fresh instance, so the timed embed includes the calibration a first run pays
-        embedder = Embedder(device=device, precision=args.precision, batch_size=args.batch_size,
-                            show_progress=False)
-        embedder._load_model()  # model loading is not embedding throughput; (b) excludes it too
-        start, start_cpu = time.perf_counter(), time.process_time()
-        out = embedder.embed(texts)
-        reduced_stats.update(embedder.stats, seconds=time.perf_counter() - start,
-                             cpu_seconds=time.process_time() - start_cpu)
-        return out
-
-    runs = {"(a) sentence-transformers fp32": run_st, "(b) chunkeval fp32": run_fp32,
-            f"(c) chunkeval {args.precision}": run_reduced}
-    best: dict[str, float] = {name: float("inf") for name in runs}
-    best_cpu: dict[str, float] = {name: float("inf") for name in runs}
-    vectors: dict[str, np.ndarray] = {}
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            if name.startswith("(c)"):
-                vectors[name] = fn()
-                seconds, cpu_seconds = reduced_stats["seconds"], reduced_stats["cpu_seconds"]
-            else:
+    runs = {
+        "(a) sentence-transformers fp32": lambda part: st.encode(part, batch_size=args.batch_size,
+                                                                 convert_to_numpy=True, show_progress_bar=False),
+        "(b) chunkeval fp32": fp32.embed,  # no cache: every call embeds every text
+        f"(c) chunkeval {args.precision}": reduced.embed,
+    }
+    names = list(runs)
+    wall = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    pieces: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    # Round-robin over slices, rotating who goes first: on a shared host every run sees the same
+    # background load, which best-of-N over whole runs does not guarantee.
+    for repeat in range(args.repeats):
+        for i in range(0, len(texts), args.slice):
+            part = texts[i:i + args.slice]
+            turn = i // args.slice + repeat
+            for name in names[turn % 3:] + names[: turn % 3]:
                 start, start_cpu = time.perf_counter(), time.process_time()
-                vectors[name] = fn()
-                seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
-            best[name] = min(best[name], seconds)
-            best_cpu[name] = min(best_cpu[name], cpu_seconds)
+                out = runs[name](part)
+                wall[name] += time.perf_counter() - start
+                cpu[name] += time.process_time() - start_cpu
+                if repeat == 0:
+                    pieces[name].append(out)
+    vectors = {name: np.concatenate(parts) for name, parts in pieces.items()}
+    total = len(texts) * args.repeats
 
-    # chunks/s is wall time; CPU ms/chunk (all threads of this process) moves less when other
-    # processes share the machine, so it is the steadier comparison on a busy host.
-    baseline_name = next(iter(runs))
-    baseline = len(texts) / best[baseline_name]
+    # CPU ms/chunk counts all threads of this process; it moves less than wall time when other
+    # processes share the machine.
+    base = names[0]
     print(f"\n{'run':<34}{'chunks/s':>10}{'vs (a)':>9}{'CPU ms/chunk':>14}{'vs (a)':>9}{'min cos to (a)':>16}")
-    for name in runs:
-        rate = len(texts) / best[name]
-        cpu_ms = 1000 * best_cpu[name] / len(texts)
-        cpu_ratio = best_cpu[baseline_name] / best_cpu[name]
-        cosine = min_cosine(vectors[name], vectors[baseline_name])
-        print(f"{name:<34}{rate:>10.1f}{rate / baseline:>8.2f}x{cpu_ms:>14.1f}{cpu_ratio:>8.2f}x{cosine:>16.7f}")
+    for name in names:
+        cosine = min_cosine(vectors[name], vectors[base])
+        print(f"{name:<34}{total / wall[name]:>10.1f}{wall[base] / wall[name]:>8.2f}x"
+              f"{1000 * cpu[name] / total:>14.1f}{cpu[base] / cpu[name]:>8.2f}x{cosine:>16.7f}")
+    reduced_stats = reduced.stats
     print(f"\n(c) used precision {reduced_stats.get('precision')}, calibration min cosine "
           f"{reduced_stats.get('calibration_min_cosine')}, {reduced_stats.get('truncated')} texts truncated")
 

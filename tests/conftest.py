@@ -5,6 +5,7 @@ to run the suite where one is deliberately absent."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,10 @@ BACKENDS = _backends()
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding cache for the whole session, so each text meets the real model at most once
+    (the bundled MiniLM embeds only tens of texts per second on a CI CPU)."""
+    return tmp_path_factory.mktemp("embedding-cache")

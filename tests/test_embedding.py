@@ -264,7 +264,8 @@ def test_bad_arguments(tmp_path: Path) -> None:
         Embedder(device="cpu", max_length=1000)
     with pytest.raises(ValueError, match="never downloads"):
         Embedder("sentence-transformers/all-mpnet-base-v2", device="cpu")
-    shutil.copytree(MODEL_DIR, tmp_path / "no-config", ignore=shutil.ignore_patterns("*.safetensors", "config.json"))
+    shutil.copytree(MODEL_DIR, tmp_path / "no-config", ignore=shutil.ignore_patterns("*.safetensors"))
+    (tmp_path / "no-config" / "config.json").unlink()
     with pytest.raises(ValueError, match="has no config.json"):
         Embedder(tmp_path / "no-config", device="cpu")
     embedder = Embedder(device="cpu", show_progress=False)

@@ -91,6 +91,11 @@ def test_docs_missing_from_the_chunk_table():
         span_metrics(refs, rets, CHUNKS)
     with pytest.raises(ValueError, match=r"retrieved: row 0 names doc 3"):
         span_metrics(REFS, RaggedSpans([0, 1], [3], [0], [5]), CHUNKS)
+    # Sparse ids far apart take another lookup path; same answer.
+    sparse = Spans([0, 10**12], [0, 0], [10, 10])
+    with pytest.raises(ValueError, match=r"retrieved: row 1 names doc 5, which has no chunk"):
+        span_metrics(REFS, RaggedSpans([0, 2], [10**12, 5], [0, 0], [5, 5]), sparse)
+    assert span_metrics(REFS, RaggedSpans([0, 1], [10**12], [0], [5]), sparse).recall.tolist() == [0.0]
 
 
 def test_spans_past_the_document_end_with_doc_lengths():

@@ -37,6 +37,7 @@ def progress(show: bool | None = None) -> Iterator[object]:
     if not progress_enabled(show):
         yield _Silent()
         return
+    from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
@@ -46,6 +47,8 @@ def progress(show: bool | None = None) -> Iterator[object]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        # stdout carries results (`--json > file`); progress is for the person watching.
+        console=Console(stderr=True),
     )
     with bar:
         yield bar

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
 
@@ -25,6 +25,14 @@ EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
 class UserError(Exception):
     """An error in what the user asked for: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse under this CLI's contract: a usage error is one line on stderr and exit code 2
+    (argparse's default prints the whole usage block first, burying the reason)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _k_arg(text: str) -> Any:
@@ -56,17 +64,20 @@ def _add_evaluate(sub: Any) -> None:
                    help="exact set semantics, or Chroma-compatible arithmetic (default: set)")
     p.add_argument("--units", choices=["chars", "tokens"], default="chars", help="measure in characters or tokens")
     p.add_argument("--unit-tokenizer", default="cl100k_base", help="tokenizer for --units tokens (default: cl100k_base)")
-    p.add_argument("--retrieval", choices=["hnsw", "exact"], default="hnsw")
+    p.add_argument("--retrieval", choices=["hnsw", "exact"], default="hnsw",
+                   help="approximate HNSW search (hnswlib, like the reference toolkit) or exact search (default: hnsw)")
     p.add_argument("--scope", choices=["global", "corpus"], default="global",
                    help="search all chunks (like the reference toolkit) or only the question's corpus")
-    p.add_argument("--hnsw-m", type=int, default=16)
-    p.add_argument("--hnsw-ef-construction", type=int, default=200)
-    p.add_argument("--hnsw-ef-search", type=int, default=100)
+    p.add_argument("--hnsw-m", type=int, default=16, help="HNSW graph degree M (default: 16)")
+    p.add_argument("--hnsw-ef-construction", type=int, default=200,
+                   help="HNSW construction beam width (default: 200)")
+    p.add_argument("--hnsw-ef-search", type=int, default=100,
+                   help="HNSW search beam width, raised to the number of results when smaller (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="HNSW construction seed")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="auto: fp16 on GPU, bf16 on CPUs that support it when vectors stay within cosine 0.9999")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass of the embedder (default: 64)")
     p.add_argument("--cache-dir", default="default",
                    help="embedding cache folder; 'none' disables it (default: ~/.cache/chunkeval)")
     p.add_argument("--corpora", default=None, help="comma-separated corpus ids to keep")
@@ -105,6 +116,9 @@ def _print_summary(summary: dict[str, Any], config: dict[str, Any] | None, paths
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:
+        # A pipe or a log file has no width to fit: rich's default of 80 columns would wrap the numbers.
+        console = Console(width=max(console.width, 140))
     views = summary["at_k"].items() if "at_k" in summary else [(summary.get("k"), summary)]
     for k, s in views:
         title = f"k={k}, {s.get('semantics', '')} semantics" if k is not None else "all retrieved"
@@ -146,26 +160,27 @@ def _add_metrics(sub: Any) -> None:
         "metrics",
         help="score your own retrieved lists against references (Parquet, CSV or JSONL)",
         description="Score user-supplied spans. Each file has one row per span with columns question_id, doc, "
-                    "start, end (doc may be a name or an integer); the retrieved file may add a rank column "
-                    "(else file order is rank order); the chunks file has doc, start, end. Questions are those "
-                    "of the references file, in first-appearance order.",
+                    "start, end (doc may be a name or an integer; spans are half-open [start, end) character "
+                    "offsets); the retrieved file may add a rank column (else file order is rank order); the "
+                    "chunks file has doc, start, end. Questions are those of the references file, in "
+                    "first-appearance order. Row numbers in error messages count data rows from 0.",
     )
     p.add_argument("--references", required=True, help="reference spans file (.parquet, .csv, .jsonl)")
     p.add_argument("--retrieved", required=True, help="retrieved chunk spans file, ranked")
     p.add_argument("--chunks", default=None, help="the chunking (needed for precision_omega and --k auto)")
     p.add_argument("--k", type=_k_arg, default=None, help="cut-off(s) or auto (default: all retrieved)")
-    p.add_argument("--semantics", choices=["set", "chroma"], default="set")
+    p.add_argument("--semantics", choices=["set", "chroma"], default="set",
+                   help="exact set semantics, or Chroma-compatible arithmetic (default: set)")
     p.add_argument("--group-column", default=None, help="a column of the references file to break results down by")
-    p.add_argument("--backend", choices=["auto", "cpp", "numba", "python"], default="auto")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--backend", choices=["auto", "cpp", "numba", "python"], default="auto",
+                   help="metrics engine; all compute the same numbers (default: auto, the fastest available)")
+    p.add_argument("--threads", type=int, default=None, help="threads for the metrics engine (default: all cores)")
     p.add_argument("--out", default=None, help="write per-question results (.parquet or .csv)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_run_metrics)
 
 
 def _read_rows(path: str) -> Any:
-    import pyarrow as pa
-
     file = Path(path)
     if not file.exists():
         raise UserError(f"{path}: no such file")
@@ -191,52 +206,111 @@ def _require(table: Any, columns: Sequence[str], path: str) -> None:
         raise UserError(f"{path}: missing column(s) {missing}; found {table.column_names}")
 
 
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _span_columns(table: Any, path: str) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """doc values, start and end of a span file, every row checked, so that an error names the
+    file and its own row (the engine sees the rows regrouped by question)."""
+    from .spans import as_int64_column
+
+    for name in ("doc", "start", "end"):
+        if table.column(name).null_count:
+            row = _first(table.column(name).is_null().to_numpy(zero_copy_only=False))
+            raise UserError(f"{path}: row {row} has no {name}; every span needs doc, start and end")
+    start = as_int64_column(table.column("start"), f"{path}: start")
+    end = as_int64_column(table.column("end"), f"{path}: end")
+    bad = (start < 0) | (end <= start)
+    if bad.any():
+        row = _first(bad)
+        s, e = int(start[row]), int(end[row])
+        why = "has a negative start" if s < 0 else "is empty" if e == s else "is reversed"
+        raise UserError(f"{path}: row {row} span [{s}, {e}) {why}; spans are half-open [start, end) with "
+                        "0 <= start < end (fix or drop the row)")
+    return table.column("doc").to_pylist(), start, end
+
+
 def _run_metrics(args: argparse.Namespace) -> int:
     from . import RaggedSpans, Spans, span_metrics
     from .evaluate import _jsonable
 
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
+        raise UserError(f"--out {args.out}: use a .parquet or .csv file name")
+    if args.k == "auto" and not args.chunks:
+        raise UserError("--k auto scores each question on its first n_evidence_chunks results, which needs the "
+                        "chunking: pass --chunks")
     refs_t = _read_rows(args.references)
     rets_t = _read_rows(args.retrieved)
     _require(refs_t, ["question_id", "doc", "start", "end"], args.references)
     _require(rets_t, ["question_id", "doc", "start", "end"], args.retrieved)
+    if args.group_column:
+        _require(refs_t, [args.group_column], args.references)
+    if refs_t.num_rows == 0:
+        raise UserError(f"{args.references}: no rows; every question needs at least one reference span")
     chunks_t = None
     if args.chunks:
         chunks_t = _read_rows(args.chunks)
         _require(chunks_t, ["doc", "start", "end"], args.chunks)
+    ref_docs, ref_start, ref_end = _span_columns(refs_t, args.references)
+    ret_docs, ret_start, ret_end = _span_columns(rets_t, args.retrieved)
 
     # One id space for documents named in any of the files.
     doc_ids: dict[Any, int] = {}
 
-    def docs(table: Any) -> np.ndarray:
-        return np.array([doc_ids.setdefault(d, len(doc_ids)) for d in table.column("doc").to_pylist()], dtype=np.int64)
+    def docs(values: list[Any]) -> np.ndarray:
+        return np.array([doc_ids.setdefault(d, len(doc_ids)) for d in values], dtype=np.int64)
 
-    questions: dict[Any, int] = {}
-    ref_q = np.array([questions.setdefault(q, len(questions)) for q in refs_t.column("question_id").to_pylist()])
-    unknown = [q for q in rets_t.column("question_id").to_pylist() if q not in questions]
-    if unknown:
-        raise UserError(f"{args.retrieved}: question_id {unknown[0]!r} has no reference in {args.references}")
-    ret_q = np.array([questions[q] for q in rets_t.column("question_id").to_pylist()], dtype=np.int64)
-    rank = np.asarray(rets_t.column("rank").to_pylist(), dtype=np.float64) if "rank" in rets_t.column_names \
-        else np.arange(len(ret_q), dtype=np.float64)
-
-    def ragged(q: np.ndarray, table: Any, order_key: np.ndarray, name: str) -> RaggedSpans:
-        order = np.lexsort((order_key, q))
-        counts = np.bincount(q, minlength=len(questions)) if len(q) else np.zeros(len(questions), dtype=np.int64)
-        offsets = np.concatenate(([0], np.cumsum(counts)))
-        d = docs(table)
-        start = table.column("start").to_numpy(zero_copy_only=False)
-        end = table.column("end").to_numpy(zero_copy_only=False)
-        return RaggedSpans(offsets, d[order], start[order], end[order], name=name)
-
-    refs = ragged(ref_q, refs_t, np.arange(len(ref_q)), "references")
-    rets = ragged(ret_q, rets_t, rank, "retrieved")
     chunks = None
     if chunks_t is not None:
-        chunks = Spans(docs(chunks_t), chunks_t.column("start"), chunks_t.column("end"), name="chunks")
+        chunk_docs, chunk_start, chunk_end = _span_columns(chunks_t, args.chunks)
+        chunks = Spans(docs(chunk_docs), chunk_start, chunk_end, name="chunks")
+        chunked = set(chunk_docs)
+        for values, path in ((ref_docs, args.references), (ret_docs, args.retrieved)):
+            missing = [row for row, d in enumerate(values) if d not in chunked]
+            if missing:
+                raise UserError(f"{path}: row {missing[0]} names doc {values[missing[0]]!r}, which has no chunk in "
+                                f"{args.chunks}; pass the chunking of every document the spans name")
+
+    if refs_t.column("question_id").null_count or rets_t.column("question_id").null_count:
+        path, table = (args.references, refs_t) if refs_t.column("question_id").null_count else (args.retrieved, rets_t)
+        raise UserError(f"{path}: row {_first(table.column('question_id').is_null().to_numpy(zero_copy_only=False))} "
+                        "has no question_id")
+    questions: dict[Any, int] = {}
+    ref_q = np.array([questions.setdefault(q, len(questions)) for q in refs_t.column("question_id").to_pylist()],
+                     dtype=np.int64)
+    ret_ids = rets_t.column("question_id").to_pylist()
+    unknown = [row for row, q in enumerate(ret_ids) if q not in questions]
+    if unknown:
+        raise UserError(f"{args.retrieved}: row {unknown[0]}: question_id {ret_ids[unknown[0]]!r} has no reference "
+                        f"in {args.references}")
+    ret_q = np.array([questions[q] for q in ret_ids], dtype=np.int64)
+    if "rank" in rets_t.column_names:
+        rank_column = rets_t.column("rank")
+        if rank_column.null_count:
+            raise UserError(f"{args.retrieved}: row {_first(rank_column.is_null().to_numpy(zero_copy_only=False))} "
+                            "has no rank; give every row a rank or drop the column (file order is then rank order)")
+        try:
+            rank = np.asarray(rank_column.to_pylist(), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UserError(f"{args.retrieved}: the rank column must hold numbers (1 = best)") from None
+    else:
+        rank = np.arange(len(ret_q), dtype=np.float64)
+
+    def ragged(q: np.ndarray, doc_values: list[Any], start: np.ndarray, end: np.ndarray, order_key: np.ndarray,
+               name: str) -> RaggedSpans:
+        # Stable: equal ranks keep file order.
+        order = np.lexsort((np.arange(len(q)), order_key, q))
+        counts = np.bincount(q, minlength=len(questions)) if len(q) else np.zeros(len(questions), dtype=np.int64)
+        offsets = np.concatenate(([0], np.cumsum(counts)))
+        return RaggedSpans(offsets, docs(doc_values)[order], start[order], end[order], name=name)
+
+    refs = ragged(ref_q, ref_docs, ref_start, ref_end, np.arange(len(ref_q)), "references")
+    rets = ragged(ret_q, ret_docs, ret_start, ret_end, rank, "retrieved")
     groups = None
     if args.group_column:
-        _require(refs_t, [args.group_column], args.references)
-        first_row = {}
+        first_row: dict[int, int] = {}
         for i, q in enumerate(ref_q.tolist()):
             first_row.setdefault(q, i)
         col = refs_t.column(args.group_column).to_pylist()
@@ -244,21 +318,24 @@ def _run_metrics(args: argparse.Namespace) -> int:
     result = span_metrics(refs, rets, chunks, k=args.k, semantics=args.semantics, backend=args.backend,
                           num_threads=args.threads, groups=groups)
     summary = result.summary()
-    if args.out:
+    if out is not None:
         import pyarrow as pa
 
         table = result.to_arrow()
         ids = list(questions)
         table = table.set_column(0, "question_id", pa.array([str(ids[i]) for i in table.column("question").to_pylist()]))
-        out = Path(args.out)
         if out.suffix.lower() == ".csv":
             import pyarrow.csv as pcsv
 
-            pcsv.write_csv(table, out)
-        else:
-            from .evaluate import write_table_atomic
+            from ._io import write_bytes_atomic
 
-            write_table_atomic(table, out)
+            buffer = pa.BufferOutputStream()
+            pcsv.write_csv(table, buffer)
+            write_bytes_atomic(out, buffer.getvalue().to_pybytes())
+        else:
+            from ._io import write_parquet_atomic
+
+            write_parquet_atomic(table, out)
     if args.json:
         print(json.dumps(_jsonable(summary), indent=2))
     else:
@@ -281,7 +358,7 @@ def _optional_subcommands() -> list[Callable[[Any], None]]:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chunkeval",
         description="Exact, fast span-level evaluation of RAG chunking and retrieval.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -25,19 +25,18 @@ Row numbers in error messages count questions from 0 in file order (CSV header e
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ._io import append_line_durable, atomic_open
 from .spans import RaggedSpans
 
 __all__ = [
@@ -443,17 +442,17 @@ def write_questions(questions: Iterable[Mapping[str, Any]], path: str | os.PathL
     records = [_check_record(q, row) for row, q in enumerate(questions)]
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with _atomic(path, "w") as handle:
+        with atomic_open(path, "w") as handle:
             for record in records:
                 handle.write(_json_line(record))
     elif suffix == ".csv":
-        with _atomic(path, "w") as handle:
+        with atomic_open(path, "w") as handle:
             _write_csv(records, handle)
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
         table = _questions_table(records)
-        with _atomic(path, "wb") as handle:
+        with atomic_open(path, "wb") as handle:
             pq.write_table(table, handle)
     else:
         raise ValueError(f"{path}: unsupported questions file type {suffix!r}; use .csv, .jsonl or .parquet")
@@ -472,11 +471,8 @@ def append_question(record: Mapping[str, Any], path: str | os.PathLike[str]) -> 
         with open(path, "rb") as existing:
             existing.seek(-1, os.SEEK_END)
             needs_newline = existing.read(1) != b"\n"
-    with open(path, "a", encoding="utf-8", newline="\n") as handle:
-        # A file that does not end in a newline would glue this record onto its last line.
-        handle.write(("\n" if needs_newline else "") + line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    # A file that does not end in a newline would glue this record onto its last line.
+    append_line_durable(path, ("\n" if needs_newline else "") + line)
 
 
 def _check_record(record: Any, row: int) -> dict[str, Any]:
@@ -494,24 +490,6 @@ def _json_line(record: Mapping[str, Any]) -> str:
     return json.dumps(ordered, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-@contextlib.contextmanager
-def _atomic(path: Path, mode: str) -> Iterator[Any]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if "b" in mode:
-            handle: Any = os.fdopen(fd, mode)
-        else:
-            handle = os.fdopen(fd, mode, encoding="utf-8", newline="")
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:

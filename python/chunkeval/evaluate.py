@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +18,19 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._io import write_bytes_atomic, write_parquet_atomic
 from .metrics import SpanMetrics, span_metrics
 from .spans import RaggedSpans, Spans
 
-__all__ = ["evaluate", "EvaluationResult", "default_cache_dir", "make_embedder", "retrieved_spans", "score", "search",
-           "search_size"]
+__all__ = ["evaluate", "EvaluationResult", "UnitSpans", "default_cache_dir", "make_embedder", "retrieved_spans",
+           "score", "score_units", "search", "search_size", "to_units"]
 
 # Chroma's retrieve=-1 asks the retriever for at most this many results.
 CHROMA_AUTO_MAX_RESULTS = 20
+SEMANTICS = ("set", "chroma")
+UNITS = ("chars", "tokens")
+RETRIEVAL_METHODS = ("hnsw", "exact")
+SCOPES = ("global", "corpus")
 
 
 def default_cache_dir() -> Path:
@@ -60,10 +64,41 @@ def retrieved_spans(ids: np.ndarray, chunks: Spans) -> RaggedSpans:
     return RaggedSpans(offsets, chunks.doc[rows], chunks.start[rows], chunks.end[rows], name="retrieved")
 
 
-def _to_tokens(refs: RaggedSpans, chunks: Spans, ids: np.ndarray, texts: list[str], tokenizer: Any):
-    """Map references and chunks to token spans; chunks that hold no token leave the ranked lists."""
+@dataclass
+class UnitSpans:
+    """References and chunks in the units the metrics are computed in.
+
+    ``chunk_id`` maps a character chunk id (a retriever's result) to its row in ``chunks``, ``-1``
+    for a chunk that holds no token; it is ``None`` in character units, where ids are unchanged.
+    """
+
+    references: RaggedSpans
+    chunks: Spans
+    chunk_id: np.ndarray | None = None
+
+    def ranked_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Retrieved character chunk ids → ids into :attr:`chunks`, rank order kept, ``-1`` last."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.chunk_id is None:
+            return ids
+        mapped = np.where(ids >= 0, self.chunk_id[np.maximum(ids, 0)], -1)
+        # Chunks without a token leave the ranked lists: squeeze the -1s out, keeping rank order.
+        order = np.argsort(mapped < 0, axis=1, kind="stable")
+        return np.take_along_axis(mapped, order, axis=1)
+
+
+def to_units(refs: RaggedSpans, chunks: Spans, texts: list[str], units: str = "chars",
+             unit_tokenizer: Any = "cl100k_base") -> UnitSpans:
+    """References and chunks measured in ``units``: unchanged for ``"chars"``, mapped with the
+    tokenizer's offsets for ``"tokens"`` (docs/metrics.md, *Units*)."""
+    if units == "chars":
+        return UnitSpans(refs, chunks)
+    if units != "tokens":
+        raise ValueError(f"units: {units!r} is not one of {list(UNITS)}")
+    from .tokenizers import get_tokenizer
     from .units import TokenTable, char_spans_to_token_spans, token_bounds
 
+    tokenizer = get_tokenizer(unit_tokenizer)
     table = TokenTable([tokenizer.offsets(t) for t in texts])
     tok_refs = char_spans_to_token_spans(refs.spans, table, name="references")
     ref_tokens = RaggedSpans(refs.offsets, tok_refs.doc, tok_refs.start, tok_refs.end, name="references")
@@ -73,52 +108,21 @@ def _to_tokens(refs: RaggedSpans, chunks: Spans, ids: np.ndarray, texts: list[st
     new_id = np.full(len(chunks), -1, dtype=np.int64)
     new_id[keep] = np.arange(int(keep.sum()))
     tok_chunks = Spans(chunks.doc[keep], starts[keep], ends[keep], name="chunks")
-    mapped = np.where(ids >= 0, new_id[np.maximum(ids, 0)], -1)
-    # Squeeze the -1s out while keeping rank order.
-    order = np.argsort(mapped < 0, axis=1, kind="stable")
-    mapped = np.take_along_axis(mapped, order, axis=1)
-    return ref_tokens, tok_chunks, mapped
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_table_atomic(table: Any, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return UnitSpans(ref_tokens, tok_chunks, new_id)
 
 
 def _jsonable(x: Any) -> Any:
+    """Plain JSON values: NaN and infinities (no JSON literal exists for them) become null."""
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple, np.ndarray)):
         return [_jsonable(v) for v in x]
     if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, float) and x != x:
+        return _jsonable(x.item())  # a numpy NaN is NaN too once it is a Python float
+    if isinstance(x, float) and not np.isfinite(x):
         return None
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
     return x
 
 
@@ -140,8 +144,13 @@ def make_embedder(
 
 
 def search_size(k: Any, refs: RaggedSpans, chunks: Spans, semantics: str) -> int:
-    """How many results to ask the retriever for: the largest cut-off, or Chroma's auto rule."""
-    if k == "auto":
+    """How many results to ask the retriever for: the largest cut-off, or Chroma's auto rule.
+
+    For ``k="auto"`` pass the spans in the units the metrics use (:func:`to_units`): the number of
+    evidence chunks is counted there, and a chunk can touch the evidence in tokens but not in
+    characters (or the reverse, with a tokenizer that skips whitespace).
+    """
+    if isinstance(k, str) and k == "auto":
         nothing = RaggedSpans(np.zeros(len(refs.offsets), dtype=np.int64), [], [], [])
         n_evidence = span_metrics(refs, nothing, chunks, semantics=semantics).n_evidence_chunks
         return int(min(CHROMA_AUTO_MAX_RESULTS, max(1, int(n_evidence.max()))))
@@ -156,8 +165,8 @@ def search(
     """Top-``k_search`` chunk ids per question; with HNSW also its recall against exact search."""
     from .retrieval import build_index, recall_at_k
 
-    if scope not in ("global", "corpus"):
-        raise ValueError(f"scope: {scope!r} is not 'global' or 'corpus'")
+    if scope not in SCOPES:
+        raise ValueError(f"scope: {scope!r} is not one of {list(SCOPES)}")
     groups = chunk_doc if scope == "corpus" else None
     query_groups = question_doc if scope == "corpus" else None
     timings = {}
@@ -180,15 +189,49 @@ def score(
     refs: RaggedSpans, chunks: Spans, ids: np.ndarray, texts: list[str], *, k: Any, semantics: str = "set",
     units: str = "chars", unit_tokenizer: Any = "cl100k_base", groups: Any = None, num_threads: int | None = None,
 ) -> SpanMetrics:
-    """Span metrics of ranked chunk ids, in characters or tokens."""
-    if units == "tokens":
-        from .tokenizers import get_tokenizer
+    """Span metrics of ranked chunk ids (rows of ``chunks``), in characters or tokens."""
+    return score_units(to_units(refs, chunks, texts, units, unit_tokenizer), ids, k=k, semantics=semantics,
+                       groups=groups, num_threads=num_threads)
 
-        refs, chunks, ids = _to_tokens(refs, chunks, ids, texts, get_tokenizer(unit_tokenizer))
-    elif units != "chars":
-        raise ValueError(f"units: {units!r} is not 'chars' or 'tokens'")
-    return span_metrics(refs, retrieved_spans(ids, chunks), chunks, k=k, semantics=semantics,
+
+def score_units(spans: UnitSpans, ids: np.ndarray, *, k: Any, semantics: str = "set", groups: Any = None,
+                num_threads: int | None = None) -> SpanMetrics:
+    """Span metrics of ranked character chunk ids against spans already in their units."""
+    retrieved = retrieved_spans(spans.ranked_ids(ids), spans.chunks)
+    return span_metrics(spans.references, retrieved, spans.chunks, k=k, semantics=semantics,
                         num_threads=num_threads, groups=groups)
+
+
+def hnsw_params(hnsw: dict[str, Any] | None) -> dict[str, Any]:
+    """The HNSW parameters a search uses: ``hnsw`` over the index's defaults (for provenance)."""
+    import inspect
+
+    from .retrieval import HNSWIndex
+
+    defaults = {name: p.default for name, p in inspect.signature(HNSWIndex.__init__).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    unknown = sorted(set(hnsw or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"hnsw: unknown parameter(s) {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **(hnsw or {})}
+
+
+def check_options(*, k: Any, semantics: str, units: str, retrieval: str, scope: str) -> None:
+    """Reject a bad option before any work: a typo must not cost a corpus' worth of embedding."""
+    from .metrics.api import _parse_k
+
+    if semantics not in SEMANTICS:
+        raise ValueError(f"semantics: {semantics!r} is not one of {list(SEMANTICS)}")
+    if units not in UNITS:
+        raise ValueError(f"units: {units!r} is not one of {list(UNITS)}")
+    if retrieval not in RETRIEVAL_METHODS:
+        raise ValueError(f"retrieval: {retrieval!r} is not one of {list(RETRIEVAL_METHODS)}")
+    if scope not in SCOPES:
+        raise ValueError(f"scope: {scope!r} is not one of {list(SCOPES)}")
+    if k is None:
+        raise ValueError("k: None would score every retrieved chunk, but the retriever needs a number of results; "
+                         "pass a cut-off (5), an increasing list ([1, 3, 5, 10]) or 'auto'")
+    _parse_k(k)
 
 
 def evaluate(
@@ -244,6 +287,19 @@ def evaluate(
     from . import datasets as ds
     from .chunkers import chunk_texts, get_chunker
 
+    check_options(k=k, semantics=semantics, units=units, retrieval=retrieval, scope=scope)
+    if retrieval == "hnsw":
+        hnsw = hnsw_params(hnsw)
+    elif hnsw:
+        raise ValueError(f"hnsw: parameters {sorted(hnsw)} apply to retrieval='hnsw', not {retrieval!r}; drop them")
+    unit_tokenizer_name = None
+    if units == "tokens":
+        from .chunkers.fixed import token_spec
+        from .tokenizers import get_tokenizer
+
+        # An unknown tokenizer fails now, not after the embedding; provenance records its spec.
+        unit_tokenizer_name = token_spec(get_tokenizer(unit_tokenizer))
+
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
@@ -252,7 +308,8 @@ def evaluate(
     if corpora is not None or max_questions is not None:
         data = data.subset(corpora=corpora, max_questions=max_questions)
     if len(data) == 0:
-        raise ValueError("dataset: no questions to evaluate (check --corpora / --max-questions)")
+        raise ValueError(f"dataset: no questions to evaluate (corpora={corpora!r}, max_questions={max_questions!r}); "
+                         "name corpora that have questions and ask for at least one question")
     texts = list(data.texts)
     refs = data.references()
     question_doc = data.question_doc()
@@ -260,8 +317,10 @@ def evaluate(
 
     t = time.perf_counter()
     chunker_obj = get_chunker(chunker)
-    chunks = chunker_obj.chunk(texts)
+    chunks = chunker_obj.chunk(texts, show_progress=show_progress)
     pieces = chunk_texts(chunks, texts)
+    # Token units map every span once; Chroma's auto rule counts evidence chunks in those units.
+    unit_spans = to_units(refs, chunks, texts, units, unit_tokenizer)
     timings["chunk"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -271,7 +330,7 @@ def evaluate(
     question_vectors = embedder_obj.embed([q["question"] for q in data.questions])
     timings["embed"] = time.perf_counter() - t
 
-    k_search = search_size(k, refs, chunks, semantics)
+    k_search = search_size(k, unit_spans.references, unit_spans.chunks, semantics)
     ids, scores, hnsw_recall, search_timings = search(
         chunk_vectors, question_vectors, k_search, method=retrieval, scope=scope, chunk_doc=chunks.doc,
         question_doc=question_doc, hnsw=hnsw, check_recall=check_hnsw_recall)
@@ -279,8 +338,8 @@ def evaluate(
 
     t = time.perf_counter()
     corpus_ids = [q["corpus_id"] for q in data.questions]
-    result = score(refs, chunks, ids, texts, k=k, semantics=semantics, units=units, unit_tokenizer=unit_tokenizer,
-                   groups=np.asarray(corpus_ids, dtype=object), num_threads=num_threads)
+    result = score_units(unit_spans, ids, k=k, semantics=semantics, groups=np.asarray(corpus_ids, dtype=object),
+                         num_threads=num_threads)
     timings["score"] = time.perf_counter() - t
 
     import pyarrow as pa
@@ -318,7 +377,7 @@ def evaluate(
         "k": k,
         "semantics": semantics,
         "units": units,
-        "unit_tokenizer": unit_tokenizer if units == "tokens" else None,
+        "unit_tokenizer": unit_tokenizer_name,
         "backend": result.backend,
     }
     summary = result.summary()
@@ -332,8 +391,8 @@ def evaluate(
     if out_dir is not None:
         out_path = Path(out_dir)
         meta = {b"chunkeval.config": json.dumps(_jsonable(config)).encode()}
-        write_table_atomic(table.replace_schema_metadata(meta), out_path / "results.parquet")
-        _write_atomic(out_path / "summary.json",
+        write_parquet_atomic(table.replace_schema_metadata(meta), out_path / "results.parquet")
+        write_bytes_atomic(out_path / "summary.json",
                       json.dumps(_jsonable({"config": config, "summary": summary}), indent=2).encode())
         out.paths = {"results": str(out_path / "results.parquet"), "summary": str(out_path / "summary.json")}
     return out

@@ -5,14 +5,18 @@ the questions once and each chunking's texts once (and its on-disk cache means a
 nothing), each (chunking, embedder) pair builds one index and searches once for the largest cut-off,
 and every cut-off of ``k`` comes from one pass of the metrics engine.
 
-Results are written per configuration as ``parts/<config_id>.parquet`` (atomically) the moment a
-configuration finishes, and ``results.parquet`` concatenates them at the end. A rerun of the same
-sweep skips every configuration whose part exists, so an interrupted sweep loses at most the
-configuration in flight.
+A configuration is one (chunker, embedder, units, semantics, k): ``config_id`` hashes it with the
+dataset's fingerprint, the retrieval and the embedding settings, so each row of the results names
+exactly one configuration (what :mod:`chunkeval.report` compares). ``k = -1`` in the table stands
+for ``auto``; ``chunker`` is the chunker without its size and overlap (``fixed``, ``sentence``), so
+a report draws one line per chunker against ``chunk_size``, and ``chunker_name`` the full name. Results are written per configuration as ``parts/<config_id>.parquet`` (atomically)
+the moment its chunking is scored, and ``results.parquet`` concatenates them at the end. A rerun of
+the same sweep skips every configuration whose part exists, so an interrupted sweep loses at most
+the (chunking, embedder) pair in flight.
 
 A sweep file (YAML or TOML)::
 
-    dataset: chroma-general          # or a folder; optional corpora: [finance, pubmed]
+    dataset: chroma-general          # or a folder; optional corpora: [finance, pubmed], max_questions: 100
     chunkers:                        # explicit specs ...
       - fixed:200:0
       - {type: recursive, size: 400, overlap: 50}
@@ -22,9 +26,12 @@ A sweep file (YAML or TOML)::
       overlap: [0]
     embedders: [all-MiniLM-L6-v2]
     k: [1, 3, 5, 10]                 # or auto
-    units: [chars, tokens]
+    units: [chars, tokens]           # tokens of unit_tokenizer (default cl100k_base)
     semantics: [set]
     retrieval: {method: hnsw, scope: global, M: 16, ef_construction: 200, ef_search: 100, seed: 0}
+    embed: {device: auto, precision: auto, batch_size: 64}
+
+Unknown keys, at the top level and inside ``retrieval`` and ``embed``, are errors.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ import numpy as np
 
 from ._progress import progress
 
-__all__ = ["SweepConfig", "load_sweep_config", "run_sweep", "add_subparser", "chunk_size_info"]
+__all__ = ["SweepConfig", "load_sweep_config", "sweep_config_from_dict", "run_sweep", "add_subparser",
+           "chunk_size_info", "chunker_label"]
 
 RESULT_METRICS = ("recall", "precision", "iou", "precision_omega", "coverage", "n_evidence_chunks")
 
@@ -54,7 +62,9 @@ class SweepConfig:
     corpora: list[str] | None = None
     max_questions: int | None = None
     chunkers: list[Any] = field(default_factory=lambda: ["fixed:200:0"])
-    embedders: list[str] = field(default_factory=lambda: ["all-MiniLM-L6-v2"])
+    # Model names or paths; from Python also objects with ``embed(texts)`` (labelled by their
+    # ``name`` attribute, identified by ``config()`` when they have one, as evaluate() accepts them).
+    embedders: list[Any] = field(default_factory=lambda: ["all-MiniLM-L6-v2"])
     k: Any = field(default_factory=lambda: [1, 3, 5, 10])
     units: list[str] = field(default_factory=lambda: ["chars"])
     semantics: list[str] = field(default_factory=lambda: ["set"])
@@ -68,12 +78,18 @@ class SweepConfig:
 
 _KNOWN_KEYS = {"dataset", "corpora", "max_questions", "chunkers", "grid", "embedders", "k", "units", "semantics",
                "retrieval", "unit_tokenizer", "embed"}
+_RETRIEVAL_KEYS = {"method", "scope", "M", "ef_construction", "ef_search", "seed", "num_threads"}
+_EMBED_KEYS = {"device", "precision", "batch_size"}  # make_embedder's model options
 
 
 def _grid_chunkers(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
     types = _as_list(grid.get("type", ["fixed"]), "grid.type")
     sizes = _as_list(grid.get("size"), "grid.size")
     overlaps = _as_list(grid.get("overlap", [0]), "grid.overlap")
+    for name, values in (("grid.type", types), ("grid.size", sizes), ("grid.overlap", overlaps)):
+        if not values:
+            # An empty list would silently sweep nothing (or fall back to the default chunker).
+            raise ValueError(f"sweep config: {name} is empty; give at least one value")
     extra = {k: v for k, v in grid.items() if k not in ("type", "size", "overlap")}
     specs = []
     for kind, size, overlap in itertools.product(types, sizes, overlaps):
@@ -100,7 +116,7 @@ def sweep_config_from_dict(raw: Mapping[str, Any], source: str = "sweep config")
     unknown = sorted(set(raw) - _KNOWN_KEYS)
     if unknown:
         raise ValueError(f"{source}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN_KEYS)}")
-    chunkers = list(raw.get("chunkers", []))
+    chunkers = list(_as_list(raw["chunkers"], "chunkers")) if "chunkers" in raw else []
     if "grid" in raw:
         if not isinstance(raw["grid"], Mapping):
             raise ValueError(f"{source}: grid must be a mapping of type/size/overlap lists")
@@ -109,10 +125,22 @@ def sweep_config_from_dict(raw: Mapping[str, Any], source: str = "sweep config")
         chunkers = ["fixed:200:0"]
     k = raw.get("k", [1, 3, 5, 10])
     if k != "auto":
-        k = sorted(set(_as_list(k, "k")))
+        k = _as_list(k, "k")
+        for i, v in enumerate(k):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{source}: k entry {i} is {v!r}; cut-offs are integers >= 1 (or k: auto)")
+        k = sorted(set(k))
+    for name, known in (("retrieval", _RETRIEVAL_KEYS), ("embed", _EMBED_KEYS)):
+        value = raw.get(name, {})
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{source}: {name} must be a mapping, got {type(value).__name__}")
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown {name} key(s) {unknown}; known: {sorted(known)}")
+    corpora = raw.get("corpora")
     cfg = SweepConfig(
         dataset=str(raw.get("dataset", "chroma-general")),
-        corpora=raw.get("corpora"),
+        corpora=[corpora] if isinstance(corpora, str) else corpora,
         max_questions=raw.get("max_questions"),
         chunkers=chunkers,
         embedders=_as_list(raw.get("embedders", ["all-MiniLM-L6-v2"]), "embedders"),
@@ -129,6 +157,18 @@ def sweep_config_from_dict(raw: Mapping[str, Any], source: str = "sweep config")
     for s in cfg.semantics:
         if s not in ("set", "chroma"):
             raise ValueError(f"{source}: semantics entry {s!r} is not 'set' or 'chroma'")
+    method = cfg.retrieval.get("method", "hnsw")
+    if method not in ("hnsw", "exact"):
+        raise ValueError(f"{source}: retrieval.method {method!r} is not 'hnsw' or 'exact'")
+    scope = cfg.retrieval.get("scope", "global")
+    if scope not in ("global", "corpus"):
+        raise ValueError(f"{source}: retrieval.scope {scope!r} is not 'global' or 'corpus'")
+    if method == "exact" and set(cfg.retrieval) - {"method", "scope"}:
+        raise ValueError(f"{source}: retrieval keys {sorted(set(cfg.retrieval) - {'method', 'scope'})} are HNSW "
+                         "parameters; drop them with method: exact")
+    for list_name in ("chunkers", "embedders", "units", "semantics"):
+        if not getattr(cfg, list_name):
+            raise ValueError(f"{source}: {list_name} is empty; give at least one")
     return cfg
 
 
@@ -139,13 +179,25 @@ def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
         raise FileNotFoundError(f"{path}: no such sweep file")
     text = file.read_text(encoding="utf-8")
     if file.suffix.lower() == ".toml":
-        import tomllib
-
-        raw = tomllib.loads(text)
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10 has no tomllib; tomli is the same parser
+            try:
+                import tomli as tomllib
+            except ModuleNotFoundError:
+                raise ValueError(f"{path}: reading TOML on Python 3.10 needs tomli (pip install tomli), "
+                                 "or write the sweep file in YAML") from None
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc})") from None
     elif file.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
-        raw = yaml.safe_load(text) or {}
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     else:
         raise ValueError(f"{path}: a sweep file is .yaml, .yml or .toml")
     if not isinstance(raw, Mapping):
@@ -164,8 +216,49 @@ def chunk_size_info(chunker_config: Mapping[str, Any]) -> tuple[int, str, int]:
     return size, unit, overlap
 
 
+def chunker_label(chunker: Any) -> str:
+    """The chunker without its size and overlap (``fixed``, ``recursive:chars``, ``sentence``), so a
+    report can draw one line per chunker against ``chunk_size``; other chunkers keep their name."""
+    kind = chunker.config().get("type")
+    parts = str(chunker.name).split(":")
+    if kind in ("fixed", "recursive") and len(parts) >= 3:
+        return ":".join([parts[0]] + parts[3:])  # name is kind:size:overlap[:tokenizer|chars][:...]
+    if kind == "sentence":
+        return "sentence"
+    return str(chunker.name)
+
+
 def _config_id(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _embedder_label(embedder: Any) -> str:
+    if isinstance(embedder, (str, os.PathLike)):
+        return os.fspath(embedder)
+    return str(getattr(embedder, "name", None) or type(embedder).__name__)
+
+
+def _embedder_key(embedder: Any) -> Any:
+    if hasattr(embedder, "config") and callable(embedder.config):
+        return embedder.config()
+    return _embedder_label(embedder)
+
+
+def _chunker_key(chunker: Any) -> str:
+    # Names are labels (two custom separator lists share one); the config decides the chunks.
+    return json.dumps(chunker.config(), sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One configuration of the plan."""
+
+    chunker: Any
+    embedder: str
+    units: str
+    semantics: str
+    k: Any  # an int, or "auto"
+    config_id: str
 
 
 def run_sweep(
@@ -176,42 +269,52 @@ def run_sweep(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from . import __version__
     from . import datasets as ds
     from .chunkers import chunk_texts, get_chunker
-    from .evaluate import make_embedder, score, search, search_size, write_table_atomic
+    from ._io import write_bytes_atomic, write_parquet_atomic
+    from .evaluate import make_embedder, score_units, search, search_size, to_units
 
     out = Path(out_dir)
     parts_dir = out / "parts"
-    parts_dir.mkdir(parents=True, exist_ok=True)
     data = ds.load(config.dataset)
-    if config.corpora or config.max_questions:
+    # `is not None`: max_questions=0 or corpora=[] ask for nothing, not for everything.
+    if config.corpora is not None or config.max_questions is not None:
         data = data.subset(corpora=config.corpora, max_questions=config.max_questions)
+    if len(data) == 0:
+        raise ValueError(f"sweep: no questions to evaluate (corpora={config.corpora!r}, "
+                         f"max_questions={config.max_questions!r}); name corpora that have questions")
     texts = list(data.texts)
     refs = data.references()
     question_doc = data.question_doc()
     corpus_ids = np.asarray([q["corpus_id"] for q in data.questions], dtype=object)
     question_ids = [str(q["question_id"]) for q in data.questions]
     fingerprint = data.fingerprint()
-    chunkers = [get_chunker(spec) for spec in config.chunker_specs()]
-    ks = config.k
-    k_values = ["auto"] if ks == "auto" else list(ks)
+    # The same chunking listed twice (a spec and the equal dict) would give duplicate config ids.
+    chunkers = list({_chunker_key(c): c for c in (get_chunker(spec) for spec in config.chunker_specs())}.values())
+    embedder_specs = {_embedder_label(e): e for e in config.embedders}
+    k_values = ["auto"] if config.k == "auto" else sorted(set(config.k))
     retrieval = dict(config.retrieval)
     method = retrieval.pop("method", "hnsw")
     scope = retrieval.pop("scope", "global")
 
-    plan = []
+    plan: list[_Run] = []
     for chunker in chunkers:
-        for embedder in config.embedders:
+        for embedder in embedder_specs:
             for units in config.units:
                 for semantics in config.semantics:
-                    key = {"dataset": fingerprint, "chunker": chunker.config(), "embedder": embedder,
-                           "units": units, "unit_tokenizer": config.unit_tokenizer if units == "tokens" else None,
-                           "semantics": semantics, "k": k_values, "retrieval": [method, scope, retrieval],
-                           "embed": config.embed}
-                    plan.append((chunker, embedder, units, semantics, _config_id(key)))
-    (out / "sweep.json").write_text(json.dumps({"dataset": data.name, "fingerprint": fingerprint,
-                                                "configurations": [p[4] for p in plan]}, indent=2))
-    todo = [p for p in plan if not (parts_dir / f"{p[4]}.parquet").exists()]
+                    for k in k_values:
+                        key = {"dataset": fingerprint, "chunker": chunker.config(),
+                               "embedder": _embedder_key(embedder_specs[embedder]),
+                               "units": units, "unit_tokenizer": config.unit_tokenizer if units == "tokens" else None,
+                               "semantics": semantics, "k": k, "retrieval": [method, scope, retrieval],
+                               "embed": config.embed}
+                        plan.append(_Run(chunker, embedder, units, semantics, k, _config_id(key)))
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out / "sweep.json", json.dumps({
+        "chunkeval_version": __version__, "dataset": data.name, "fingerprint": fingerprint,
+        "n_questions": len(data), "configurations": [r.config_id for r in plan]}, indent=2).encode())
+    todo = [r for r in plan if not (parts_dir / f"{r.config_id}.parquet").exists()]
 
     chunkings: dict[str, Any] = {}
     embedders: dict[str, Any] = {}
@@ -219,61 +322,76 @@ def run_sweep(
     with progress(show_progress) as bar:
         task = bar.add_task(f"sweep ({len(plan) - len(todo)} of {len(plan)} done before)", total=len(todo))
         # Group the work by (chunker, embedder) so chunking, embedding and search happen once per pair.
-        for (chunker, embedder), group in itertools.groupby(todo, key=lambda p: (p[0], p[1])):
-            group = list(group)
-            if chunker.name not in chunkings:
-                chunkings[chunker.name] = chunker.chunk(texts)
-            chunks = chunkings[chunker.name]
+        for (chunker, embedder), pair in itertools.groupby(todo, key=lambda r: (r.chunker, r.embedder)):
+            pair = list(pair)
+            key = _chunker_key(chunker)
+            if key not in chunkings:
+                chunkings[key] = chunker.chunk(texts, show_progress=False)  # the sweep's bar is on screen
+            chunks = chunkings[key]
             if embedder not in embedders:
-                embedders[embedder] = make_embedder(embedder, cache_dir=cache_dir, show_progress=False,
-                                                    **config.embed)
-                question_vectors[embedder] = embedders[embedder].embed([q["question"] for q in data.questions])
+                embedders[embedder] = make_embedder(embedder_specs[embedder], cache_dir=cache_dir,
+                                                    show_progress=False, **config.embed)
+            # Chunks before questions, as evaluate() does: precision="auto" calibrates on the first
+            # texts it sees (the longest of them), so both pick the same precision and vectors.
             chunk_vectors = embedders[embedder].embed(chunk_texts(chunks, texts))
-            # Chroma's auto rule depends on the semantics; search once for the largest need.
-            k_search = max(search_size(ks, refs, chunks, s) for s in {p[3] for p in group})
-            ids, _, hnsw_recall, _ = search(chunk_vectors, question_vectors[embedder], k_search, method=method,
-                                            scope=scope, chunk_doc=chunks.doc, question_doc=question_doc,
-                                            hnsw=retrieval, check_recall=False)
+            if embedder not in question_vectors:
+                question_vectors[embedder] = embedders[embedder].embed([q["question"] for q in data.questions])
+            unit_spans = {units: to_units(refs, chunks, texts, units, config.unit_tokenizer)
+                          for units in dict.fromkeys(r.units for r in pair)}
+            # One search serves every k: the largest cut-off, or Chroma's auto rule in each scored
+            # units and semantics (the evidence chunks are counted there).
+            k_search = max(search_size(config.k, unit_spans[u].references, unit_spans[u].chunks, s)
+                           for u, s in {(r.units, r.semantics) for r in pair})
+            ids, _, _, _ = search(chunk_vectors, question_vectors[embedder], k_search, method=method,
+                                  scope=scope, chunk_doc=chunks.doc, question_doc=question_doc,
+                                  hnsw=retrieval, check_recall=False)
             size, size_unit, overlap = chunk_size_info(chunker.config())
-            for _, _, units, semantics, config_id in group:
-                result = score(refs, chunks, ids, texts, k=ks if ks == "auto" else list(ks), semantics=semantics,
-                               units=units, unit_tokenizer=config.unit_tokenizer, num_threads=num_threads)
-                table = _result_table(result, question_ids, corpus_ids, k_values, config_id=config_id,
-                                      chunker=chunker.name, chunk_size=size, size_unit=size_unit,
-                                      chunk_overlap=overlap, embedder=embedder, semantics=semantics, units=units,
-                                      n_chunks=len(chunks))
-                write_table_atomic(table, parts_dir / f"{config_id}.parquet")
-                bar.advance(task)
-    tables = [pq.read_table(parts_dir / f"{p[4]}.parquet") for p in plan]
+            for (units, semantics), runs in itertools.groupby(pair, key=lambda r: (r.units, r.semantics)):
+                runs = list(runs)
+                ks = [r.k for r in runs]
+                # Every missing cut-off of this scoring in one pass of the metrics engine.
+                result = score_units(unit_spans[units], ids, k="auto" if ks == ["auto"] else ks,
+                                     semantics=semantics, num_threads=num_threads)
+                for run in runs:
+                    table = _result_table(result if run.k == "auto" else result.at(run.k), question_ids,
+                                          corpus_ids, run.k, config_id=run.config_id,
+                                          chunker=chunker_label(chunker), chunker_name=chunker.name,
+                                          chunk_size=size, size_unit=size_unit, chunk_overlap=overlap,
+                                          embedder=embedder, semantics=semantics, units=units,
+                                          n_chunks=len(chunks))
+                    write_parquet_atomic(table, parts_dir / f"{run.config_id}.parquet")
+                    bar.advance(task)
+    tables = [pq.read_table(parts_dir / f"{r.config_id}.parquet") for r in plan]
     results = out / "results.parquet"
-    write_table_atomic(pa.concat_tables(tables), results)
+    write_parquet_atomic(pa.concat_tables(tables), results)
     return results
 
 
-def _result_table(result: Any, question_ids: list[str], corpus_ids: np.ndarray, k_values: list[Any],
+def _result_table(result: Any, question_ids: list[str], corpus_ids: np.ndarray, k: Any,
                   **config_columns: Any) -> Any:
+    """One configuration's rows: one per question, metrics of a single cut-off."""
     import pyarrow as pa
 
     nq = len(question_ids)
-    nk = len(k_values)
-    cols: dict[str, Any] = {
-        "question_id": np.tile(np.asarray(question_ids, dtype=object), nk),
-        "corpus_id": np.tile(corpus_ids, nk),
-    }
+    cols: dict[str, Any] = {"question_id": pa.array(question_ids, pa.string()),
+                            "corpus_id": pa.array(corpus_ids.tolist(), pa.string())}
     for name, value in config_columns.items():
-        cols[name] = [value] * (nq * nk)
-    cols["k"] = np.repeat(np.asarray([-1 if v == "auto" else v for v in k_values], dtype=np.int64), nq)
-    for name in ("recall", "precision", "iou"):
-        values = getattr(result, name)
-        cols[name] = values.T.reshape(-1) if values.ndim == 2 else values
-    for name in ("precision_omega", "coverage", "n_evidence_chunks"):
-        cols[name] = np.tile(getattr(result, name), nk)
-    return pa.table({k: pa.array(v.tolist() if isinstance(v, np.ndarray) and v.dtype == object else v)
-                     for k, v in cols.items()})
+        cols[name] = pa.array([value] * nq)
+    cols["k"] = pa.array(np.full(nq, -1 if k == "auto" else int(k), dtype=np.int64))
+    for name in RESULT_METRICS:
+        cols[name] = pa.array(getattr(result, name))
+    return pa.table(cols)
 
 
 def _split(text: str | None) -> list[str] | None:
     return [s for s in text.split(",") if s] if text else None
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in _split(text) or []]
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: use comma-separated integers, e.g. 1,3,5") from None
 
 
 def add_subparser(sub: Any) -> None:
@@ -285,9 +403,9 @@ def add_subparser(sub: Any) -> None:
     )
     p.add_argument("config", nargs="?", default=None, help="sweep file (.yaml/.toml); flags override its fields")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--dataset", default=None)
+    p.add_argument("--dataset", default=None, help="bundled dataset name or a folder (default: chroma-general)")
     p.add_argument("--corpora", default=None, help="comma-separated corpus ids")
-    p.add_argument("--max-questions", type=int, default=None)
+    p.add_argument("--max-questions", type=int, default=None, help="score only this many questions (seeded sample)")
     p.add_argument("--chunkers", default=None, help="comma-separated chunker specs, e.g. fixed:100:0,fixed:200:0")
     p.add_argument("--sizes", default=None, help="grid sizes, e.g. 5,10,15,20 (with --types)")
     p.add_argument("--types", default=None, help="grid chunker types, e.g. fixed,sentence")
@@ -296,11 +414,12 @@ def add_subparser(sub: Any) -> None:
     p.add_argument("--k", default=None, help="cut-offs, e.g. 1,3,5,10, or auto")
     p.add_argument("--units", default=None, help="chars,tokens")
     p.add_argument("--semantics", default=None, help="set,chroma")
-    p.add_argument("--retrieval", choices=["hnsw", "exact"], default=None)
-    p.add_argument("--scope", choices=["global", "corpus"], default=None)
+    p.add_argument("--retrieval", choices=["hnsw", "exact"], default=None, help="search method (default: hnsw)")
+    p.add_argument("--scope", choices=["global", "corpus"], default=None,
+                   help="search all chunks or only the question's corpus (default: global)")
     p.add_argument("--cache-dir", default="default", help="embedding cache folder, or 'none'")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="threads for the metrics engine (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run_cli)
 
 
@@ -313,27 +432,31 @@ def _run_cli(args: Any) -> int:
         raw["dataset"] = args.dataset
     if args.corpora:
         raw["corpora"] = _split(args.corpora)
-    if args.max_questions:
+    if args.max_questions is not None:
         raw["max_questions"] = args.max_questions
     chunkers = list(raw.get("chunkers", [])) if args.config else []
     if args.chunkers:
         chunkers = _split(args.chunkers)
-    if args.sizes or args.types:
-        grid = {"type": _split(args.types) or ["fixed"], "size": [int(s) for s in _split(args.sizes) or []],
-                "overlap": [int(s) for s in _split(args.overlaps) or ["0"]]}
+    if args.sizes or args.types or args.overlaps:
+        if not args.sizes:
+            raise ValueError("--types/--overlaps build a grid of chunkers and need --sizes, e.g. --sizes 100,200,400")
+        grid = {"type": _split(args.types) or ["fixed"], "size": _ints(args.sizes, "--sizes"),
+                "overlap": _ints(args.overlaps or "0", "--overlaps")}
         chunkers = list(chunkers) + _grid_chunkers(grid)
     if chunkers:
         raw["chunkers"] = chunkers
     if args.embedders:
         raw["embedders"] = _split(args.embedders)
     if args.k:
-        raw["k"] = "auto" if args.k == "auto" else [int(v) for v in _split(args.k)]
+        raw["k"] = "auto" if args.k == "auto" else _ints(args.k, "--k")
     if args.units:
         raw["units"] = _split(args.units)
     if args.semantics:
         raw["semantics"] = _split(args.semantics)
     retrieval = dict(raw.get("retrieval", {"method": "hnsw", "scope": "global"}))
     if args.retrieval:
+        if args.retrieval == "exact":  # the file's HNSW parameters do not apply to an exact search
+            retrieval = {k: v for k, v in retrieval.items() if k == "scope"}
         retrieval["method"] = args.retrieval
     if args.scope:
         retrieval["scope"] = args.scope

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
+from .._io import append_line_durable
 from .backends import BackendError, BudgetExhausted, ChatBackend, ChatResult, FatalBackendError
 from .filters import FilterSettings, has_poor_excerpt, is_near_duplicate, merge_overlapping, question_key, too_many_references
 from .locate import MATCH_KINDS, CorpusIndex, Located, pieces_to_span, tag_pieces
@@ -202,13 +203,7 @@ def repair_partial_last_line(path: str | os.PathLike[str]) -> int:
 
 def _append_line(path: Path, record: Mapping[str, Any]) -> None:
     """One sidecar record: a single write of a whole line, flushed and fsynced."""
-    data = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_line_durable(path, json.dumps(record, ensure_ascii=False, allow_nan=False))
 
 
 def _read_sidecar(path: Path) -> list[dict[str, Any]]:

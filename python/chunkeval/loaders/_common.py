@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .._io import write_text_atomic
+
 __all__ = [
     "Document",
     "corpus_id_for",
@@ -97,14 +99,14 @@ def write_corpus_dir(docs: Sequence[Document], path: str | os.PathLike[str], *, 
     lines = []
     for (cid, text), doc in zip(corpora.items(), docs):
         file = out / f"{cid}{suffix}"
-        _atomic_write(file, text)
+        write_text_atomic(file, text)
         written[cid] = file
         lines.append(json.dumps(
             {"corpus_id": cid, "doc_id": doc.doc_id, "file": file.name, "n_chars": len(text), "sha1": sha1_hex(text),
              "metadata": doc.metadata},
             ensure_ascii=False, default=str,
         ))
-    _atomic_write(out / "metadata.jsonl", "".join(line + "\n" for line in lines))
+    write_text_atomic(out / "metadata.jsonl", "".join(line + "\n" for line in lines))
     return written
 
 
@@ -123,13 +125,6 @@ def read_corpus_metadata(path: str | os.PathLike[str]) -> dict[str, dict[str, An
                     raise ValueError(f"{file}: line {lineno} is not JSON ({exc})") from None
                 rows[row["corpus_id"]] = row
     return rows
-
-
-def _atomic_write(file: Path, text: str) -> None:
-    tmp = file.with_name(file.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, file)
 
 
 def read_text_file(path: str | os.PathLike[str]) -> str:

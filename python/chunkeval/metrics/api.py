@@ -13,7 +13,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Any, Literal, Sequence, Union
 
 import numpy as np
 
@@ -238,15 +238,31 @@ def _parse_k(k: KArg) -> tuple[int, np.ndarray, Any]:
 
 
 def _check_docs_known(spans: Spans, known: np.ndarray, name: str) -> None:
+    """Every doc id of ``spans`` is in ``known`` (sorted, distinct), else a ValueError naming the row."""
     if len(spans) == 0:
         return
-    pos = np.searchsorted(known, spans.doc)
-    pos = np.minimum(pos, len(known) - 1) if len(known) else pos
-    ok = (known[pos] == spans.doc) if len(known) else np.zeros(len(spans), dtype=bool)
+    doc = spans.doc
+    lo, hi = (int(known[0]), int(known[-1])) if len(known) else (0, -1)
+    d_lo, d_hi = int(doc.min()), int(doc.max())
+    # This check runs on every call over every retrieved row, so avoid a binary search per row:
+    # dense ids (the common case) need only the range, moderate ranges a lookup table.
+    if len(known) and len(known) == hi - lo + 1 and lo <= d_lo and d_hi <= hi:
+        return
+    if len(known) and hi - lo <= 4 * len(doc) + (1 << 20):
+        inside = (doc >= lo) & (doc <= hi)
+        present = np.zeros(hi - lo + 1, dtype=bool)
+        present[known - lo] = True
+        ok = inside.copy()
+        ok[inside] = present[doc[inside] - lo]
+    elif len(known):
+        pos = np.minimum(np.searchsorted(known, doc), len(known) - 1)
+        ok = known[pos] == doc
+    else:
+        ok = np.zeros(len(doc), dtype=bool)
     if not ok.all():
         row = int(np.argmin(ok))
         raise ValueError(
-            f"{name}: row {row} names doc {int(spans.doc[row])}, which has no chunk in `chunks`; "
+            f"{name}: row {row} names doc {int(doc[row])}, which has no chunk in `chunks`; "
             "pass the chunking of every document the questions use"
         )
 
