@@ -21,6 +21,7 @@ from chunkeval.chunkers import (
     get_chunker,
     sentence_spans,
 )
+from chunkeval.chunkers.base import SpanColumns
 from chunkeval.datasets import load
 from chunkeval.spans import Spans
 from chunkeval.tokenizers import get_tokenizer
@@ -268,10 +269,49 @@ def test_offset_chunker_sorts_and_validates() -> None:
         OffsetChunker(lambda t: [(0, 3), (3, 3)]).chunk(["abcdef"])
     with pytest.raises(ValueError, match=r"document 1, span 0 \[0, 7\) ends past the document \(length 6\)"):
         OffsetChunker(lambda t: [(0, 7)] if t == "abcdef" else [(0, 1)]).chunk(["abcdefg", "abcdef"])
-    with pytest.raises(TypeError, match="offsets must be ints"):
-        OffsetChunker(lambda t: [(0.0, 2.0)]).chunk(["abc"])
+    with pytest.raises(TypeError, match="span starts: row 0 is a boolean"):
+        OffsetChunker(lambda t: [(True, 2)]).chunk(["abc"])
+    with pytest.raises(TypeError, match="span ends: row 0 is str '2'"):
+        OffsetChunker(lambda t: [(0, "2")]).chunk(["abc"])
     with pytest.raises(ValueError, match=r"\(start, end\) pair"):
         OffsetChunker(lambda t: [(0, 1, 2)]).chunk(["abc"])
+
+
+def test_offset_chunker_reads_a_tuple_of_two_arrays_as_two_pairs() -> None:
+    text = "0123456789"
+    # (array([0, 3]), array([5, 9])) is the spans (0, 3) and (5, 9), not the columns starts=[0, 3], ends=[5, 9].
+    spans = OffsetChunker(lambda t: (np.array([0, 3]), np.array([5, 9]))).chunk([text])
+    assert spans_of(spans) == [(0, 3), (5, 9)]
+    assert spans_of(OffsetChunker(lambda t: np.array([[5, 9], [0, 3]])).chunk([text])) == [(0, 3), (5, 9)]
+    # Two arrays of any other length are not pairs: an error, not a guess at columns.
+    with pytest.raises(ValueError, match=r"document 0, span 0 is .*\(start, end\) pair"):
+        OffsetChunker(lambda t: (np.array([0, 3, 6]), np.array([3, 6, 9]))).chunk([text])
+
+
+def test_offset_chunker_never_truncates_float_offsets() -> None:
+    text = "0123456789"
+    assert spans_of(OffsetChunker(lambda t: [(0.0, 2.0), (2.0, 5.0)]).chunk([text])) == [(0, 2), (2, 5)]
+    with pytest.raises(ValueError, match=r"document 0, span starts: row 0 is 0\.7; offsets must be finite integers"):
+        OffsetChunker(lambda t: (np.array([0.7, 5.5]), np.array([3.0, 9.0]))).chunk([text])
+    with pytest.raises(ValueError, match=r"document 0, span ends: row 1 is 9\.5"):
+        OffsetChunker(lambda t: [(0, 3), (5, 9.5)]).chunk([text])
+    with pytest.raises(ValueError, match=r"span starts: row 0 is nan"):
+        OffsetChunker(lambda t: [(float("nan"), 3)]).chunk([text])
+
+
+def test_span_columns_are_the_column_form() -> None:
+    class Columns(Chunker):
+        name = "columns"
+
+        def config(self) -> dict:
+            return {"type": "columns"}
+
+        def _spans(self, text: str) -> SpanColumns:
+            return SpanColumns(np.array([5, 0]), np.array([9, 3]))
+
+    assert spans_of(Columns().chunk(["0123456789"])) == [(0, 3), (5, 9)]
+    assert isinstance(FixedTokenChunker(3, 0, tokenizer="chars")._spans("abcdefg"), SpanColumns)
+    assert isinstance(SentenceChunker(1)._spans("A. B."), SpanColumns)
 
 
 def test_chunk_input_checks_and_chunk_texts() -> None:

@@ -25,6 +25,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; the finished file gets the permissions open() would have given it.
+        os.fchmod(fd, 0o666 & ~_umask())
         handle: Any = os.fdopen(fd, mode) if "b" in mode else os.fdopen(fd, mode, encoding="utf-8", newline="")
         with handle:
             yield handle
@@ -35,6 +37,24 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[Any]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable: without it a crash can forget the new directory entry."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
@@ -47,7 +67,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         handle.write(text)
 
 
-def write_parquet_atomic(table: Any, path: str | os.PathLike[str]) -> None:
+def write_parquet_atomic(path: str | os.PathLike[str], table: Any) -> None:
     import pyarrow.parquet as pq
 
     with atomic_open(path, "wb") as handle:
@@ -57,9 +77,11 @@ def write_parquet_atomic(table: Any, path: str | os.PathLike[str]) -> None:
 def append_line_durable(path: str | os.PathLike[str], line: str) -> None:
     """Append one line with a single ``write`` (O_APPEND) and fsync it before returning."""
     data = (line if line.endswith("\n") else line + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # a write may be partial (signals, full pipes); finish the line
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)

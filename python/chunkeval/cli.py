@@ -260,15 +260,16 @@ def _run_metrics(args: argparse.Namespace) -> int:
     doc_ids: dict[Any, int] = {}
 
     def docs(values: list[Any]) -> np.ndarray:
-        return np.array([doc_ids.setdefault(d, len(doc_ids)) for d in values], dtype=np.int64)
+        # By text: CSV infers 1 where JSONL says "1"; both name the same document.
+        return np.array([doc_ids.setdefault(str(d), len(doc_ids)) for d in values], dtype=np.int64)
 
     chunks = None
     if chunks_t is not None:
         chunk_docs, chunk_start, chunk_end = _span_columns(chunks_t, args.chunks)
         chunks = Spans(docs(chunk_docs), chunk_start, chunk_end, name="chunks")
-        chunked = set(chunk_docs)
+        chunked = {str(d) for d in chunk_docs}
         for values, path in ((ref_docs, args.references), (ret_docs, args.retrieved)):
-            missing = [row for row, d in enumerate(values) if d not in chunked]
+            missing = [row for row, d in enumerate(values) if str(d) not in chunked]
             if missing:
                 raise UserError(f"{path}: row {missing[0]} names doc {values[missing[0]]!r}, which has no chunk in "
                                 f"{args.chunks}; pass the chunking of every document the spans name")
@@ -295,6 +296,9 @@ def _run_metrics(args: argparse.Namespace) -> int:
             rank = np.asarray(rank_column.to_pylist(), dtype=np.float64)
         except (TypeError, ValueError):
             raise UserError(f"{args.retrieved}: the rank column must hold numbers (1 = best)") from None
+        if not np.isfinite(rank).all():
+            raise UserError(f"{args.retrieved}: row {_first(~np.isfinite(rank))} has rank {rank[~np.isfinite(rank)][0]}; "
+                            "ranks are finite numbers (1 = best)")
     else:
         rank = np.arange(len(ret_q), dtype=np.float64)
 
@@ -335,7 +339,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
         else:
             from ._io import write_parquet_atomic
 
-            write_parquet_atomic(table, out)
+            write_parquet_atomic(out, table)
     if args.json:
         print(json.dumps(_jsonable(summary), indent=2))
     else:
@@ -384,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("chunkeval: interrupted; everything written so far is kept", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UserError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+    except (UserError, ValueError, TypeError, OSError) as exc:
         if os.environ.get("CHUNKEVAL_DEBUG") == "1":
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -142,14 +142,23 @@ class Dataset:
         return RaggedSpans(offsets, doc, start, end, name=f"{self.name} references")
 
     def fingerprint(self) -> str:
-        """sha256 of the corpora (ids and texts, in order) and the questions; independent of ``name``."""
+        """sha256 of the corpora (ids and texts, in order) and the question records (in order)
+        without their ``question_id``; independent of ``name``.
+
+        Question ids are left out because they are labels, not content: a generated id
+        (``f"{name}:{row}"``) would make the fingerprint depend on ``name``, and writing a dataset
+        with :func:`write_questions` turns generated ids into explicit ones, so leaving out only
+        generated ids would change the fingerprint of the same data on a round trip. Everything
+        else (question text, corpus, every reference offset and content, extra fields) counts.
+        """
         digest = hashlib.sha256()
-        digest.update(b"chunkeval-dataset-v1\0")
+        digest.update(b"chunkeval-dataset-v2\0")
         for corpus_id, text in self.corpora.items():
             for part in (corpus_id.encode("utf-8"), text.encode("utf-8", "surrogatepass")):
                 digest.update(len(part).to_bytes(8, "little"))
                 digest.update(part)
-        questions = json.dumps(self.questions, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        records = [{k: v for k, v in q.items() if k != "question_id"} for q in self.questions]
+        questions = json.dumps(records, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         digest.update(questions.encode("utf-8", "surrogatepass"))
         return digest.hexdigest()
 
@@ -352,13 +361,39 @@ def _load_bundled(folder: str, name: str) -> Dataset:
     from importlib import resources
 
     root = resources.files("chunkeval").joinpath("data", folder)
-    corpus_dir = root.joinpath("corpora")
-    files = sorted((f for f in corpus_dir.iterdir() if f.name.endswith(_TEXT_SUFFIXES)), key=lambda f: f.name)
-    corpora = {f.name.rsplit(".", 1)[0]: f.read_text(encoding="utf-8") for f in files}
+    corpora = _read_corpus_folder(root.joinpath("corpora"), f"chunkeval/data/{folder}/corpora")
     questions_file = root.joinpath("questions_df.csv")
     with questions_file.open("r", encoding="utf-8", newline="") as handle:
         questions = _read_csv(handle, f"chunkeval/data/{folder}/questions_df.csv")
     return Dataset(name, corpora, questions, source=f"chunkeval/data/{folder}")
+
+
+def _read_corpus_folder(folder: Any, label: str) -> dict[str, str]:
+    """corpus_id → text from the ``.txt``/``.md`` files (suffix in any case) of ``folder``, a
+    :class:`~pathlib.Path` or an :mod:`importlib.resources` traversable, sorted by file name.
+
+    The one reader of corpus folders, for :func:`load_corpora` and the bundled benchmark alike.
+    Files are read as UTF-8 with universal newlines; the corpus id is the file name without its
+    suffix.
+    """
+    files = sorted(
+        (f for f in folder.iterdir() if f.is_file() and Path(f.name).suffix.lower() in _TEXT_SUFFIXES),
+        key=lambda f: f.name,
+    )
+    if not files:
+        raise ValueError(f"{label}: no .txt or .md files; put one UTF-8 file per corpus there")
+    corpora: dict[str, str] = {}
+    for f in files:
+        corpus_id = Path(f.name).stem
+        if corpus_id in corpora:
+            raise ValueError(f"{label}: corpus id {corpus_id!r} appears twice (.txt and .md); rename one file")
+        try:
+            corpora[corpus_id] = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"{label}/{f.name}: not UTF-8 ({exc.reason} at byte {exc.start}); convert the file to UTF-8"
+            ) from None
+    return corpora
 
 
 def load_corpora(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -370,18 +405,7 @@ def load_corpora(path: str | os.PathLike[str]) -> dict[str, str]:
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _TEXT_SUFFIXES)
-        if not files:
-            raise ValueError(f"{path}: no .txt or .md files; put one UTF-8 file per corpus there")
-        corpora: dict[str, str] = {}
-        for p in files:
-            if p.stem in corpora:
-                raise ValueError(f"{path}: corpus id {p.stem!r} appears twice (.txt and .md); rename one file")
-            try:
-                corpora[p.stem] = p.read_text(encoding="utf-8")
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"{p}: not UTF-8 ({exc.reason} at byte {exc.start}); convert the file to UTF-8") from None
-        return corpora
+        return _read_corpus_folder(path, str(path))
     if not path.is_file():
         raise ValueError(f"corpora path {str(path)!r} does not exist; pass a folder of .txt/.md files or a .parquet/.jsonl table")
     suffix = path.suffix.lower()

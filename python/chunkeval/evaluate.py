@@ -100,7 +100,9 @@ def to_units(refs: RaggedSpans, chunks: Spans, texts: list[str], units: str = "c
 
     tokenizer = get_tokenizer(unit_tokenizer)
     table = TokenTable([tokenizer.offsets(t) for t in texts])
-    tok_refs = char_spans_to_token_spans(refs.spans, table, name="references")
+    lengths = np.array([len(t) for t in texts], dtype=np.int64)
+    chunks.check_within(lengths, "chunks")  # token offsets alone cannot tell a span past the end
+    tok_refs = char_spans_to_token_spans(refs.spans, table, name="references", doc_lengths=lengths)
     ref_tokens = RaggedSpans(refs.offsets, tok_refs.doc, tok_refs.start, tok_refs.end, name="references")
     # Map every chunk, remembering which survive, so retrieved ids can be renumbered.
     starts, ends = token_bounds(chunks, table, "chunks")
@@ -197,9 +199,36 @@ def score(
 def score_units(spans: UnitSpans, ids: np.ndarray, *, k: Any, semantics: str = "set", groups: Any = None,
                 num_threads: int | None = None) -> SpanMetrics:
     """Span metrics of ranked character chunk ids against spans already in their units."""
-    retrieved = retrieved_spans(spans.ranked_ids(ids), spans.chunks)
-    return span_metrics(spans.references, retrieved, spans.chunks, k=k, semantics=semantics,
-                        num_threads=num_threads, groups=groups)
+    if spans.chunk_id is None or not (spans.chunk_id < 0).any():
+        retrieved = retrieved_spans(spans.ranked_ids(ids), spans.chunks)
+        return span_metrics(spans.references, retrieved, spans.chunks, k=k, semantics=semantics,
+                            num_threads=num_threads, groups=groups)
+    # Some chunks hold no token (whitespace under a tokenizer that skips it). Retrieved, such a
+    # chunk still takes its rank but adds nothing, so every cut-off is applied to the character
+    # ranking first and the empty chunks are dropped after: one engine call per cut-off.
+    from .metrics.api import _parse_k
+
+    ids = np.asarray(ids, dtype=np.int64)
+    k_mode, ks, k_label = _parse_k(k)
+    if k_mode == 2:  # auto: each question's own cut-off, its number of evidence chunks
+        nothing = RaggedSpans(np.zeros(len(spans.references.offsets), dtype=np.int64), [], [], [])
+        n_evidence = span_metrics(spans.references, nothing, spans.chunks, semantics=semantics).n_evidence_chunks
+        cutoffs = [n_evidence]
+    elif k_mode == 1:
+        cutoffs = [np.full(len(ids), ids.shape[1], dtype=np.int64)]
+    else:
+        cutoffs = [np.full(len(ids), int(c), dtype=np.int64) for c in ks]
+    columns = []
+    for cut in cutoffs:
+        kept = np.where(np.arange(ids.shape[1])[None, :] < cut[:, None], ids, -1)
+        retrieved = retrieved_spans(spans.ranked_ids(kept), spans.chunks)
+        columns.append(span_metrics(spans.references, retrieved, spans.chunks, k=None, semantics=semantics,
+                                    num_threads=num_threads, groups=groups))
+    first = columns[0]
+    stack = (lambda name: np.stack([getattr(c, name) for c in columns], axis=1)) if isinstance(k_label, tuple) \
+        else (lambda name: getattr(first, name))
+    return SpanMetrics(stack("recall"), stack("precision"), stack("iou"), first.precision_omega, first.coverage,
+                       first.n_evidence_chunks, k_label, semantics, first.backend, first.groups)
 
 
 def hnsw_params(hnsw: dict[str, Any] | None) -> dict[str, Any]:
@@ -288,6 +317,8 @@ def evaluate(
     from .chunkers import chunk_texts, get_chunker
 
     check_options(k=k, semantics=semantics, units=units, retrieval=retrieval, scope=scope)
+    if not isinstance(k, (str, int)):
+        k = [int(v) for v in k]  # a range or an array of cut-offs: plain ints for the engine and the JSON
     if retrieval == "hnsw":
         hnsw = hnsw_params(hnsw)
     elif hnsw:
@@ -391,8 +422,10 @@ def evaluate(
     if out_dir is not None:
         out_path = Path(out_dir)
         meta = {b"chunkeval.config": json.dumps(_jsonable(config)).encode()}
-        write_parquet_atomic(table.replace_schema_metadata(meta), out_path / "results.parquet")
+        # The summary goes first: results.parquet is the last file written, so its presence means the
+        # run finished and both files belong to it (each carries the full configuration).
         write_bytes_atomic(out_path / "summary.json",
-                      json.dumps(_jsonable({"config": config, "summary": summary}), indent=2).encode())
+                           json.dumps(_jsonable({"config": config, "summary": summary}), indent=2).encode())
+        write_parquet_atomic(out_path / "results.parquet", table.replace_schema_metadata(meta))
         out.paths = {"results": str(out_path / "results.parquet"), "summary": str(out_path / "summary.json")}
     return out

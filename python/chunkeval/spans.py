@@ -121,6 +121,9 @@ def _check_spans(doc: np.ndarray, start: np.ndarray, end: np.ndarray, name: str)
 class Spans:
     """A flat table of spans: ``doc``, ``start``, ``end`` int64 columns of equal length.
 
+    Columns that already are int64 arrays are shared with the caller, not copied, and the interval
+    index built for scoring is cached on the object: modify the arrays only through a new ``Spans``.
+
     >>> s = Spans([0, 0], [0, 10], [10, 20])
     >>> len(s), s.lengths().tolist()
     (2, [10, 10])
@@ -156,7 +159,7 @@ class Spans:
         return self.end - self.start
 
     def take(self, rows: Any) -> "Spans":
-        rows = np.asarray(rows)
+        rows = _index_array(rows, "rows")
         return Spans(self.doc[rows], self.start[rows], self.end[rows])
 
     def check_within(self, doc_lengths: Any, name: str = "spans") -> None:
@@ -198,6 +201,9 @@ class Spans:
     @classmethod
     def from_arrow(cls, table: Any, *, name: str = "spans") -> "Spans":
         """Build from a ``pyarrow.Table``/``RecordBatch`` with columns ``doc``, ``start``, ``end``."""
+        if not hasattr(table, "column_names"):
+            raise TypeError(f"{name}: expected a pyarrow Table or RecordBatch with columns doc, start, end, "
+                            f"got {type(table).__name__} (for a StructArray use pa.Table.from_struct_array)")
         missing = [c for c in ("doc", "start", "end") if c not in table.column_names]
         if missing:
             raise ValueError(f"{name}: the table lacks column(s) {missing}; it needs doc, start, end")
@@ -251,6 +257,10 @@ class RaggedSpans:
         return np.repeat(np.arange(self.n_questions, dtype=np.int64), self.counts())
 
     def __getitem__(self, q: int) -> list[tuple[int, int, int]]:
+        n = self.n_questions
+        if not -n <= q < n:
+            raise IndexError(f"question {q} is out of range for {n} questions")
+        q = q % n
         lo, hi = int(self.offsets[q]), int(self.offsets[q + 1])
         return list(zip(self.doc[lo:hi].tolist(), self.start[lo:hi].tolist(), self.end[lo:hi].tolist()))
 
@@ -266,7 +276,7 @@ class RaggedSpans:
 
     def take(self, questions: Any) -> "RaggedSpans":
         """The sub-batch of the given question indices, in that order."""
-        questions = np.asarray(questions, dtype=np.int64)
+        questions = _index_array(questions, "questions")
         counts = self.counts()[questions]
         offsets = np.zeros(len(questions) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
@@ -313,11 +323,23 @@ class RaggedSpans:
         # A sliced ListArray's offsets need not start at 0; values outside the slice are ignored.
         lo, hi = int(base[0]), int(base[-1])
         values = values.slice(lo, hi - lo)
+        if values.null_count:
+            bad = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+            raise ValueError(f"{name}: span row {bad} is null; every span needs doc, start and end (drop the row)")
         fields = [values.type.field(i).name for i in range(values.type.num_fields)] if pa.types.is_struct(values.type) else []
         missing = [f for f in ("doc", "start", "end") if f not in fields]
         if missing:
             raise ValueError(f"{name}: list values must be struct<doc, start, end>; missing {missing}")
         return cls(base - lo, values.field("doc"), values.field("start"), values.field("end"), name=name)
+
+
+def _index_array(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu":
+        if arr.size == 0:
+            return arr.astype(np.int64)
+        raise TypeError(f"{name} must be integer indices, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
 
 
 def _check_offsets(offsets: np.ndarray, n_rows: int, name: str) -> None:

@@ -239,6 +239,10 @@ def _embedder_label(embedder: Any) -> str:
 
 
 def _embedder_key(embedder: Any) -> Any:
+    """What decides an embedder's vectors: the model files' fingerprint where there is one (a model
+    updated in place gets new configuration ids), else its config or label."""
+    if isinstance(getattr(embedder, "fingerprint", None), str):
+        return [_embedder_label(embedder), embedder.fingerprint]
     if hasattr(embedder, "config") and callable(embedder.config):
         return embedder.config()
     return _embedder_label(embedder)
@@ -298,14 +302,20 @@ def run_sweep(
     method = retrieval.pop("method", "hnsw")
     scope = retrieval.pop("scope", "global")
 
+    # Embedder objects are cheap until they embed (the model loads lazily); the plan needs their
+    # fingerprints.
+    embedders: dict[str, Any] = {label: make_embedder(spec, cache_dir=cache_dir, show_progress=False, **config.embed)
+                                 for label, spec in embedder_specs.items()}
     plan: list[_Run] = []
     for chunker in chunkers:
         for embedder in embedder_specs:
             for units in config.units:
                 for semantics in config.semantics:
                     for k in k_values:
-                        key = {"dataset": fingerprint, "chunker": chunker.config(),
-                               "embedder": _embedder_key(embedder_specs[embedder]),
+                        # The package version is part of the key: a finished part is reused
+                        # only by the code that computed it.
+                        key = {"chunkeval": __version__, "dataset": fingerprint, "chunker": chunker.config(),
+                               "embedder": _embedder_key(embedders[embedder]),
                                "units": units, "unit_tokenizer": config.unit_tokenizer if units == "tokens" else None,
                                "semantics": semantics, "k": k, "retrieval": [method, scope, retrieval],
                                "embed": config.embed}
@@ -317,7 +327,6 @@ def run_sweep(
     todo = [r for r in plan if not (parts_dir / f"{r.config_id}.parquet").exists()]
 
     chunkings: dict[str, Any] = {}
-    embedders: dict[str, Any] = {}
     question_vectors: dict[str, np.ndarray] = {}
     with progress(show_progress) as bar:
         task = bar.add_task(f"sweep ({len(plan) - len(todo)} of {len(plan)} done before)", total=len(todo))
@@ -328,9 +337,6 @@ def run_sweep(
             if key not in chunkings:
                 chunkings[key] = chunker.chunk(texts, show_progress=False)  # the sweep's bar is on screen
             chunks = chunkings[key]
-            if embedder not in embedders:
-                embedders[embedder] = make_embedder(embedder_specs[embedder], cache_dir=cache_dir,
-                                                    show_progress=False, **config.embed)
             # Chunks before questions, as evaluate() does: precision="auto" calibrates on the first
             # texts it sees (the longest of them), so both pick the same precision and vectors.
             chunk_vectors = embedders[embedder].embed(chunk_texts(chunks, texts))
@@ -359,11 +365,11 @@ def run_sweep(
                                           chunk_size=size, size_unit=size_unit, chunk_overlap=overlap,
                                           embedder=embedder, semantics=semantics, units=units,
                                           n_chunks=len(chunks))
-                    write_parquet_atomic(table, parts_dir / f"{run.config_id}.parquet")
+                    write_parquet_atomic(parts_dir / f"{run.config_id}.parquet", table)
                     bar.advance(task)
     tables = [pq.read_table(parts_dir / f"{r.config_id}.parquet") for r in plan]
     results = out / "results.parquet"
-    write_parquet_atomic(pa.concat_tables(tables), results)
+    write_parquet_atomic(results, pa.concat_tables(tables))
     return results
 
 

@@ -68,7 +68,7 @@ def token_bounds(spans: Spans, table: TokenTable, name: str = "spans") -> tuple[
 
 def char_spans_to_token_spans(
     spans: Spans, token_offsets: Sequence[Any] | Mapping[int, Any] | TokenTable, *, name: str = "spans",
-    on_empty: str = "raise",
+    on_empty: str = "raise", doc_lengths: Any = None,
 ) -> Spans:
     """Map character spans to token-index spans (vectorised per document).
 
@@ -80,7 +80,12 @@ def char_spans_to_token_spans(
     A span that overlaps no token (e.g. pure whitespace under a tokenizer that skips it) raises a
     ``ValueError`` naming the row; with ``on_empty="drop"`` such rows are dropped instead (useful for
     chunkings), and the returned ``Spans`` has fewer rows.
+
+    Token offsets do not say where a document ends: pass ``doc_lengths`` (characters per document)
+    to reject spans past the end instead of mapping them to the last token.
     """
+    if doc_lengths is not None:
+        spans.check_within(doc_lengths, name)
     if on_empty not in ("raise", "drop"):
         raise ValueError(f"on_empty: {on_empty!r} is not 'raise' or 'drop'")
     table = token_offsets if isinstance(token_offsets, TokenTable) else TokenTable(token_offsets)

@@ -18,9 +18,11 @@ def _function_label(fn: Callable[..., Any]) -> str:
 class OffsetChunker(Chunker):
     """Chunker from a function ``fn(text) -> iterable of (start, end)`` character offsets.
 
-    The offsets are used as given (after validation: ints, ``0 <= start < end <= len(text)``; a bad
-    pair is a ``ValueError`` naming the document and the span) and sorted by start. This is the
-    adapter to prefer: nothing is searched for.
+    The result is always read as a sequence of ``(start, end)`` pairs (a tuple of two arrays is two
+    spans, not a starts and an ends column). The offsets are used as given (after validation:
+    integers, or integral floats, ``0 <= start < end <= len(text)``; a bad pair is an error naming
+    the document and the span) and sorted by start. This is the adapter to prefer: nothing is
+    searched for.
     """
 
     def __init__(self, fn: Callable[[str], Iterable[tuple[int, int]]], *, name: str | None = None) -> None:

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from .._progress import progress
-from ..spans import Spans
+from ..spans import Spans, as_int64_column
 
-__all__ = ["Chunker", "chunk_texts", "check_texts"]
+__all__ = ["Chunker", "SpanColumns", "chunk_texts", "check_texts"]
+
+
+class SpanColumns(NamedTuple):
+    """One document's spans as two columns, ``starts[i]`` and ``ends[i]`` bounding span ``i``.
+
+    The column form exists for chunkers that compute their spans with numpy. It has its own type
+    because a bare ``(array, array)`` is ambiguous: it could just as well be two ``(start, end)``
+    pairs, and guessing wrong silently swaps offsets between spans.
+    """
+
+    starts: np.ndarray
+    ends: np.ndarray
 
 
 def check_texts(texts: Any) -> Sequence[str]:
@@ -60,8 +72,12 @@ class Chunker(abc.ABC):
         """
 
     @abc.abstractmethod
-    def _spans(self, text: str) -> Iterable[tuple[int, int]] | tuple[np.ndarray, np.ndarray]:
-        """Spans of one document: ``(starts, ends)`` arrays or an iterable of ``(start, end)`` pairs."""
+    def _spans(self, text: str) -> Iterable[tuple[int, int]] | SpanColumns:
+        """Spans of one document: :class:`SpanColumns` or an iterable of ``(start, end)`` pairs.
+
+        Anything that is not a :class:`SpanColumns` is read as pairs, so a plain tuple of two
+        arrays means two spans, never a starts column and an ends column.
+        """
 
     def _document_spans(self, doc: int, text: str) -> Any:
         """Spans of document number ``doc`` (the number only serves error messages)."""
@@ -102,25 +118,33 @@ class Chunker(abc.ABC):
 
 
 def _as_span_columns(result: Any, doc: int, text_length: int, chunker: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validate one document's spans and sort them by (start, end)."""
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], np.ndarray):
-        start = np.asarray(result[0], dtype=np.int64)
-        end = np.asarray(result[1], dtype=np.int64)
+    """Validate one document's spans and sort them by (start, end).
+
+    ``result`` is a :class:`SpanColumns` (built-in chunkers) or an iterable of ``(start, end)``
+    pairs (everything else, :class:`~chunkeval.chunkers.OffsetChunker` output included). Offsets
+    go through :func:`~chunkeval.spans.as_int64_column`, so fractional floats are an error, not
+    truncated.
+    """
+    where = f"{chunker}: document {doc}"
+    if isinstance(result, SpanColumns):
+        start = as_int64_column(result.starts, f"{where}, span starts")
+        end = as_int64_column(result.ends, f"{where}, span ends")
+        if len(start) != len(end):
+            raise ValueError(
+                f"{where}: SpanColumns has {len(start)} starts but {len(end)} ends; "
+                "every span needs one start and one end"
+            )
     else:
+        if isinstance(result, (str, bytes)):
+            raise TypeError(f"{where}: spans are a {type(result).__name__}; return an iterable of (start, end) pairs")
         pairs = list(result)
         for row, pair in enumerate(pairs):
             if not (isinstance(pair, (tuple, list, np.ndarray)) and len(pair) == 2):
-                raise ValueError(
-                    f"{chunker}: document {doc}, span {row} is {pair!r}; each span must be a (start, end) pair"
-                )
-            for value in pair:
-                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-                    raise TypeError(
-                        f"{chunker}: document {doc}, span {row} is {tuple(pair)!r}; offsets must be ints "
-                        "(str indices into the document)"
-                    )
-        start = np.array([int(p[0]) for p in pairs], dtype=np.int64)
-        end = np.array([int(p[1]) for p in pairs], dtype=np.int64)
+                raise ValueError(f"{where}, span {row} is {pair!r}; each span must be a (start, end) pair")
+        # Object columns make as_int64_column check every value (bools, strings, fractions) by row;
+        # numpy scalars become Python ones so an error shows 0.7, not np.float64(0.7).
+        start = as_int64_column(_object_column(p[0] for p in pairs), f"{where}, span starts")
+        end = as_int64_column(_object_column(p[1] for p in pairs), f"{where}, span ends")
     bad = (start < 0) | (end <= start) | (end > text_length)
     if bad.any():
         row = int(np.argmax(bad))
@@ -139,6 +163,11 @@ def _as_span_columns(result: Any, doc: int, text_length: int, chunker: str) -> t
     if not np.array_equal(order, np.arange(len(order))):
         start, end = start[order], end[order]
     return np.ascontiguousarray(start), np.ascontiguousarray(end)
+
+
+def _object_column(values: Iterable[Any]) -> np.ndarray:
+    # fromiter never broadcasts, so a nested list stays one (bad) value that is reported by row.
+    return np.fromiter((v.item() if isinstance(v, np.generic) else v for v in values), dtype=object)
 
 
 def chunk_texts(spans: Spans, texts: Sequence[str]) -> list[str]:

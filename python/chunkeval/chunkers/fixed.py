@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..tokenizers import Tokenizer, get_tokenizer
-from .base import Chunker, check_size
+from .base import Chunker, SpanColumns, check_size
 
 __all__ = ["FixedTokenChunker"]
 
@@ -53,11 +53,11 @@ class FixedTokenChunker(Chunker):
     def config(self) -> dict[str, Any]:
         return {"type": "fixed", "size": self.size, "overlap": self.overlap, "tokenizer": token_spec(self.tokenizer)}
 
-    def _spans(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def _spans(self, text: str) -> SpanColumns:
         offsets = self.tokenizer.offsets(text)
         n_tokens = len(offsets)
         if n_tokens == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            return SpanColumns(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         step = self.size - self.overlap
         # Window starts 0, step, 2*step, ... up to and including the first window that reaches the end.
         n_windows = 1 + max(0, -(-(n_tokens - self.size) // step))
@@ -70,4 +70,4 @@ class FixedTokenChunker(Chunker):
             repeated = np.zeros(len(starts), dtype=bool)
             repeated[1:] = (starts[1:] == starts[:-1]) & (ends[1:] == ends[:-1])
             keep &= ~repeated
-        return np.ascontiguousarray(starts[keep]), np.ascontiguousarray(ends[keep])
+        return SpanColumns(np.ascontiguousarray(starts[keep]), np.ascontiguousarray(ends[keep]))

@@ -35,7 +35,7 @@ import numpy as np
 from .._progress import progress
 from ..spans import Spans
 from ..tokenizers import Tokenizer, get_tokenizer
-from .base import Chunker, check_size, check_texts
+from .base import Chunker, SpanColumns, check_size, check_texts
 from .fixed import token_spec
 
 __all__ = ["ClusterSemanticChunker", "segment_pieces", "split_pieces"]
@@ -265,9 +265,9 @@ class ClusterSemanticChunker(Chunker):
         offsets = None if self.tokenizer is None else self.tokenizer.offsets(text)
         return split_pieces(text, self.piece_size, offsets)
 
-    def _spans(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def _spans(self, text: str) -> SpanColumns:
         spans = self.chunk([text], show_progress=False)
-        return spans.start, spans.end
+        return SpanColumns(spans.start, spans.end)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.asarray(self.embedder.embed(texts))

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Chunker, check_size
+from .base import Chunker, SpanColumns, check_size
 
 __all__ = ["SentenceChunker", "sentence_spans"]
 
@@ -48,11 +48,11 @@ class SentenceChunker(Chunker):
     def config(self) -> dict[str, Any]:
         return {"type": "sentence", "sentences_per_chunk": self.sentences_per_chunk}
 
-    def _spans(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def _spans(self, text: str) -> SpanColumns:
         starts, ends = sentence_spans(text)
         if len(starts) == 0:
-            return starts, ends
+            return SpanColumns(starts, ends)
         n = self.sentences_per_chunk
         first = np.arange(0, len(starts), n)
         last = np.minimum(first + n, len(starts)) - 1
-        return np.ascontiguousarray(starts[first]), np.ascontiguousarray(ends[last])
+        return SpanColumns(np.ascontiguousarray(starts[first]), np.ascontiguousarray(ends[last]))

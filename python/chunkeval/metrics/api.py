@@ -217,6 +217,8 @@ def _parse_k(k: KArg) -> tuple[int, np.ndarray, Any]:
     if isinstance(k, (bool, np.bool_)):
         raise TypeError("k: a boolean is not a cut-off; use an int >= 1")
     if isinstance(k, (int, np.integer)):
+        if k >= 2**62:
+            raise ValueError(f"k: {k} is too large; use None to score every retrieved chunk")
         if k < 1:
             raise ValueError(f"k: {int(k)} < 1; a cut-off keeps the first k >= 1 retrieved chunks (use None for all)")
         return K_LIST, np.array([int(k)], dtype=np.int64), int(k)
@@ -229,6 +231,8 @@ def _parse_k(k: KArg) -> tuple[int, np.ndarray, Any]:
                 raise TypeError(f"k: entry {i} is {v!r}; cut-offs are integers >= 1")
             if v < 1:
                 raise ValueError(f"k: entry {i} is {int(v)} < 1; cut-offs are integers >= 1")
+            if v >= 2**62:
+                raise ValueError(f"k: entry {i} ({v}) is too large; use None to score every retrieved chunk")
         for i in range(1, len(ks)):
             if ks[i] <= ks[i - 1]:
                 raise ValueError(f"k: entry {i} ({ks[i]}) is not larger than entry {i - 1} ({ks[i - 1]}); "
@@ -374,7 +378,8 @@ def span_metrics(
             raise ValueError(f"groups: expected one label per question ({references.n_questions}), got shape {groups.shape}")
 
     if backend == "auto":
-        backend = available_backends()[0]
+        # Try the compiled core first: importing Numba (and SciPy with it) costs a quarter second.
+        backend = "cpp" if _load_cpp() is not None else available_backends()[0]
     if backend == "cpp":
         module = _load_cpp()
         if module is None:
