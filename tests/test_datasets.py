@@ -77,13 +77,56 @@ def test_bundled_matches_shared_copy(bundled: Dataset) -> None:
 
 def test_fingerprint_is_stable_and_sensitive(bundled: Dataset) -> None:
     # Pinned: a change here means every cached result keyed by this fingerprint is invalidated.
-    assert bundled.fingerprint() == "348b7adf26509761a76a7764d73bbfa6fdb6201a823b2f46758e90fdd9493ad6"
+    # Changed when generated question ids ("chroma-general:0", ...) left the fingerprint (v2).
+    assert bundled.fingerprint() == "7f32271d6fc69620cc3238fd76ea1d06ec5015c45a1f2e99b2a2953a1e73c7d7"
     assert load("chroma_general").fingerprint() == bundled.fingerprint()
     d = small_dataset()
     changed = [dict(q) for q in d.questions]
     changed[0]["question"] = "Who jumps now?"
     assert Dataset("small", d.corpora, changed).fingerprint() != d.fingerprint()
     assert Dataset("other-name", d.corpora, d.questions).fingerprint() == d.fingerprint()
+
+
+def write_folder(folder: Path, d: Dataset, questions: list[dict]) -> Path:
+    (folder / "corpora").mkdir(parents=True)
+    for corpus_id, text in d.corpora.items():
+        (folder / "corpora" / f"{corpus_id}.txt").write_text(text, encoding="utf-8")
+    write_questions(questions, folder / "questions.jsonl")
+    return folder
+
+
+def test_fingerprint_ignores_the_name_but_not_the_offsets(tmp_path: Path) -> None:
+    d = small_dataset()
+    raw = [{k: v for k, v in q.items() if k != "question_id"} for q in d.questions]  # every id generated
+    folder = write_folder(tmp_path / "bench", d, raw)
+    first, second = load(folder, name="first"), load(folder, name="second")
+    assert [q["question_id"] for q in first.questions] == ["first:0", "first:1"]
+    assert [q["question_id"] for q in second.questions] == ["second:0", "second:1"]
+    assert first.fingerprint() == second.fingerprint() == load(folder).fingerprint()
+    # Writing the generated ids out makes them explicit; the data, and so the fingerprint, is the same.
+    assert Dataset("third", d.corpora, first.questions).fingerprint() == first.fingerprint()
+    moved = [dict(q, references=[dict(r) for r in q["references"]]) for q in raw]
+    moved[1]["references"][1]["start_index"] = 13
+    shifted = load(write_folder(tmp_path / "shifted", d, moved), name="first")
+    assert shifted.fingerprint() != first.fingerprint()
+    moved[1]["references"][1]["start_index"] = 12
+    moved[1]["references"][1]["end_index"] = 16
+    assert Dataset("first", d.corpora, moved).fingerprint() != first.fingerprint()
+
+
+def test_corpus_folders_are_read_by_one_rule(tmp_path: Path, bundled: Dataset) -> None:
+    folder = tmp_path / "corpora"
+    folder.mkdir()
+    (folder / "b.MD").write_text("bee", encoding="utf-8")
+    (folder / "a.Txt").write_text("one\r\ntwo", encoding="utf-8")  # universal newlines
+    (folder / "c.pdf").write_bytes(b"%PDF")
+    (folder / "d.txt").mkdir()  # a folder is not a corpus, whatever its name
+    assert load_corpora(folder) == {"a": "one\ntwo", "b": "bee"}
+    (folder / "b.txt").write_text("bee", encoding="utf-8")
+    with pytest.raises(ValueError, match="corpus id 'b' appears twice"):
+        load_corpora(folder)
+    # The bundled benchmark goes through the same reader.
+    assert load_corpora(BUNDLED / "corpora") == bundled.corpora
 
 
 def test_subset(bundled: Dataset) -> None:

@@ -247,3 +247,24 @@ def test_single_configuration_table_without_config_columns(tmp_path: Path) -> No
     assert parser.recommended == ["default"] * 3
     assert sorted(k for k in paths if k.startswith("plots/")) == [
         f"plots/frontier__{d}.{ext}" for d in ("a", "all", "b") for ext in ("png", "svg")]
+
+
+def test_report_files_are_replaced_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.csv as pacsv
+
+    table = _results(n_per_corpus=3)
+    first = write_report(table, tmp_path, n_resamples=100, n_permutations=100, show_progress=False)
+    written = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert {p.name for p in written} >= {"report.md", "report.html", "summary.csv"}
+    assert not [p for p in written if p.name.endswith(".tmp")]  # no temporary file left behind
+
+    def crash(data: pa.Table, sink: object) -> None:
+        sink.write(b"domain,config_id\n")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pacsv, "write_csv", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(table, tmp_path, n_resamples=100, n_permutations=100, show_progress=False)
+    # The interrupted run leaves the finished summary.csv intact, not a torn half-written one.
+    assert first["summary"].read_bytes() == written[first["summary"]]
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(written)

@@ -25,6 +25,7 @@ actually needed (a fully cached run with ``device="cpu"`` never imports them).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -359,17 +360,9 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress_os_error():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class _suppress_os_error:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return exc_type is not None and issubclass(exc_type, OSError)
 
 
 def text_key(text: str) -> bytes:
@@ -423,7 +416,7 @@ class _VectorStore:
         now = time.time()
         for tmp in self.folder.glob(".tmp-*"):
             # Left behind by a process killed mid-write; never read, removed once clearly stale.
-            with _suppress_os_error():
+            with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime > self.STALE_TMP_SECONDS:
                     tmp.unlink()
         paths = sorted(self.folder.glob("shard-*.npz"))
@@ -435,7 +428,7 @@ class _VectorStore:
             keys = np.array(list(self._row), dtype="S64")
             self._write_shard(keys, matrix, truncated)
             for p, _ in shards:
-                with _suppress_os_error():
+                with contextlib.suppress(OSError):
                     p.unlink()
 
     def _append(self, keys: np.ndarray, vectors: np.ndarray, truncated: np.ndarray) -> None:
@@ -483,7 +476,7 @@ class _VectorStore:
                 os.fsync(f.fileno())
             os.replace(tmp, self.folder / name)
         except BaseException:
-            with _suppress_os_error():
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
         return self.folder / name

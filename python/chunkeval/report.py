@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._io import atomic_open, write_bytes_atomic, write_text_atomic
 from ._progress import progress
 from .stats import ComparisonRow, compare, read_results_table
 
@@ -317,9 +318,11 @@ def _save_figure(fig: Any, plot_dir: Path, stem: str) -> tuple[Path, Path, bytes
     png = png_buffer.getvalue()
     png_path = plot_dir / f"{stem}.png"
     svg_path = plot_dir / f"{stem}.svg"
-    png_path.write_bytes(png)
+    write_bytes_atomic(png_path, png)
+    svg_buffer = io.BytesIO()
     # A fixed (absent) date keeps the SVG identical between runs on the same data.
-    fig.savefig(svg_path, format="svg", metadata={"Date": None})
+    fig.savefig(svg_buffer, format="svg", metadata={"Date": None})
+    write_bytes_atomic(svg_path, svg_buffer.getvalue())
     return png_path, svg_path, png
 
 
@@ -598,12 +601,12 @@ def write_report(
             body.append("</section>")
 
     md_path = out / "report.md"
-    md_path.write_text("\n".join(md).rstrip() + "\n", encoding="utf-8")
+    write_text_atomic(md_path, "\n".join(md).rstrip() + "\n")
     html_path = out / "report.html"
-    html_path.write_text(
+    write_text_atomic(
+        html_path,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>chunkeval report</title>"
         f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n",
-        encoding="utf-8",
     )
     summary_path = out / "summary.csv"
     _write_summary_csv(summaries, summary_path)
@@ -690,7 +693,8 @@ def _write_summary_csv(summaries: dict[str, list[ConfigSummary]], path: Path) ->
                 row[f"{m}_mean"] = c.mean[m]
                 row[f"{m}_std"] = c.std[m]
             rows.append(row)
-    pacsv.write_csv(pa.Table.from_pylist(rows), path)
+    with atomic_open(path, "wb") as handle:
+        pacsv.write_csv(pa.Table.from_pylist(rows), handle)
 
 
 # ------------------------------------------------------------------------------------------- CLI

@@ -306,6 +306,8 @@ def run_sweep(
     # fingerprints.
     embedders: dict[str, Any] = {label: make_embedder(spec, cache_dir=cache_dir, show_progress=False, **config.embed)
                                  for label, spec in embedder_specs.items()}
+    # The fingerprint covers texts and references; the parts also carry the question ids.
+    ids_digest = hashlib.sha256("\n".join(question_ids).encode()).hexdigest()[:16]
     plan: list[_Run] = []
     for chunker in chunkers:
         for embedder in embedder_specs:
@@ -314,7 +316,8 @@ def run_sweep(
                     for k in k_values:
                         # The package version is part of the key: a finished part is reused
                         # only by the code that computed it.
-                        key = {"chunkeval": __version__, "dataset": fingerprint, "chunker": chunker.config(),
+                        key = {"chunkeval": __version__, "dataset": fingerprint, "question_ids": ids_digest,
+                               "chunker": chunker.config(),
                                "embedder": _embedder_key(embedders[embedder]),
                                "units": units, "unit_tokenizer": config.unit_tokenizer if units == "tokens" else None,
                                "semantics": semantics, "k": k, "retrieval": [method, scope, retrieval],
