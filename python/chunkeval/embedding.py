@@ -289,7 +289,8 @@ def resolve_device(device: str) -> str:
     Raises ``ValueError`` for an unknown device string or an accelerator this torch cannot use.
     """
     if not isinstance(device, str):
-        raise TypeError(f"device must be a str such as 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps', got {type(device).__name__}")
+        raise TypeError(f"device must be a str such as 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps', "
+                        f"got {type(device).__name__}")
     if device == "cpu":
         return "cpu"
     if not re.fullmatch(r"auto|cuda(:\d+)?|mps", device):

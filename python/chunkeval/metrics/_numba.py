@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = ["build_chunk_index", "span_metrics_numba"]
 
@@ -32,6 +35,9 @@ _SMALL_SORT = 24
 _SCAN_LEVEL = 2
 # Up to this many reference segments, overlaps are found by a linear walk instead of a binary search.
 _LINEAR_SEGMENTS = 8
+# Questions ahead whose chunk rows are prefetched, and at most this many references of each.
+_PREFETCH_DISTANCE = 4
+_PREFETCH_REFERENCES = 8
 # Explicit DFS stack for the interval tree: (node, level) pairs, at most two pending per level.
 _STACK_SIZE = 512
 
@@ -119,13 +125,17 @@ def _sort_order(doc: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarr
 def build_chunk_index(chunk_doc: np.ndarray, chunk_start: np.ndarray, chunk_end: np.ndarray) -> tuple:
     """Index a chunking once so that many calls can reuse it (``docs/engine.md`` §2).
 
-    Returns the tuple ``(order, sorted_start, sorted_end, max_end, doc_ids, doc_offsets,
-    root_level, ends_sorted)``: ``order`` holds the original row ids sorted by ``(doc, start,
-    end)``; ``doc_ids`` the distinct docs, ascending, whose rows are ``doc_offsets[i]:doc_offsets[i +
-    1]`` of the sorted arrays; ``max_end`` the implicit interval tree of each doc block;
-    ``root_level[i]`` the level of block ``i``'s root (node ``2**level - 1``); ``ends_sorted[i]`` is
-    1 when block ``i``'s ends never decrease (no chunk nests in another), so a query there is one
-    binary search instead of a tree walk. Inputs are validated int64 columns.
+    Returns the tuple ``(order, rows, max_end, doc_ids, doc_offsets, root_level, ends_sorted,
+    first_end, rows_per_unit, dense)``: ``order`` holds the original row ids sorted by ``(doc,
+    start, end)``; ``rows`` the sorted spans interleaved (``rows[2 * i]`` is the start of sorted row
+    ``i``, ``rows[2 * i + 1]`` its end: a query reads both, so one cache line instead of two);
+    ``doc_ids`` the distinct docs, ascending, whose rows are ``doc_offsets[i]:doc_offsets[i + 1]``;
+    ``max_end`` the implicit interval tree of each doc block; ``root_level[i]`` the level of block
+    ``i``'s root (node ``2**level - 1``); ``ends_sorted[i]`` is 1 when block ``i``'s ends never
+    decrease (no chunk nests in another), so a query there is one search instead of a tree walk,
+    started at an interpolated guess (``first_end[i]``, the block's first end, and
+    ``rows_per_unit[i]``, rows per unit of end); ``dense`` is 1 when the doc ids are consecutive,
+    so a doc's block is found by subtraction. Inputs are validated int64 columns.
     """
     chunk_doc = np.ascontiguousarray(chunk_doc, dtype=np.int64)
     chunk_start = np.ascontiguousarray(chunk_start, dtype=np.int64)
@@ -139,18 +149,32 @@ def build_chunk_index(chunk_doc: np.ndarray, chunk_start: np.ndarray, chunk_end:
     else:
         first = np.zeros(0, dtype=np.int64)
     doc_ids = np.ascontiguousarray(sorted_doc[first], dtype=np.int64)
-    doc_offsets = np.empty(first.shape[0] + 1, dtype=np.int64)
+    n_docs = doc_ids.shape[0]
+    doc_offsets = np.empty(n_docs + 1, dtype=np.int64)
     doc_offsets[:-1] = first
     doc_offsets[-1] = sorted_doc.shape[0]
     max_end = np.empty_like(sorted_end)
-    root_level = np.zeros(doc_ids.shape[0], dtype=np.int64)
-    ends_sorted = np.zeros(doc_ids.shape[0], dtype=np.int64)
+    root_level = np.zeros(n_docs, dtype=np.int64)
+    ends_sorted = np.zeros(n_docs, dtype=np.int64)
     _build_trees(sorted_end, doc_offsets, max_end, root_level, ends_sorted)
-    return (order, sorted_start, sorted_end, max_end, doc_ids, doc_offsets, root_level, ends_sorted)
+    rows = np.empty(2 * sorted_start.shape[0], dtype=np.int64)
+    rows[0::2] = sorted_start
+    rows[1::2] = sorted_end
+    first_end = np.zeros(n_docs, dtype=np.int64)
+    rows_per_unit = np.zeros(n_docs, dtype=np.float64)
+    if n_docs:
+        first_end[:] = sorted_end[doc_offsets[:-1]]
+        last_end = sorted_end[doc_offsets[1:] - 1]
+        count = doc_offsets[1:] - doc_offsets[:-1]
+        span = last_end - first_end
+        ok = (ends_sorted != 0) & (span > 0)
+        rows_per_unit[ok] = (count[ok] - 1).astype(np.float64) / span[ok].astype(np.float64)
+    dense = 1 if n_docs and int(doc_ids[-1]) - int(doc_ids[0]) + 1 == n_docs else 0
+    return (order, rows, max_end, doc_ids, doc_offsets, root_level, ends_sorted, first_end, rows_per_unit, dense)
 
 
 @_kernel
-def _tree_query(sorted_start, sorted_end, max_end, o, n, root_level, x, y, out, n_out, stack):
+def _tree_query(rows, max_end, o, n, root_level, x, y, out, n_out, stack):
     """Append to ``out`` every row ``o + i`` of one doc block with ``start < x`` and ``end > y``.
 
     Returns the new count; rows past ``out``'s capacity are counted but not written (the caller
@@ -172,9 +196,9 @@ def _tree_query(sorted_start, sorted_end, max_end, o, n, root_level, x, y, out, 
             if hi > n:
                 hi = n
             for t in range(lo, hi):
-                if sorted_start[o + t] >= x:
+                if rows[2 * (o + t)] >= x:
                     break
-                if sorted_end[o + t] > y:
+                if rows[2 * (o + t) + 1] > y:
                     if n_out < cap:
                         out[n_out] = o + t
                     n_out += 1
@@ -186,8 +210,8 @@ def _tree_query(sorted_start, sorted_end, max_end, o, n, root_level, x, y, out, 
             stack[sp + 1] = k - 1
             sp += 2
             continue
-        if sorted_start[o + i] < x:
-            if sorted_end[o + i] > y:
+        if rows[2 * (o + i)] < x:
+            if rows[2 * (o + i) + 1] > y:
                 if n_out < cap:
                     out[n_out] = o + i
                 n_out += 1
@@ -202,29 +226,88 @@ def _tree_query(sorted_start, sorted_end, max_end, o, n, root_level, x, y, out, 
 
 
 @_kernel
-def _sorted_query(sorted_start, sorted_end, o, n, first, x, y, out, n_out):
-    """The same query for a block whose ends never decrease (no chunk nests in another).
+def _guess_row(first_end, rpu, n, y):
+    """Local row where the first end past ``y`` is expected, in ``[0, n)`` (a hint only)."""
+    if y <= first_end:
+        return 0
+    guess = np.float64(y - first_end) * rpu
+    if guess >= np.float64(n - 1):
+        return n - 1
+    return np.int64(guess)
 
-    Rows with ``end > y`` are then a suffix, and those of them with ``start < x`` a prefix of it:
-    one binary search. Only rows from ``first`` on are emitted, so consecutive queries with
-    increasing intervals emit each row once, in ascending order. Returns ``(n_out, next_first)``.
-    """
-    lo = first
-    hi = n
+
+@_kernel
+def _first_end_after(rows, o, n, guess, y):
+    """First local row of a block with ends never decreasing whose end is ``> y`` (``n`` if none):
+    gallop out of ``guess``, then bisect the bracket."""
+    if rows[2 * (o + guess) + 1] > y:
+        hi = guess
+        step = 1
+        probe = guess - 1
+        while probe >= 0 and rows[2 * (o + probe) + 1] > y:
+            hi = probe
+            step *= 2
+            probe = hi - step
+        lo = 0 if probe < 0 else probe + 1
+    else:
+        lo = guess + 1
+        step = 1
+        probe = lo
+        while probe < n and rows[2 * (o + probe) + 1] <= y:
+            lo = probe + 1
+            step *= 2
+            probe = lo + step - 1
+        hi = probe if probe < n else n
     while lo < hi:
         mid = (lo + hi) >> 1
-        if sorted_end[o + mid] <= y:
+        if rows[2 * (o + mid) + 1] > y:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@_kernel
+def _find_block(doc_ids, dense, d):
+    """Index of doc ``d``'s block, or -1."""
+    n_blocks = doc_ids.shape[0]
+    if n_blocks == 0:
+        return -1
+    if dense:
+        if d >= doc_ids[0] and d <= doc_ids[n_blocks - 1]:
+            return d - doc_ids[0]
+        return -1
+    lo = 0
+    hi = n_blocks
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if doc_ids[mid] < d:
             lo = mid + 1
         else:
             hi = mid
-    cap = out.shape[0]
-    i = lo
-    while i < n and sorted_start[o + i] < x:
-        if n_out < cap:
-            out[n_out] = o + i
-        n_out += 1
-        i += 1
-    return n_out, i
+    if lo < n_blocks and doc_ids[lo] == d:
+        return lo
+    return -1
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """A cache hint: start loading ``arr[idx]`` (never faults)."""
+    if not isinstance(arr, types.Array):
+        return None
+    sig = types.void(arr, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +487,7 @@ def _score_question(
     q,
     ref_offsets, ref_doc, ref_start, ref_end,
     ret_offsets, ret_doc, ret_start, ret_end,
-    has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+    has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
     recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
@@ -475,72 +558,96 @@ def _score_question(
                 ev_e[nev_int] = seg_e[t]
                 nev_int += 1
         # Set: start < m.e and end > m.s. Chroma (touching counts): start <= m.e and end >= m.s.
+        # C* is built while the chunk rows stream in, in increasing row order (so by (doc, start)):
+        # a running piece, flushed against the segments with a cursor that only moves forward.
         touch = 1 if chroma else 0
         cs_len = 0
         cs_in = 0
         cs_in_w = 0
         need = 0
-        n_blocks = ci_doc_ids.shape[0]
+        sc = 0
+        have = False
+        cur_d = 0
+        cur_s = 0
+        cur_e = 0
         g = 0
         while g < nev_int:
             d = ev_doc[g]
             h = g + 1
             while h < nev_int and ev_doc[h] == d:
                 h += 1
-            # Locate the doc's block.
-            lo = 0
-            hi = n_blocks
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if ci_doc_ids[mid] < d:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            if lo < n_blocks and ci_doc_ids[lo] == d:
-                o = ci_doc_offsets[lo]
-                n = ci_doc_offsets[lo + 1] - o
-                cnt = 0
-                if ci_ends_sorted[lo]:
+            blk = _find_block(ci_doc_ids, ci_dense, d)
+            if blk >= 0:
+                o = ci_doc_offsets[blk]
+                n = ci_doc_offsets[blk + 1] - o
+                if ci_ends_sorted[blk]:
                     first = 0
                     for t in range(g, h):
-                        cnt, first = _sorted_query(ci_start, ci_end, o, n, first,
-                                                   ev_e[t] + touch, ev_s[t] - touch, ebuf, cnt)  # fmt: skip
+                        x = ev_e[t] + touch
+                        y = ev_s[t] - touch
+                        i = _first_end_after(ci_rows, o, n, _guess_row(ci_first_end[blk], ci_rpu[blk], n, y), y)
+                        if i < first:
+                            i = first
+                        while i < n:
+                            cs = ci_rows[2 * (o + i)]
+                            if cs >= x:
+                                break
+                            ce = ci_rows[2 * (o + i) + 1]
+                            n_ev += 1
+                            if have and cur_d == d and cs <= cur_e:
+                                if ce > cur_e:
+                                    cur_e = ce
+                            else:
+                                if have:
+                                    cs_len += cur_e - cur_s
+                                    ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, cur_d, cur_s, cur_e)
+                                    cs_in += ov
+                                    cs_in_w += wov
+                                have = True
+                                cur_d = d
+                                cur_s = cs
+                                cur_e = ce
+                            i += 1
+                        if i > first:
+                            first = i
                 else:
-                    lvl = ci_root_level[lo]
+                    lvl = ci_root_level[blk]
+                    cnt = 0
                     for t in range(g, h):
-                        cnt = _tree_query(ci_start, ci_end, ci_max_end, o, n, lvl,
+                        cnt = _tree_query(ci_rows, ci_max_end, o, n, lvl,
                                           ev_e[t] + touch, ev_s[t] - touch, ebuf, cnt, stack)  # fmt: skip
-                    if cnt <= ebuf.shape[0]:
+                    if cnt > ebuf.shape[0]:
+                        if cnt > need:
+                            need = cnt
+                    elif need == 0 and cnt > 0:
                         # A chunk spanning a gap between two evidence intervals is found twice.
                         _sort_values(ebuf, cnt)
-                if cnt > ebuf.shape[0]:
-                    if cnt > need:
-                        need = cnt
-                elif need == 0 and cnt > 0:
-                    # Rows ascend, so chunk spans come sorted by start: count distinct rows and
-                    # merge their spans into the pieces of C*.
-                    sc = 0
-                    cur_s = ci_start[ebuf[0]]
-                    cur_e = ci_end[ebuf[0]]
-                    n_ev += 1
-                    for t in range(1, cnt + 1):
-                        if t < cnt:
+                        for t in range(cnt):
                             p = ebuf[t]
-                            if p == ebuf[t - 1]:
+                            if t > 0 and p == ebuf[t - 1]:
                                 continue
+                            cs = ci_rows[2 * p]
+                            ce = ci_rows[2 * p + 1]
                             n_ev += 1
-                            if ci_start[p] <= cur_e:
-                                if ci_end[p] > cur_e:
-                                    cur_e = ci_end[p]
-                                continue
-                        cs_len += cur_e - cur_s
-                        ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, cur_s, cur_e)
-                        cs_in += ov
-                        cs_in_w += wov
-                        if t < cnt:
-                            cur_s = ci_start[p]
-                            cur_e = ci_end[p]
+                            if have and cur_d == d and cs <= cur_e:
+                                if ce > cur_e:
+                                    cur_e = ce
+                            else:
+                                if have:
+                                    cs_len += cur_e - cur_s
+                                    ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, cur_d, cur_s, cur_e)
+                                    cs_in += ov
+                                    cs_in_w += wov
+                                have = True
+                                cur_d = d
+                                cur_s = cs
+                                cur_e = ce
             g = h
+        if have:
+            cs_len += cur_e - cur_s
+            ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, cur_d, cur_s, cur_e)
+            cs_in += ov
+            cs_in_w += wov
         if need > 0:
             return need
         precision_omega[q] = np.float64(cs_in) / np.float64(e_len + cs_len - cs_in)
@@ -655,7 +762,7 @@ def _score_range(
     q0, q1,
     ref_offsets, ref_doc, ref_start, ref_end,
     ret_offsets, ret_doc, ret_start, ret_end,
-    has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+    has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
     recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
@@ -667,11 +774,25 @@ def _score_range(
     size it needs (allocation is left to the caller, which runs with the NRT).
     """
     for q in range(q0, q1):
+        if has_chunks and q + _PREFETCH_DISTANCE < q1:
+            # Start loading the chunk rows the evidence queries of a question a few ahead will read
+            # first: on a large chunking those loads miss every cache.
+            pq = q + _PREFETCH_DISTANCE
+            lo = ref_offsets[pq]
+            hi = ref_offsets[pq + 1]
+            if hi > lo + _PREFETCH_REFERENCES:
+                hi = lo + _PREFETCH_REFERENCES
+            for r in range(lo, hi):
+                blk = _find_block(ci_doc_ids, ci_dense, ref_doc[r])
+                if blk >= 0:
+                    o = ci_doc_offsets[blk]
+                    n = ci_doc_offsets[blk + 1] - o
+                    _prefetch(ci_rows, 2 * (o + _guess_row(ci_first_end[blk], ci_rpu[blk], n, ref_start[r])))
         need = _score_question(
             q,
             ref_offsets, ref_doc, ref_start, ref_end,
             ret_offsets, ret_doc, ret_start, ret_end,
-            has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+            has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
             recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
@@ -687,7 +808,7 @@ def _score_block(
     q0, q1,
     ref_offsets, ref_doc, ref_start, ref_end,
     ret_offsets, ret_doc, ret_start, ret_end,
-    has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+    has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
     recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
 ):  # fmt: skip
@@ -725,7 +846,7 @@ def _score_block(
             q, q1,
             ref_offsets, ref_doc, ref_start, ref_end,
             ret_offsets, ret_doc, ret_start, ret_end,
-            has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+            has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
             recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
@@ -740,7 +861,7 @@ def _score_parallel(
     n_blocks,
     ref_offsets, ref_doc, ref_start, ref_end,
     ret_offsets, ret_doc, ret_start, ret_end,
-    has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+    has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
     recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
 ):  # fmt: skip
@@ -752,7 +873,7 @@ def _score_parallel(
             q0, q1,
             ref_offsets, ref_doc, ref_start, ref_end,
             ret_offsets, ret_doc, ret_start, ret_end,
-            has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+            has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
             recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
         )  # fmt: skip
@@ -763,6 +884,7 @@ def _score_parallel(
 # --------------------------------------------------------------------------------------------
 
 _EMPTY = np.zeros(0, dtype=np.int64)
+_EMPTY_F = np.zeros(0, dtype=np.float64)
 
 
 def _resolve_threads(num_threads: int | None) -> int:
@@ -823,15 +945,15 @@ def span_metrics_numba(
         return recall, precision, iou, precision_omega, coverage, n_evidence_chunks
     if chunk_index is None:
         has_chunks = False
-        ci = (_EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY, np.zeros(1, dtype=np.int64), _EMPTY, _EMPTY)
+        ci = (_EMPTY, _EMPTY, _EMPTY, _EMPTY, np.zeros(1, dtype=np.int64), _EMPTY, _EMPTY, _EMPTY, _EMPTY_F, 0)
     else:
         has_chunks = True
         ci = chunk_index
-    _order, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted = ci
+    _order, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense = ci
     args = (
         ref_offsets, ref_doc, ref_start, ref_end,
         ret_offsets, ret_doc, ret_start, ret_end,
-        has_chunks, ci_start, ci_end, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted,
+        has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
         ks, k_mode, semantics,
         recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
     )  # fmt: skip
