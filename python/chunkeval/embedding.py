@@ -33,7 +33,6 @@ import os
 import platform
 import re
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
+
+from ._io import atomic_open, write_bytes_atomic
 
 __all__ = [
     "BUNDLED_MODEL_NAMES",
@@ -275,7 +276,7 @@ def model_fingerprint(spec: ModelSpec, cache_dir: Path | None = None) -> str:
         rel = p.relative_to(spec.model_dir).as_posix()
         h.update(f"{rel}\0{_file_sha256(p, persistent)}\n".encode())
     if memo_path is not None and persistent != before:
-        _write_bytes_atomic(memo_path, json.dumps(persistent, indent=0).encode())
+        write_bytes_atomic(memo_path, json.dumps(persistent, indent=0).encode())
     return h.hexdigest()
 
 
@@ -351,21 +352,6 @@ def cpu_supports_bf16() -> bool:
 # The on-disk vector cache
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def text_key(text: str) -> bytes:
     """Cache key of one text: the hex sha256 of its UTF-8 bytes (lone surrogates kept as is)."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest().encode("ascii")
@@ -415,7 +401,7 @@ class _VectorStore:
     def _load(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        for tmp in self.folder.glob(".tmp-*"):
+        for tmp in self.folder.glob(".*.tmp"):
             # Left behind by a process killed mid-write; never read, removed once clearly stale.
             with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime > self.STALE_TMP_SECONDS:
@@ -469,17 +455,8 @@ class _VectorStore:
 
     def _write_shard(self, keys: np.ndarray, vectors: np.ndarray, truncated: np.ndarray) -> Path:
         name = f"shard-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, keys=keys, vectors=vectors, truncated=truncated)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.folder / name)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_open(self.folder / name, "wb") as f:
+            np.savez(f, keys=keys, vectors=vectors, truncated=truncated)
         return self.folder / name
 
     def add(self, keys: Sequence[bytes], vectors: np.ndarray, truncated: np.ndarray) -> None:
@@ -792,7 +769,7 @@ class Embedder:
         if path is not None:
             record = {"precision": chosen, "min_cosine": min_cosine, "candidate": candidate,
                       "device": self.device, "calibrated_on_texts": len(ids)}
-            _write_bytes_atomic(path, json.dumps(record, indent=1).encode())
+            write_bytes_atomic(path, json.dumps(record, indent=1).encode())
         chosen_vectors = reduced if chosen == candidate else reference
         return by_length, chosen_vectors.cpu().numpy(), truncated
 
@@ -816,7 +793,7 @@ class Embedder:
             folder = self.cache_dir / "vectors" / f"{safe_name}-{digest}"
             self._store = _VectorStore(folder, self.dim)
             if not (folder / "namespace.json").is_file():
-                _write_bytes_atomic(folder / "namespace.json",
+                write_bytes_atomic(folder / "namespace.json",
                                     json.dumps({**namespace, "model": self.model_name}, indent=1).encode())
         return self._store
 
