@@ -38,6 +38,12 @@ _LINEAR_SEGMENTS = 8
 # Questions ahead whose chunk rows are prefetched, and at most this many references of each.
 _PREFETCH_DISTANCE = 4
 _PREFETCH_REFERENCES = 8
+# Packed ranked-list sort keys: doc << 44 | start << 6 | rank, used when docs < 2**20, starts
+# < 2**38 and at most 64 rows are scored (else the rows are merged in rank order directly).
+_KEY_RANK_BITS = 6
+_KEY_START_BITS = 38
+_KEY_DOC_BITS = 64 - _KEY_RANK_BITS - _KEY_START_BITS - 1
+_KEY_RANK_LIMIT = 1 << _KEY_RANK_BITS
 # Explicit DFS stack for the interval tree: (node, level) pairs, at most two pending per level.
 _STACK_SIZE = 512
 
@@ -477,6 +483,127 @@ def _write_metrics(recall, precision, iou, q, col, chroma, inter, inter_w, r_len
         iou[q, col] = fi / np.float64(e_len + r_len - inter)
 
 
+@_kernel
+def _rank_clustered(t0, n, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m, nseg,
+                    u_s, u_e, keys, add_i, add_w, add_r):  # fmt: skip
+    """The ranked-list pass of ``docs/engine.md`` §3, arranged as in the C++ core: sort the first
+    ``n`` rows by (doc, start) on packed keys and split them into clusters of rows that overlap each
+    other with positive length. Clusters are disjoint, so a row alone in its cluster adds all of
+    itself at its rank; only the rows of a shared cluster are merged in rank order. ``add_*[r]``
+    receive what rank ``r`` added (I, I_w, R_len): the same pieces as the rank-order merge.
+    """
+    for r in range(n):
+        row = t0 + r
+        keys[r] = (ret_doc[row] << (_KEY_START_BITS + _KEY_RANK_BITS)) | (ret_start[row] << _KEY_RANK_BITS) | r
+        add_i[r] = 0
+        add_w[r] = 0
+        add_r[r] = 0
+    if n <= 16:
+        # The keys are distinct (the rank is in them), so a key's place is the number of smaller
+        # keys: quadratic, but free of the data-dependent branches that make insertion sort
+        # mispredict about once per row.
+        for i in range(n):
+            v = keys[i]
+            place = 0
+            for j in range(n):
+                place += np.int64(keys[j] < v)
+            keys[_KEY_RANK_LIMIT + place] = v
+        for i in range(n):
+            keys[i] = keys[_KEY_RANK_LIMIT + i]
+    else:
+        for i in range(1, n):
+            v = keys[i]
+            j = i - 1
+            while j >= 0 and keys[j] > v:
+                keys[j + 1] = keys[j]
+                j -= 1
+            keys[j + 1] = v
+    mask = (1 << _KEY_RANK_BITS) - 1
+    sc = 0
+    i = 0
+    while i < n:
+        r0 = keys[i] & mask
+        d = ret_doc[t0 + r0]
+        reach = ret_end[t0 + r0]
+        j = i + 1
+        while j < n:
+            rj = keys[j] & mask
+            if ret_doc[t0 + rj] != d or ret_start[t0 + rj] >= reach:
+                break
+            if ret_end[t0 + rj] > reach:
+                reach = ret_end[t0 + rj]
+            j += 1
+        a = ret_start[t0 + r0]
+        # Segment cursor at the cluster's first start; rows arrive in (doc, start) order.
+        while sc < nseg and (seg_doc[sc] < d or (seg_doc[sc] == d and seg_e[sc] <= a)):
+            sc += 1
+        if j == i + 1:
+            b = ret_end[t0 + r0]
+            add_r[r0] = b - a
+            ov, wov, _c = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, a, b)
+            add_i[r0] = ov
+            add_w[r0] = wov
+        else:
+            # Ranks of the cluster, ascending (the low bits of its keys).
+            for t in range(i + 1, j):
+                v = keys[t]
+                u = t - 1
+                while u >= i and (keys[u] & mask) > (v & mask):
+                    keys[u + 1] = keys[u]
+                    u -= 1
+                keys[u + 1] = v
+            nr = 0
+            for t in range(i, j):
+                rk = keys[t] & mask
+                a = ret_start[t0 + rk]
+                b = ret_end[t0 + rk]
+                # First interval of the cluster's union that touches or follows [a, b).
+                pos = 0
+                while pos < nr and u_e[pos] < a:
+                    pos += 1
+                jj = pos
+                cur = a
+                new_s = a
+                ri = 0
+                rw = 0
+                rl = 0
+                while jj < nr and u_s[jj] <= b:
+                    if u_s[jj] > cur:
+                        ov, wov, _c = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, cur, u_s[jj])
+                        rl += u_s[jj] - cur
+                        ri += ov
+                        rw += wov
+                    if u_s[jj] < new_s:
+                        new_s = u_s[jj]
+                    if u_e[jj] > cur:
+                        cur = u_e[jj]
+                    jj += 1
+                if cur < b:
+                    ov, wov, _c = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, cur, b)
+                    rl += b - cur
+                    ri += ov
+                    rw += wov
+                    cur = b
+                add_i[rk] = ri
+                add_w[rk] = rw
+                add_r[rk] = rl
+                removed = jj - pos
+                if removed == 0:
+                    for u in range(nr, pos, -1):
+                        u_s[u] = u_s[u - 1]
+                        u_e[u] = u_e[u - 1]
+                    nr += 1
+                elif removed > 1:
+                    shift = removed - 1
+                    for u in range(pos + 1, nr - shift):
+                        u_s[u] = u_s[u + shift]
+                        u_e[u] = u_e[u + shift]
+                    nr -= shift
+                u_s[pos] = new_s
+                u_e[pos] = cur
+        i = j
+
+
 # --------------------------------------------------------------------------------------------
 # Per-question kernel
 # --------------------------------------------------------------------------------------------
@@ -491,7 +618,7 @@ def _score_question(
     ks, k_mode, semantics,
     recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
-    r_doc, r_s, r_e, ebuf, stack,
+    r_doc, r_s, r_e, ebuf, stack, keys, add_i, add_w, add_r,
 ):  # fmt: skip
     """Score question ``q`` into the output rows. Returns 0, or the evidence-buffer size needed
     when ``ebuf`` was too small (nothing is written then; the caller grows it and calls again)."""
@@ -500,15 +627,26 @@ def _score_question(
     # ---- 1. reference segments ------------------------------------------------------------
     r0 = ref_offsets[q]
     m = ref_offsets[q + 1] - r0
-    for i in range(m):
-        idx_s[i] = r0 + i
-        idx_e[i] = r0 + i
-    _sort_rows(idx_s, m, ref_doc, ref_start, idx_tmp)
-    _sort_rows(idx_e, m, ref_doc, ref_end, idx_tmp)
     nseg = 0
     e_len = 0
     ref_sum = 0
     g0 = 0
+    if m == 1:
+        # The common case, without the sweep: one segment of multiplicity 1.
+        seg_doc[0] = ref_doc[r0]
+        seg_s[0] = ref_start[r0]
+        seg_e[0] = ref_end[r0]
+        seg_m[0] = 1
+        nseg = 1
+        e_len = ref_end[r0] - ref_start[r0]
+        ref_sum = e_len
+        g0 = m
+    else:
+        for i in range(m):
+            idx_s[i] = r0 + i
+            idx_e[i] = r0 + i
+        _sort_rows(idx_s, m, ref_doc, ref_start, idx_tmp)
+        _sort_rows(idx_e, m, ref_doc, ref_end, idx_tmp)
     while g0 < m:
         d = ref_doc[idx_s[g0]]
         g1 = g0 + 1
@@ -674,6 +812,34 @@ def _score_question(
     else:
         steps = n_ev if n_ev < n_ret else n_ret
 
+    if steps <= _KEY_RANK_LIMIT:
+        # Packed sort keys (doc << 44 | start << 6 | rank) when every doc and start fits.
+        too_wide = 0
+        for step in range(steps):
+            row = t0 + step
+            too_wide |= (ret_doc[row] >> _KEY_DOC_BITS) | (ret_start[row] >> _KEY_START_BITS)
+        if too_wide == 0:
+            _rank_clustered(t0, steps, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m, nseg,
+                            r_s, r_e, keys, add_i, add_w, add_r)  # fmt: skip
+            inter = 0
+            inter_w = 0
+            r_len = 0
+            ret_sum = 0
+            rank = 0
+            n_cols = n_ks if k_mode == _KMODE_LIST else 1
+            for col in range(n_cols):
+                upto = steps
+                if k_mode == _KMODE_LIST and ks[col] < steps:
+                    upto = ks[col]
+                while rank < upto:
+                    inter += add_i[rank]
+                    inter_w += add_w[rank]
+                    r_len += add_r[rank]
+                    ret_sum += ret_end[t0 + rank] - ret_start[t0 + rank]
+                    rank += 1
+                _write_metrics(recall, precision, iou, q, col, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
+            return 0
+
     inter = 0
     inter_w = 0
     r_len = 0
@@ -766,7 +932,7 @@ def _score_range(
     ks, k_mode, semantics,
     recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
-    r_doc, r_s, r_e, ebuf, stack,
+    r_doc, r_s, r_e, ebuf, stack, keys, add_i, add_w, add_r,
 ):  # fmt: skip
     """Score questions from ``q0`` on; stop at the first one whose evidence does not fit ``ebuf``.
 
@@ -796,7 +962,7 @@ def _score_range(
             ks, k_mode, semantics,
             recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
-            r_doc, r_s, r_e, ebuf, stack,
+            r_doc, r_s, r_e, ebuf, stack, keys, add_i, add_w, add_r,
         )  # fmt: skip
         if need > 0:
             return q, need
@@ -839,6 +1005,10 @@ def _score_block(
     r_s = np.empty(max_ret + 1, np.int64)
     r_e = np.empty(max_ret + 1, np.int64)
     ebuf = np.empty(64, np.int64)
+    keys = np.empty(2 * _KEY_RANK_LIMIT, np.int64)
+    add_i = np.empty(_KEY_RANK_LIMIT, np.int64)
+    add_w = np.empty(_KEY_RANK_LIMIT, np.int64)
+    add_r = np.empty(_KEY_RANK_LIMIT, np.int64)
     stack = np.empty(_STACK_SIZE, np.int64)
     q = q0
     while q < q1:
@@ -850,7 +1020,7 @@ def _score_block(
             ks, k_mode, semantics,
             recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
-            r_doc, r_s, r_e, ebuf, stack,
+            r_doc, r_s, r_e, ebuf, stack, keys, add_i, add_w, add_r,
         )  # fmt: skip
         if need > 0:
             ebuf = np.empty(max(need, 2 * ebuf.shape[0]), np.int64)
