@@ -233,12 +233,9 @@ def score_units(spans: UnitSpans, ids: np.ndarray, *, k: Any, semantics: str = "
 
 def hnsw_params(hnsw: dict[str, Any] | None) -> dict[str, Any]:
     """The HNSW parameters a search uses: ``hnsw`` over the index's defaults (for provenance)."""
-    import inspect
+    from .retrieval import hnsw_defaults
 
-    from .retrieval import HNSWIndex
-
-    defaults = {name: p.default for name, p in inspect.signature(HNSWIndex.__init__).parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    defaults = hnsw_defaults()
     unknown = sorted(set(hnsw or {}) - set(defaults))
     if unknown:
         raise ValueError(f"hnsw: unknown parameter(s) {unknown}; known: {sorted(defaults)}")

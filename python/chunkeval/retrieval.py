@@ -22,7 +22,7 @@ from typing import Any, Hashable, Literal, Sequence
 
 import numpy as np
 
-__all__ = ["ExactIndex", "HNSWIndex", "Retriever", "build_index", "recall_at_k"]
+__all__ = ["ExactIndex", "HNSWIndex", "Retriever", "build_index", "hnsw_defaults", "recall_at_k"]
 
 # Elements of one block of the query × vector score matrix (float32): bounds memory at ~64 MiB.
 _BLOCK_ELEMENTS = 1 << 24
@@ -268,6 +268,15 @@ def _group_labels(groups: Any, name: str, n: int) -> list[Hashable]:
     return labels
 
 
+def hnsw_defaults() -> dict[str, Any]:
+    """:class:`HNSWIndex`'s keyword parameters and their defaults: the one list of HNSW settings
+    that the pipeline, the sweep files and the CLI accept."""
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(HNSWIndex.__init__).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
 def build_index(vectors: Any, groups: Sequence[Hashable] | np.ndarray | None = None, *,
                 method: Literal["hnsw", "exact"] = "hnsw", scope: Literal["global", "corpus"] | None = None,
                 **params: Any) -> Retriever:
@@ -295,7 +304,7 @@ def build_index(vectors: Any, groups: Sequence[Hashable] | np.ndarray | None = N
         raise ValueError(f"scope={scope!r} is not 'global' or 'corpus'")
     if method == "exact" and params:
         raise TypeError(f"method='exact' takes no parameters, got {sorted(params)}")
-    allowed = {"M", "ef_construction", "ef_search", "seed", "num_threads"}
+    allowed = set(hnsw_defaults())
     if method == "hnsw" and set(params) - allowed:
         raise TypeError(f"unknown HNSW parameters {sorted(set(params) - allowed)}; allowed: {sorted(allowed)}")
     unit = _unit_rows(vectors, "vectors")

@@ -47,6 +47,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._progress import progress
+from .retrieval import hnsw_defaults
 
 __all__ = ["SweepConfig", "load_sweep_config", "sweep_config_from_dict", "run_sweep", "add_subparser",
            "chunk_size_info", "chunker_label"]
@@ -78,7 +79,6 @@ class SweepConfig:
 
 _KNOWN_KEYS = {"dataset", "corpora", "max_questions", "chunkers", "grid", "embedders", "k", "units", "semantics",
                "retrieval", "unit_tokenizer", "embed"}
-_RETRIEVAL_KEYS = {"method", "scope", "M", "ef_construction", "ef_search", "seed", "num_threads"}
 _EMBED_KEYS = {"device", "precision", "batch_size"}  # make_embedder's model options
 
 
@@ -130,7 +130,8 @@ def sweep_config_from_dict(raw: Mapping[str, Any], source: str = "sweep config")
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{source}: k entry {i} is {v!r}; cut-offs are integers >= 1 (or k: auto)")
         k = sorted(set(k))
-    for name, known in (("retrieval", _RETRIEVAL_KEYS), ("embed", _EMBED_KEYS)):
+    retrieval_keys = {"method", "scope", *hnsw_defaults()}
+    for name, known in (("retrieval", retrieval_keys), ("embed", _EMBED_KEYS)):
         value = raw.get(name, {})
         if not isinstance(value, Mapping):
             raise ValueError(f"{source}: {name} must be a mapping, got {type(value).__name__}")
