@@ -323,3 +323,15 @@ def test_a_retrieved_chunk_without_tokens_still_takes_its_rank() -> None:
     # auto: one evidence chunk ("bbbb"), so each question is scored on its first result only.
     auto = score(refs, chunks, ids, [text], k="auto", units="tokens", unit_tokenizer=tokenizer)
     assert auto.recall.tolist() == [0.0] and auto.n_evidence_chunks.tolist() == [1]
+
+
+def test_retrieved_ids_are_checked_not_cast() -> None:
+    from chunkeval.evaluate import retrieved_spans
+
+    chunks = Spans([0, 0], [0, 5], [5, 9])
+    got = retrieved_spans(np.array([[1, -1], [0, 1]]), chunks)
+    assert got.offsets.tolist() == [0, 1, 3] and got.start.tolist() == [5, 0, 5]
+    with pytest.raises(TypeError, match="chunk ids must be integers"):
+        retrieved_spans(np.array([[0.5, 1.0]]), chunks)
+    with pytest.raises(ValueError, match=r"question 1 names chunk id 2, outside the chunk table \(0..1"):
+        retrieved_spans(np.array([[1, 0], [2, 0]]), chunks)

@@ -54,9 +54,28 @@ class EvaluationResult:
     paths: dict[str, str] = field(default_factory=dict)
 
 
+def _chunk_ids(ids: Any, n_chunks: int | None) -> np.ndarray:
+    """A retriever's ``(n_questions, k)`` result as int64 row ids, checked: a float id or one past
+    the chunk table would otherwise select the wrong chunk silently."""
+    arr = np.asarray(ids)
+    if arr.ndim != 2:
+        raise ValueError(f"ids: expected a (n_questions, k) array of chunk ids, got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"ids: chunk ids must be integers (-1 for no result), got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    bad = arr < -1
+    if n_chunks is not None:
+        bad |= arr >= n_chunks
+    if bad.any():
+        q = int(np.argmax(bad.any(axis=1)))
+        raise ValueError(f"ids: question {q} names chunk id {int(arr[q][bad[q]][0])}, outside the chunk table "
+                         f"(0..{(n_chunks or 0) - 1}; -1 marks a missing result)")
+    return arr
+
+
 def retrieved_spans(ids: np.ndarray, chunks: Spans) -> RaggedSpans:
     """Ranked chunk ids ``(n_questions, k)`` (``-1`` = no result) → retrieved spans per question."""
-    ids = np.asarray(ids, dtype=np.int64)
+    ids = _chunk_ids(ids, len(chunks))
     valid = ids >= 0
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(valid.sum(axis=1), out=offsets[1:])
@@ -78,7 +97,7 @@ class UnitSpans:
 
     def ranked_ids(self, ids: np.ndarray) -> np.ndarray:
         """Retrieved character chunk ids → ids into :attr:`chunks`, rank order kept, ``-1`` last."""
-        ids = np.asarray(ids, dtype=np.int64)
+        ids = _chunk_ids(ids, len(self.chunk_id) if self.chunk_id is not None else None)
         if self.chunk_id is None:
             return ids
         mapped = np.where(ids >= 0, self.chunk_id[np.maximum(ids, 0)], -1)
