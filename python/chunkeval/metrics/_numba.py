@@ -471,6 +471,26 @@ def _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, a, b):
 
 
 @_kernel
+def _cstar_add(seg_doc, seg_s, seg_e, seg_m, nseg, sc, have, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w, d, cs, ce):
+    """Add evidence chunk ``(d, cs, ce)`` (arriving in (doc, start) order) to the running piece of C*.
+
+    A chunk that overlaps or touches the piece extends it; otherwise the piece is flushed (its length
+    and its plain and weighted overlap with the segments are added) and the chunk starts a new one.
+    Returns ``(sc, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w)``.
+    """
+    if have and cur_d == d and cs <= cur_e:
+        if ce > cur_e:
+            cur_e = ce
+        return sc, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w
+    if have:
+        cs_len += cur_e - cur_s
+        ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, cur_d, cur_s, cur_e)
+        cs_in += ov
+        cs_in_w += wov
+    return sc, d, cs, ce, cs_len, cs_in, cs_in_w
+
+
+@_kernel
 def _write_metrics(recall, precision, iou, q, col, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum):
     fi = np.float64(inter)
     if chroma:
@@ -732,19 +752,9 @@ def _score_question(
                                 break
                             ce = ci_rows[2 * (o + i) + 1]
                             n_ev += 1
-                            if have and cur_d == d and cs <= cur_e:
-                                if ce > cur_e:
-                                    cur_e = ce
-                            else:
-                                if have:
-                                    cs_len += cur_e - cur_s
-                                    ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, cur_d, cur_s, cur_e)
-                                    cs_in += ov
-                                    cs_in_w += wov
-                                have = True
-                                cur_d = d
-                                cur_s = cs
-                                cur_e = ce
+                            sc, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w = _cstar_add(
+                                seg_doc, seg_s, seg_e, seg_m, nseg, sc, have, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w, d, cs, ce)
+                            have = True
                             i += 1
                         if i > first:
                             first = i
@@ -767,19 +777,9 @@ def _score_question(
                             cs = ci_rows[2 * p]
                             ce = ci_rows[2 * p + 1]
                             n_ev += 1
-                            if have and cur_d == d and cs <= cur_e:
-                                if ce > cur_e:
-                                    cur_e = ce
-                            else:
-                                if have:
-                                    cs_len += cur_e - cur_s
-                                    ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, cur_d, cur_s, cur_e)
-                                    cs_in += ov
-                                    cs_in_w += wov
-                                have = True
-                                cur_d = d
-                                cur_s = cs
-                                cur_e = ce
+                            sc, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w = _cstar_add(
+                                seg_doc, seg_s, seg_e, seg_m, nseg, sc, have, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w, d, cs, ce)
+                            have = True
             g = h
         if have:
             cs_len += cur_e - cur_s
