@@ -135,7 +135,9 @@ def test_metrics_per_question_numbers_every_format(span_files: dict[str, str], t
     out = tmp_path / "per_question.parquet"
     summary = _json_out(capsys, _metrics(span_files, "--k", "1,2,3", "--out", str(out), "--json"))
     table = pq.read_table(out).to_pylist()
-    assert [(r["question_id"], r["k"]) for r in table] == [(q, k) for q in ("q-worked", "q-two") for k in (1, 2, 3)]
+    # The results table is long: one configuration (cut-off) after the other, questions in file order.
+    assert [(r["question_id"], r["k"]) for r in table] == [(q, k) for k in (1, 2, 3) for q in ("q-worked", "q-two")]
+    assert {r["retrieval"] for r in table} == {"given"} and len({r["config_id"] for r in table}) == 3
     for row in table:
         q, k = row["question_id"], row["k"]
         assert (row["recall"], row["precision"], row["iou"]) == EXPECTED[k][q], (q, k)
@@ -194,7 +196,7 @@ def test_metrics_group_column(span_files: dict[str, str], tmp_path: Path, capsys
     assert summary["corpora_scores"]["legal"]["iou_mean"] == 5 / 25
     assert summary["corpora_scores"]["medical"]["recall_mean"] == 1.0
     assert summary["corpora_scores"]["medical"]["n_questions"] == 1
-    assert pq.read_table(out).column("group").to_pylist() == ["legal", "medical"]
+    assert pq.read_table(out).column("corpus_id").to_pylist() == ["legal", "medical"]  # the report's domains
 
 
 def test_metrics_prints_a_table(span_files: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -279,14 +281,14 @@ def test_unknown_question_id(parquet_files: dict[str, str], tmp_path: Path, caps
     path = _write(_with(RETRIEVED, question_id=(3, "q-three")), tmp_path / "t.jsonl")
     parquet_files["retrieved"] = str(path)
     line = _user_error(capsys, _metrics(parquet_files))
-    assert f"{path}: row 3: question_id 'q-three' has no reference in {parquet_files['references']}" in line
+    assert f"{path}: row 4: question_id 'q-three' has no reference in {parquet_files['references']}" in line
 
 
 @pytest.mark.parametrize(("value", "message"), [
     ("abc", "argument --k: 'abc': use an integer, a comma-separated list (1,3,5) or 'auto'"),
     ("1,x", "argument --k: '1,x'"),
-    ("0", "k: 0 < 1"),
-    ("3,1", "pass distinct cut-offs in increasing order"),
+    ("0", "argument --k: '0': cut-offs are integers >= 1"),
+    ("3,1", "argument --k: '3,1': list the cut-offs in increasing order without repeats"),
 ])
 def test_bad_k(value: str, message: str, parquet_files: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     assert message in _user_error(capsys, _metrics(parquet_files, "--k", value))
@@ -309,20 +311,20 @@ def test_bad_span_row_names_the_file_and_row(which: str, row: int, start: int, e
     path = _write(_with(columns, start=(row, start), end=(row, end)), tmp_path / f"bad_{which}.csv")
     parquet_files[which] = str(path)
     line = _user_error(capsys, _metrics(parquet_files))
-    assert f"{path}: row {row} span [{start}, {end}) {why}" in line
+    assert f"{path}: row {row + 2} span [{start}, {end}) {why}" in line  # a CSV header is row 1
 
 
 def test_fractional_offset(parquet_files: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(_with(REFERENCES, start=(2, 40.5)), tmp_path / "frac.csv")
     parquet_files["references"] = str(path)
-    assert f"{path}: start: row 2 is 40.5, not an integer" in _user_error(capsys, _metrics(parquet_files))
+    assert f"{path}: start: row 4 is 40.5, not an integer" in _user_error(capsys, _metrics(parquet_files))
 
 
 def test_doc_without_chunks(parquet_files: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(_with(RETRIEVED, doc=(4, "appendix.txt")), tmp_path / "t.parquet")
     parquet_files["retrieved"] = str(path)
     line = _user_error(capsys, _metrics(parquet_files))
-    assert f"{path}: row 4 names doc 'appendix.txt', which has no chunk in {parquet_files['chunks']}" in line
+    assert f"{path}: row 5 names doc 'appendix.txt', which has no chunk in {parquet_files['chunks']}" in line
 
 
 def test_bad_out_suffix(parquet_files: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -343,7 +345,7 @@ def test_user_error_in_a_real_process(parquet_files: dict[str, str], tmp_path: P
     done = run_cli(*_metrics(parquet_files), timeout=120)
     assert done.returncode == 2
     assert done.stdout == ""
-    assert done.stderr.strip() == (f"chunkeval metrics: error: {path}: row 0 span [30, 20) is reversed; spans are "
+    assert done.stderr.strip() == (f"chunkeval metrics: error: {path}: row 1 span [30, 20) is reversed; spans are "
                                    "half-open [start, end) with 0 <= start < end (fix or drop the row)")
 
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -72,9 +73,15 @@ def _retrieved(ids: list[list[int]], chunks: Spans) -> RaggedSpans:
         [[(int(chunks.doc[i]), int(chunks.start[i]), int(chunks.end[i])) for i in row] for row in ids])
 
 
-def _assert_same_metrics(table, expected, suffix: str = "") -> None:
+def _at(table, k: int):
+    """The rows of one cut-off of a long results table."""
+    return table.filter(pc.equal(table["k"], k))
+
+
+def _assert_same_metrics(table, expected, k: int | None = None) -> None:
+    table = table if k is None else _at(table, k)
     for name in ("recall", "precision", "iou"):
-        np.testing.assert_array_equal(np.asarray(table.column(name + suffix)), getattr(expected, name), err_msg=name)
+        np.testing.assert_array_equal(np.asarray(table.column(name)), getattr(expected, name), err_msg=name)
     for name in ("precision_omega", "coverage", "n_evidence_chunks"):
         np.testing.assert_array_equal(np.asarray(table.column(name)), getattr(expected, name), err_msg=name)
 
@@ -128,7 +135,9 @@ def test_saved_files_carry_their_provenance(default_run) -> None:
 
     saved = pq.read_table(out / "results.parquet")
     assert saved.equals(result.table.replace_schema_metadata(saved.schema.metadata))
-    config = json.loads(saved.schema.metadata[b"chunkeval.config"])
+    provenance = json.loads(saved.schema.metadata[b"chunkeval.provenance"])
+    assert list(provenance) == saved.column("config_id").unique().to_pylist() == result.config["config_ids"]
+    config = provenance[result.config["config_ids"][0]]
     assert config["chunkeval_version"] == chunkeval.__version__
     assert config["dataset"]["fingerprint"] == data.fingerprint()
     assert config["dataset"]["n_questions"] == N_QUESTIONS and config["dataset"]["corpora"] == [CORPUS]
@@ -140,7 +149,7 @@ def test_saved_files_carry_their_provenance(default_run) -> None:
         raise AssertionError(f"summary.json holds {token}, which is not JSON")
 
     written = json.loads((out / "summary.json").read_text(), parse_constant=no_nan)
-    assert written["config"] == config
+    assert written["config"] == {key: value for key, value in config.items()}
     assert written["summary"]["iou_mean"] == result.summary["iou_mean"]
     assert written["summary"]["embedding_stats"]["texts"] == result.chunks.start.size + N_QUESTIONS
 
@@ -190,13 +199,11 @@ def test_token_units_equal_the_engine_on_token_spans() -> None:
     refs = data.references()
     token_refs = char_spans_to_token_spans(refs.spans, offsets, name="references")
     token_refs = RaggedSpans(refs.offsets, token_refs.doc, token_refs.start, token_refs.end)
-    ids = result.table.column("retrieved_chunk_ids").to_pylist()
+    ids = result.retrieved.column("retrieved_chunk_ids").to_pylist()
     expected = span_metrics(token_refs, _retrieved(ids, token_chunks), token_chunks, k=[1, 3, 5])
-    for j, k in enumerate((1, 3, 5)):
-        for name in ("recall", "precision", "iou"):
-            np.testing.assert_array_equal(np.asarray(result.table.column(f"{name}@{k}")),
-                                          getattr(expected, name)[:, j], err_msg=f"{name}@{k}")
-    _assert_same_metrics(result.table, expected.at(5), suffix="@5")
+    for k in (1, 3, 5):
+        _assert_same_metrics(result.table, expected.at(k), k=k)
+        assert _at(result.table, k).column("retrieved_chunk_ids").to_pylist() == [row[:k] for row in ids]
     # Tokens are not characters: the same retrieval measured in characters differs.
     in_chars = span_metrics(refs, _retrieved(ids, chunks), chunks, k=5)
     assert not np.array_equal(in_chars.precision_omega, expected.precision_omega)
@@ -218,8 +225,11 @@ def test_k_auto_asks_for_min_20_max_evidence_and_scores_the_first_n_evidence(chu
     result = evaluate(data, chunker=chunker, embedder=HashingEmbedder(), retrieval="exact", k="auto",
                       semantics=semantics, show_progress=False)
     chunks = get_chunker(chunker).chunk(data.texts)
-    ids = result.table.column("retrieved_chunk_ids").to_pylist()
+    ids = result.retrieved.column("retrieved_chunk_ids").to_pylist()
     k_search, n_evidence, expected = _auto_expectation(data.references(), ids, chunks, semantics)
+    # Each row of the table holds the part of the ranking its question was scored on.
+    assert result.table.column("retrieved_chunk_ids").to_pylist() == [r[:n] for r, n in zip(ids, n_evidence.tolist())]
+    assert set(result.table.column("k").to_pylist()) == {-1}
     assert result.config["retrieval"]["k_search"] == k_search
     assert all(len(row) == k_search for row in ids)  # the retriever was asked for exactly that many
     _assert_same_metrics(result.table, expected)
@@ -247,7 +257,7 @@ def test_k_auto_in_tokens_counts_evidence_chunks_in_tokens() -> None:
     refs = data.references()
     token_refs = char_spans_to_token_spans(refs.spans, offsets)
     token_refs = RaggedSpans(refs.offsets, token_refs.doc, token_refs.start, token_refs.end)
-    ids = result.table.column("retrieved_chunk_ids").to_pylist()
+    ids = result.retrieved.column("retrieved_chunk_ids").to_pylist()
     k_search, _, expected = _auto_expectation(token_refs, ids, chunks, "set")
     assert k_search == 2 and [len(row) for row in ids] == [2, 2]
     _assert_same_metrics(result.table, expected)

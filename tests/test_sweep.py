@@ -19,8 +19,8 @@ import pytest
 from chunkeval.chunkers import Chunker, get_chunker
 from chunkeval.cli import main
 from chunkeval.evaluate import evaluate
-from chunkeval.sweep import (SweepConfig, _grid_chunkers, chunker_label, load_sweep_config, run_sweep,
-                             sweep_config_from_dict)
+from chunkeval.evaluate import configuration
+from chunkeval.sweep import SweepConfig, _grid_chunkers, load_sweep_config, run_sweep, sweep_config_from_dict
 
 CORPUS = "chatlogs"
 N_QUESTIONS = 10
@@ -103,12 +103,9 @@ def test_sweep_metrics_equal_evaluate(results, chunker: str, units: str, embeddi
     assert single.summary["embedding_stats"]["embedded"] == 0  # the sweep embedded every text already
     name = get_chunker(chunker).name
     for k in KS:
-        rows = [r for r in results.to_pylist() if r["chunker_name"] == name and r["units"] == units and r["k"] == k]
-        assert [r["question_id"] for r in rows] == single.table.column("question_id").to_pylist()
-        for metric in ("recall", "precision", "iou"):
-            assert [r[metric] for r in rows] == single.table.column(f"{metric}@{k}").to_pylist(), (metric, k)
-        for metric in ("precision_omega", "coverage", "n_evidence_chunks"):
-            assert [r[metric] for r in rows] == single.table.column(metric).to_pylist(), metric
+        rows = [r for r in results.to_pylist() if r["chunker_spec"] == name and r["units"] == units and r["k"] == k]
+        # The same configuration gives the same rows: same config_id, same numbers, same retrieved ids.
+        assert rows == [r for r in single.table.to_pylist() if r["k"] == k], (chunker, units, k)
         assert {r["n_chunks"] for r in rows} == {single.config["n_chunks"]}
 
 
@@ -117,7 +114,7 @@ def test_sweep_metrics_equal_evaluate(results, chunker: str, units: str, embeddi
 
 def test_resume_recomputes_only_the_missing_configuration(sweep_dir: Path, results, tmp_path: Path,
                                                           embedding_cache: Path, monkeypatch) -> None:
-    import chunkeval.evaluate
+    import chunkeval.pipeline
 
     out = tmp_path / "resumed"
     shutil.copytree(sweep_dir, out)
@@ -126,13 +123,13 @@ def test_resume_recomputes_only_the_missing_configuration(sweep_dir: Path, resul
     (out / "parts" / victim).unlink()
 
     scored = []
-    real_score = chunkeval.evaluate.score_units
+    real_score = chunkeval.pipeline.score_stage
 
     def counting_score(spans, ids, *, k, **kwargs):
         scored.append(k)
         return real_score(spans, ids, k=k, **kwargs)
 
-    monkeypatch.setattr(chunkeval.evaluate, "score_units", counting_score)
+    monkeypatch.setattr(chunkeval.pipeline, "score_stage", counting_score)
     run_sweep(_config(), out, cache_dir=embedding_cache, show_progress=False)
     assert len(scored) == 1 and len(scored[0]) == 1  # one configuration, i.e. one cut-off of one scoring
     after = _mtimes(out / "parts")
@@ -204,7 +201,9 @@ def test_config_ids_do_not_depend_on_the_other_cut_offs(results, tmp_path: Path,
             "--chunkers", "fixed:200:0", "--units", "chars", "--k", "5,1", "--cache-dir", str(embedding_cache),
             "--quiet"]
     assert main(argv) == 0
-    assert capsys.readouterr().out.strip() == f"results: {out / 'results.parquet'}"
+    printed = capsys.readouterr().out
+    assert printed.strip().splitlines()[-1] == f"results: {out / 'results.parquet'}"
+    assert "2 configuration(s): 2 computed, 0 reused" in printed
     small = pq.read_table(out / "results.parquet").to_pylist()
     assert [r["k"] for r in small] == [1] * N_QUESTIONS + [5] * N_QUESTIONS
     big = {(r["config_id"], r["question_id"]): r for r in results.to_pylist()}
@@ -225,10 +224,9 @@ def test_sweep_file_through_the_cli(results, tmp_path: Path, embedding_cache: Pa
     common = ["--cache-dir", str(embedding_cache), "--quiet"]
     assert main(["sweep", str(path), "--out", str(tmp_path / "hnsw"), *common]) == 0
     rows = pq.read_table(tmp_path / "hnsw" / "results.parquet").to_pylist()
-    # ef_search 100 is HNSW's default, yet it is part of the configuration: a new config_id, same numbers.
+    # ef_search 100 is HNSW's default: the same configuration as the main sweep's, so the same id and rows.
     expected = [r for r in results.to_pylist() if (r["chunker"], r["units"], r["k"]) == ("sentence", "tokens", 3)]
-    assert [{k: v for k, v in r.items() if k != "config_id"} for r in rows] == [
-        {k: v for k, v in r.items() if k != "config_id"} for r in expected]
+    assert rows == expected
     # --retrieval exact drops the file's HNSW parameters rather than rejecting them.
     assert main(["sweep", str(path), "--out", str(tmp_path / "exact"), "--retrieval", "exact", *common]) == 0
     exact = pq.read_table(tmp_path / "exact" / "results.parquet").to_pylist()
@@ -259,12 +257,18 @@ def _chatlogs_texts() -> list[str]:
     return datasets.load().subset(corpora=[CORPUS]).texts
 
 
-def test_chunker_labels_drop_size_and_overlap() -> None:
-    assert chunker_label(get_chunker("fixed:200:0")) == "fixed"
-    assert chunker_label(get_chunker("fixed:100:10:chars")) == "fixed:chars"
-    assert chunker_label(get_chunker("recursive:400:50")) == "recursive"
-    assert chunker_label(get_chunker("recursive:800:0:chars")) == "recursive:chars"
-    assert chunker_label(get_chunker("sentence:5")) == "sentence"
+def test_configuration_attributes_name_kind_size_unit_and_overlap() -> None:
+    def attrs(spec: str) -> tuple:
+        c = configuration(get_chunker(spec), "all-MiniLM-L6-v2", "hnsw", "global")
+        return c.chunker, c.chunk_size, c.size_unit, c.chunk_overlap
+
+    assert attrs("fixed:200:0") == ("fixed", 200, "tokens", 0)
+    assert attrs("fixed:100:10:chars") == ("fixed", 100, "chars", 10)
+    assert attrs("recursive:400:50") == ("recursive", 400, "tokens", 50)
+    assert attrs("recursive:800:0:chars") == ("recursive", 800, "chars", 0)
+    assert attrs("sentence:5") == ("sentence", 5, "sentences", 0)
+    label = configuration(get_chunker("recursive:400:50"), "all-MiniLM-L6-v2", "exact", "corpus").at_k(5).label()
+    assert label == "recursive 400 tokens, overlap 50 · all-MiniLM-L6-v2 · exact (corpus scope) · k=5"
 
 
 # -------------------------------------------------------------------------------- sweep files

@@ -1,10 +1,11 @@
-"""The evaluation pipeline: dataset → chunker → embedder → retrieval → span metrics → results.
+"""``evaluate()``: one chunking + embedding + retrieval configuration on a dataset.
 
-``evaluate()`` runs every stage on one configuration and returns the per-question table and the
-summary; with ``out_dir`` it also writes them (``results.parquet``, ``summary.json``) with the full
-configuration, the package version and the dataset's fingerprint, so a result file always says
-what produced it. Embeddings go through the embedder's on-disk cache, so a rerun after a crash, or
-another configuration that shares chunks or questions, never embeds the same text twice.
+It plans one group of the pipeline (:func:`chunkeval.pipeline.run_group`: chunk → embed → search →
+score every cut-off) and returns the long results table (:mod:`chunkeval.results`), the Chroma-style
+summary and the configuration. With ``out_dir`` it writes ``results.parquet`` and ``summary.json``
+(and ``skipped.jsonl`` when bad rows were skipped), each carrying the full configuration, the
+package version and the dataset's fingerprint. A sweep of the same configuration produces the same
+rows (same ``config_id``, same numbers), because both run the same stages.
 """
 
 from __future__ import annotations
@@ -17,20 +18,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 
-from ._io import write_bytes_atomic, write_parquet_atomic
-from .metrics import SpanMetrics, span_metrics
+from . import pipeline as pl
+from . import results as rs
+from ._io import write_bytes_atomic
+from .metrics import SpanMetrics
 from .spans import RaggedSpans, Spans
 
 __all__ = ["evaluate", "EvaluationResult", "UnitSpans", "default_cache_dir", "make_embedder", "retrieved_spans",
-           "score", "score_units", "search", "search_size", "to_units"]
+           "score", "check_out_dir"]
 
-# Chroma's retrieve=-1 asks the retriever for at most this many results.
-CHROMA_AUTO_MAX_RESULTS = 20
 SEMANTICS = ("set", "chroma")
 UNITS = ("chars", "tokens")
 RETRIEVAL_METHODS = ("hnsw", "exact")
 SCOPES = ("global", "corpus")
+ON_INVALID = ("error", "skip")
+
+# The stage layer's types, under the names this module has always exported.
+UnitSpans = pl.UnitSpans
+retrieved_spans = pl.retrieved_spans
+_jsonable = rs.jsonable
 
 
 def default_cache_dir() -> Path:
@@ -43,108 +51,24 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class EvaluationResult:
-    """What one evaluation produced: the per-question table, the summary and how it was made."""
+    """What one evaluation produced.
 
-    table: Any  # pyarrow.Table, one row per question
+    ``table`` is the long results table (one row per question and cut-off, :data:`results.SCHEMA`),
+    ``summary`` the Chroma-style aggregates (``iou_mean``, …, ``corpora_scores``; for several
+    cut-offs ``{"k": [...], "at_k": {k: ...}}``), ``metrics`` the engine's per-question arrays and
+    ``retrieved`` the whole ranked list the retriever returned per question (``retrieved_chunk_ids``,
+    ``retrieved_scores``; the table holds each cut-off's part of it).
+    """
+
+    table: pa.Table
     summary: dict[str, Any]
     config: dict[str, Any]
     metrics: SpanMetrics
     chunks: Spans
+    retrieved: pa.Table
     timings: dict[str, float] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
-
-
-def _chunk_ids(ids: Any, n_chunks: int | None) -> np.ndarray:
-    """A retriever's ``(n_questions, k)`` result as int64 row ids, checked: a float id or one past
-    the chunk table would otherwise select the wrong chunk silently."""
-    arr = np.asarray(ids)
-    if arr.ndim != 2:
-        raise ValueError(f"ids: expected a (n_questions, k) array of chunk ids, got shape {arr.shape}")
-    if arr.size and arr.dtype.kind not in "iu":
-        raise TypeError(f"ids: chunk ids must be integers (-1 for no result), got dtype {arr.dtype}")
-    arr = arr.astype(np.int64, copy=False)
-    bad = arr < -1
-    if n_chunks is not None:
-        bad |= arr >= n_chunks
-    if bad.any():
-        q = int(np.argmax(bad.any(axis=1)))
-        raise ValueError(f"ids: question {q} names chunk id {int(arr[q][bad[q]][0])}, outside the chunk table "
-                         f"(0..{(n_chunks or 0) - 1}; -1 marks a missing result)")
-    return arr
-
-
-def retrieved_spans(ids: np.ndarray, chunks: Spans) -> RaggedSpans:
-    """Ranked chunk ids ``(n_questions, k)`` (``-1`` = no result) → retrieved spans per question."""
-    ids = _chunk_ids(ids, len(chunks))
-    valid = ids >= 0
-    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-    np.cumsum(valid.sum(axis=1), out=offsets[1:])
-    rows = ids[valid]  # row-major: keeps each question's rank order
-    return RaggedSpans(offsets, chunks.doc[rows], chunks.start[rows], chunks.end[rows], name="retrieved")
-
-
-@dataclass
-class UnitSpans:
-    """References and chunks in the units the metrics are computed in.
-
-    ``chunk_id`` maps a character chunk id (a retriever's result) to its row in ``chunks``, ``-1``
-    for a chunk that holds no token; it is ``None`` in character units, where ids are unchanged.
-    """
-
-    references: RaggedSpans
-    chunks: Spans
-    chunk_id: np.ndarray | None = None
-
-    def ranked_ids(self, ids: np.ndarray) -> np.ndarray:
-        """Retrieved character chunk ids → ids into :attr:`chunks`, rank order kept, ``-1`` last."""
-        ids = _chunk_ids(ids, len(self.chunk_id) if self.chunk_id is not None else None)
-        if self.chunk_id is None:
-            return ids
-        mapped = np.where(ids >= 0, self.chunk_id[np.maximum(ids, 0)], -1)
-        # Chunks without a token leave the ranked lists: squeeze the -1s out, keeping rank order.
-        order = np.argsort(mapped < 0, axis=1, kind="stable")
-        return np.take_along_axis(mapped, order, axis=1)
-
-
-def to_units(refs: RaggedSpans, chunks: Spans, texts: list[str], units: str = "chars",
-             unit_tokenizer: Any = "cl100k_base") -> UnitSpans:
-    """References and chunks measured in ``units``: unchanged for ``"chars"``, mapped with the
-    tokenizer's offsets for ``"tokens"`` (docs/metrics.md, *Units*)."""
-    if units == "chars":
-        return UnitSpans(refs, chunks)
-    if units != "tokens":
-        raise ValueError(f"units: {units!r} is not one of {list(UNITS)}")
-    from .tokenizers import get_tokenizer
-    from .units import TokenTable, char_spans_to_token_spans, token_bounds
-
-    tokenizer = get_tokenizer(unit_tokenizer)
-    table = TokenTable([tokenizer.offsets(t) for t in texts])
-    lengths = np.array([len(t) for t in texts], dtype=np.int64)
-    chunks.check_within(lengths, "chunks")  # token offsets alone cannot tell a span past the end
-    tok_refs = char_spans_to_token_spans(refs.spans, table, name="references", doc_lengths=lengths)
-    ref_tokens = RaggedSpans(refs.offsets, tok_refs.doc, tok_refs.start, tok_refs.end, name="references")
-    # Map every chunk, remembering which survive, so retrieved ids can be renumbered.
-    starts, ends = token_bounds(chunks, table, "chunks")
-    keep = ends > starts
-    new_id = np.full(len(chunks), -1, dtype=np.int64)
-    new_id[keep] = np.arange(int(keep.sum()))
-    tok_chunks = Spans(chunks.doc[keep], starts[keep], ends[keep], name="chunks")
-    return UnitSpans(ref_tokens, tok_chunks, new_id)
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON values: NaN and infinities (no JSON literal exists for them) become null."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return _jsonable(x.item())  # a numpy NaN is NaN too once it is a Python float
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    return x
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
 def make_embedder(
@@ -164,90 +88,13 @@ def make_embedder(
                     cache_dir=cache, show_progress=show_progress)
 
 
-def search_size(k: Any, refs: RaggedSpans, chunks: Spans, semantics: str) -> int:
-    """How many results to ask the retriever for: the largest cut-off, or Chroma's auto rule.
-
-    For ``k="auto"`` pass the spans in the units the metrics use (:func:`to_units`): the number of
-    evidence chunks is counted there, and a chunk can touch the evidence in tokens but not in
-    characters (or the reverse, with a tokenizer that skips whitespace).
-    """
-    if isinstance(k, str) and k == "auto":
-        nothing = RaggedSpans(np.zeros(len(refs.offsets), dtype=np.int64), [], [], [])
-        n_evidence = span_metrics(refs, nothing, chunks, semantics=semantics).n_evidence_chunks
-        return int(min(CHROMA_AUTO_MAX_RESULTS, max(1, int(n_evidence.max()))))
-    return int(max(k)) if isinstance(k, (list, tuple)) else int(k)
-
-
-def search(
-    chunk_vectors: np.ndarray, question_vectors: np.ndarray, k_search: int, *, method: str = "hnsw",
-    scope: str = "global", chunk_doc: np.ndarray | None = None, question_doc: np.ndarray | None = None,
-    hnsw: dict[str, Any] | None = None, check_recall: bool = True,
-) -> tuple[np.ndarray, np.ndarray, float | None, dict[str, float]]:
-    """Top-``k_search`` chunk ids per question; with HNSW also its recall against exact search."""
-    from .retrieval import build_index, recall_at_k
-
-    if scope not in SCOPES:
-        raise ValueError(f"scope: {scope!r} is not one of {list(SCOPES)}")
-    groups = chunk_doc if scope == "corpus" else None
-    query_groups = question_doc if scope == "corpus" else None
-    timings = {}
-    t = time.perf_counter()
-    params = (hnsw or {}) if method == "hnsw" else {}
-    index = build_index(chunk_vectors, groups=groups, method=method, **params)
-    timings["index"] = time.perf_counter() - t
-    t = time.perf_counter()
-    ids, scores = index.search(question_vectors, k_search, query_groups=query_groups)
-    timings["search"] = time.perf_counter() - t
-    recall = None
-    if method == "hnsw" and check_recall:
-        exact_ids, _ = build_index(chunk_vectors, groups=groups, method="exact").search(
-            question_vectors, k_search, query_groups=query_groups)
-        recall = float(recall_at_k(ids, exact_ids))
-    return ids, scores, recall, timings
-
-
 def score(
     refs: RaggedSpans, chunks: Spans, ids: np.ndarray, texts: list[str], *, k: Any, semantics: str = "set",
     units: str = "chars", unit_tokenizer: Any = "cl100k_base", groups: Any = None, num_threads: int | None = None,
 ) -> SpanMetrics:
     """Span metrics of ranked chunk ids (rows of ``chunks``), in characters or tokens."""
-    return score_units(to_units(refs, chunks, texts, units, unit_tokenizer), ids, k=k, semantics=semantics,
-                       groups=groups, num_threads=num_threads)
-
-
-def score_units(spans: UnitSpans, ids: np.ndarray, *, k: Any, semantics: str = "set", groups: Any = None,
-                num_threads: int | None = None) -> SpanMetrics:
-    """Span metrics of ranked character chunk ids against spans already in their units."""
-    if spans.chunk_id is None or not (spans.chunk_id < 0).any():
-        retrieved = retrieved_spans(spans.ranked_ids(ids), spans.chunks)
-        return span_metrics(spans.references, retrieved, spans.chunks, k=k, semantics=semantics,
-                            num_threads=num_threads, groups=groups)
-    # Some chunks hold no token (whitespace under a tokenizer that skips it). Retrieved, such a
-    # chunk still takes its rank but adds nothing, so every cut-off is applied to the character
-    # ranking first and the empty chunks are dropped after: one engine call per cut-off.
-    from .metrics.api import _parse_k
-
-    ids = np.asarray(ids, dtype=np.int64)
-    k_mode, ks, k_label = _parse_k(k)
-    if k_mode == 2:  # auto: each question's own cut-off, its number of evidence chunks
-        nothing = RaggedSpans(np.zeros(len(spans.references.offsets), dtype=np.int64), [], [], [])
-        n_evidence = span_metrics(spans.references, nothing, spans.chunks, semantics=semantics).n_evidence_chunks
-        cutoffs = [n_evidence]
-    elif k_mode == 1:
-        cutoffs = [np.full(len(ids), ids.shape[1], dtype=np.int64)]
-    else:
-        cutoffs = [np.full(len(ids), int(c), dtype=np.int64) for c in ks]
-    columns = []
-    for cut in cutoffs:
-        kept = np.where(np.arange(ids.shape[1])[None, :] < cut[:, None], ids, -1)
-        retrieved = retrieved_spans(spans.ranked_ids(kept), spans.chunks)
-        columns.append(span_metrics(spans.references, retrieved, spans.chunks, k=None, semantics=semantics,
-                                    num_threads=num_threads, groups=groups))
-    first = columns[0]
-    stack = (lambda name: np.stack([getattr(c, name) for c in columns], axis=1)) if isinstance(k_label, tuple) \
-        else (lambda name: getattr(first, name))
-    return SpanMetrics(stack("recall"), stack("precision"), stack("iou"), first.precision_omega, first.coverage,
-                       first.n_evidence_chunks, k_label, semantics, first.backend, first.groups)
+    spans = pl.unit_stage(refs, chunks, texts, units, unit_tokenizer)
+    return pl.score_stage(spans, ids, k=k, semantics=semantics, groups=groups, num_threads=num_threads).metrics
 
 
 def hnsw_params(hnsw: dict[str, Any] | None) -> dict[str, Any]:
@@ -261,10 +108,8 @@ def hnsw_params(hnsw: dict[str, Any] | None) -> dict[str, Any]:
     return {**defaults, **(hnsw or {})}
 
 
-def check_options(*, k: Any, semantics: str, units: str, retrieval: str, scope: str) -> None:
+def check_options(*, k: Any, semantics: str, units: str, retrieval: str, scope: str, on_invalid: str = "error") -> None:
     """Reject a bad option before any work: a typo must not cost a corpus' worth of embedding."""
-    from .metrics.api import _parse_k
-
     if semantics not in SEMANTICS:
         raise ValueError(f"semantics: {semantics!r} is not one of {list(SEMANTICS)}")
     if units not in UNITS:
@@ -273,10 +118,48 @@ def check_options(*, k: Any, semantics: str, units: str, retrieval: str, scope: 
         raise ValueError(f"retrieval: {retrieval!r} is not one of {list(RETRIEVAL_METHODS)}")
     if scope not in SCOPES:
         raise ValueError(f"scope: {scope!r} is not one of {list(SCOPES)}")
+    if on_invalid not in ON_INVALID:
+        raise ValueError(f"on_invalid: {on_invalid!r} is not one of {list(ON_INVALID)}")
     if k is None:
         raise ValueError("k: None would score every retrieved chunk, but the retriever needs a number of results; "
                          "pass a cut-off (5), an increasing list ([1, 3, 5, 10]) or 'auto'")
-    _parse_k(k)
+    pl.parse_k(k)
+
+
+def check_out_dir(out_dir: str | os.PathLike[str] | None, name: str = "out_dir") -> None:
+    """Fail now, not after an hour of embedding, when results cannot be written to ``out_dir``."""
+    if out_dir is None:
+        return
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {path}: is a file; pass a folder for the results (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".chunkeval-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"{name} {path}: cannot write there ({exc.strerror or exc}); pass a writable folder") from None
+
+
+def load_dataset(dataset: Any, *, corpora: list[str] | None, max_questions: int | None,
+                 on_invalid: str = "error") -> Any:
+    """The dataset to evaluate: loaded (bad rows skipped with ``on_invalid="skip"``) and subset to
+    ``corpora`` / ``max_questions``, keeping only the corpora its questions use."""
+    from . import datasets as ds
+
+    if isinstance(dataset, ds.Dataset):
+        data = dataset
+    elif on_invalid == "error":
+        data = ds.load(dataset)
+    else:
+        data = ds.load(dataset, on_invalid=on_invalid)
+    if corpora is not None or max_questions is not None:
+        data = data.subset(corpora=corpora, max_questions=max_questions)
+    if len(data) == 0:
+        raise ValueError(f"dataset: no questions to evaluate (corpora={corpora!r}, max_questions={max_questions!r}); "
+                         "name corpora that have questions and ask for at least one question")
+    return data
 
 
 def evaluate(
@@ -298,6 +181,7 @@ def evaluate(
     out_dir: str | os.PathLike[str] | None = None,
     corpora: list[str] | None = None,
     max_questions: int | None = None,
+    on_invalid: Literal["error", "skip"] = "error",
     num_threads: int | None = None,
     show_progress: bool | None = None,
     check_hnsw_recall: bool = True,
@@ -308,7 +192,7 @@ def evaluate(
     ----------
     dataset:
         A :class:`chunkeval.datasets.Dataset`, the name of a bundled one (``"chroma-general"``),
-        or a path that :func:`chunkeval.datasets.load` reads.
+        or a folder that :func:`chunkeval.datasets.load` reads (layout in docs/datasets.md).
     chunker:
         A chunker object or a spec for :func:`chunkeval.chunkers.get_chunker`
         (default ``"fixed:200:0"``: 200 cl100k tokens, no overlap, the reference toolkit's default).
@@ -327,12 +211,19 @@ def evaluate(
     cache_dir:
         Embedding cache; ``"default"`` is :func:`default_cache_dir`, ``None`` disables it.
     out_dir:
-        When given, ``results.parquet`` and ``summary.json`` are written there atomically.
+        When given (checked before any work), ``results.parquet`` and ``summary.json`` are written
+        there atomically.
+    corpora, max_questions:
+        Evaluate only these corpora / a seeded sample of this many questions; only the corpora the
+        kept questions use are chunked and embedded.
+    on_invalid:
+        ``"error"`` (default): a bad question row stops the load with its file, row and reason;
+        ``"skip"``: such rows are dropped and listed in :attr:`EvaluationResult.skipped` (and in
+        ``skipped.jsonl`` next to the results).
     """
-    from . import datasets as ds
-    from .chunkers import chunk_texts, get_chunker
+    from . import __version__
 
-    check_options(k=k, semantics=semantics, units=units, retrieval=retrieval, scope=scope)
+    check_options(k=k, semantics=semantics, units=units, retrieval=retrieval, scope=scope, on_invalid=on_invalid)
     if not isinstance(k, (str, int)):
         k = [int(v) for v in k]  # a range or an array of cut-offs: plain ints for the engine and the JSON
     if retrieval == "hnsw":
@@ -346,102 +237,162 @@ def evaluate(
 
         # An unknown tokenizer fails now, not after the embedding; provenance records its spec.
         unit_tokenizer_name = token_spec(get_tokenizer(unit_tokenizer))
+    check_out_dir(out_dir)
 
-    timings: dict[str, float] = {}
     t_start = time.perf_counter()
-
-    t = time.perf_counter()
-    data = dataset if isinstance(dataset, ds.Dataset) else ds.load(dataset)
-    if corpora is not None or max_questions is not None:
-        data = data.subset(corpora=corpora, max_questions=max_questions)
-    if len(data) == 0:
-        raise ValueError(f"dataset: no questions to evaluate (corpora={corpora!r}, max_questions={max_questions!r}); "
-                         "name corpora that have questions and ask for at least one question")
-    texts = list(data.texts)
-    refs = data.references()
-    question_doc = data.question_doc()
-    timings["load"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    chunker_obj = get_chunker(chunker)
-    chunks = chunker_obj.chunk(texts, show_progress=show_progress)
-    pieces = chunk_texts(chunks, texts)
-    # Token units map every span once; Chroma's auto rule counts evidence chunks in those units.
-    unit_spans = to_units(refs, chunks, texts, units, unit_tokenizer)
-    timings["chunk"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    embedder_obj = make_embedder(embedder, device=device, precision=precision, batch_size=batch_size,
-                                 cache_dir=cache_dir, show_progress=show_progress)
-    chunk_vectors = embedder_obj.embed(pieces)
-    question_vectors = embedder_obj.embed([q["question"] for q in data.questions])
-    timings["embed"] = time.perf_counter() - t
-
-    k_search = search_size(k, unit_spans.references, unit_spans.chunks, semantics)
-    ids, scores, hnsw_recall, search_timings = search(
-        chunk_vectors, question_vectors, k_search, method=retrieval, scope=scope, chunk_doc=chunks.doc,
-        question_doc=question_doc, hnsw=hnsw, check_recall=check_hnsw_recall)
-    timings.update(search_timings)
-
-    t = time.perf_counter()
-    corpus_ids = [q["corpus_id"] for q in data.questions]
-    result = score_units(unit_spans, ids, k=k, semantics=semantics, groups=np.asarray(corpus_ids, dtype=object),
-                         num_threads=num_threads)
-    timings["score"] = time.perf_counter() - t
-
-    import pyarrow as pa
-
-    columns: dict[str, Any] = {
-        "question_id": [str(q["question_id"]) for q in data.questions],
-        "corpus_id": corpus_ids,
-    }
-    if result.multi_k:
-        for j, kk in enumerate(result.k):
-            for name in ("recall", "precision", "iou"):
-                columns[f"{name}@{kk}"] = getattr(result, name)[:, j]
-    else:
-        for name in ("recall", "precision", "iou"):
-            columns[name] = getattr(result, name)
-    columns["precision_omega"] = result.precision_omega
-    columns["coverage"] = result.coverage
-    columns["n_evidence_chunks"] = result.n_evidence_chunks
-    columns["retrieved_chunk_ids"] = pa.array([row[row >= 0].tolist() for row in ids], type=pa.list_(pa.int64()))
-    columns["retrieved_scores"] = pa.array([s[r >= 0].tolist() for s, r in zip(scores, ids)],
-                                           type=pa.list_(pa.float32()))
-    table = pa.table(columns)
-
-    from . import __version__
+    data = load_dataset(dataset, corpora=corpora, max_questions=max_questions, on_invalid=on_invalid)
+    load_time = time.perf_counter() - t_start
+    embed_options = {"device": device, "precision": precision, "batch_size": batch_size}
+    embedder_obj = make_embedder(embedder, cache_dir=cache_dir, show_progress=show_progress, **embed_options)
+    chunker_obj = make_chunker(chunker, embedder_obj)
+    plan = plan_scorer(data, chunker_obj, embedder_obj, units=units, unit_tokenizer=unit_tokenizer_name,
+                       semantics=semantics, k=k, retrieval=retrieval, scope=scope, hnsw=hnsw or {}, embed=embed_options)
+    attributes = configuration(chunker_obj, embedder_obj, retrieval, scope)
+    group = pl.run_group(data, chunker_obj, embedder_obj, [plan.scorer], attributes, retrieval=retrieval, scope=scope,
+                         hnsw=hnsw, unit_tokenizer=unit_tokenizer, num_threads=num_threads,
+                         check_recall=check_hnsw_recall, show_progress=show_progress)
+    table = pa.concat_tables([group.tables[cid] for cid in plan.scorer.config_ids])
+    scoring = group.scorings[(units, semantics)]
+    result = scoring.metrics
 
     embed_config = embedder_obj.config() if hasattr(embedder_obj, "config") else {"name": type(embedder_obj).__name__}
     config = {
         "chunkeval_version": __version__,
-        "dataset": {"name": data.name, "fingerprint": data.fingerprint(), "n_questions": len(data),
-                    "corpora": list(data.corpus_ids)},
+        "dataset": {"name": data.name, "source": getattr(data, "source", None), "fingerprint": data.fingerprint(),
+                    "n_questions": len(data), "corpora": list(data.corpus_ids)},
         "chunker": chunker_obj.config(),
-        "n_chunks": len(chunks),
+        "n_chunks": len(group.chunks),
         "embedder": embed_config,
-        "retrieval": {"method": retrieval, "scope": scope, "k_search": k_search, **(hnsw or {})},
+        "retrieval": {"method": retrieval, "scope": scope, "k_search": group.k_search, **(hnsw or {})},
         "k": k,
         "semantics": semantics,
         "units": units,
         "unit_tokenizer": unit_tokenizer_name,
         "backend": result.backend,
+        "config_ids": list(plan.scorer.config_ids),
     }
     summary = result.summary()
-    summary["hnsw_recall_vs_exact"] = hnsw_recall
-    timings["total"] = time.perf_counter() - t_start
+    summary["hnsw_recall_vs_exact"] = group.search.hnsw_recall
+    timings = {"load": load_time, **group.timings, "total": time.perf_counter() - t_start}
     summary["timings_s"] = dict(timings)
     if hasattr(embedder_obj, "stats"):
         summary["embedding_stats"] = dict(embedder_obj.stats)
+    skipped = list(getattr(data, "skipped", []) or [])
+    if skipped:
+        summary["skipped_rows"] = len(skipped)
+    provenance = {cid: {**config, "k": cutoff} for cid, cutoff in zip(plan.scorer.config_ids, plan.cutoffs)}
+    table = rs.with_provenance(table, provenance)
 
-    out = EvaluationResult(table, summary, config, result, chunks, timings)
+    out = EvaluationResult(table, summary, config, result, pl.chunk_spans(group.chunks), group.search.table(), timings,
+                           skipped=skipped)
     if out_dir is not None:
-        out_path = Path(out_dir)
-        meta = {b"chunkeval.config": json.dumps(_jsonable(config)).encode()}
-        # The summary goes first: results.parquet is the last file written, so its presence means the
-        # run finished and both files belong to it (each carries the full configuration).
-        write_bytes_atomic(out_path / "summary.json",
-                           json.dumps(_jsonable({"config": config, "summary": summary}), indent=2).encode())
-        write_parquet_atomic(out_path / "results.parquet", table.replace_schema_metadata(meta))
-        out.paths = {"results": str(out_path / "results.parquet"), "summary": str(out_path / "summary.json")}
+        out.paths = write_evaluation(Path(out_dir), table, config, summary, skipped)
     return out
+
+
+def write_evaluation(out: Path, table: pa.Table, config: dict[str, Any], summary: dict[str, Any],
+                     skipped: list[dict[str, Any]]) -> dict[str, str]:
+    """``summary.json`` (and ``skipped.jsonl``) first, ``results.parquet`` last: its presence means the
+    run finished and the files belong together."""
+    paths: dict[str, str] = {}
+    if skipped:
+        lines = "".join(json.dumps(rs.jsonable(row), ensure_ascii=False) + "\n" for row in skipped)
+        write_bytes_atomic(out / "skipped.jsonl", lines.encode())
+        paths["skipped"] = str(out / "skipped.jsonl")
+    write_bytes_atomic(out / "summary.json",
+                       json.dumps(rs.jsonable({"config": config, "summary": summary}), indent=2).encode())
+    rs.write_results(table, out / "results.parquet")
+    return {"results": str(out / "results.parquet"), "summary": str(out / "summary.json"), **paths}
+
+
+# ------------------------------------------------------------------------- configurations
+
+
+def make_chunker(spec: Any, embedder: Any) -> Any:
+    """A chunker from a spec; chunkers that embed (semantic ones) get the pipeline's embedder."""
+    import inspect
+
+    from .chunkers import get_chunker
+
+    if "embedder" in inspect.signature(get_chunker).parameters:
+        return get_chunker(spec, embedder=embedder)
+    return get_chunker(spec)
+
+
+def chunk_size_info(chunker_config: dict[str, Any]) -> tuple[int | None, str | None, int | None]:
+    """(chunk_size, size_unit, chunk_overlap) of a chunker's config, for tables and plots."""
+    kind = chunker_config.get("type")
+    if kind == "sentence":
+        return int(chunker_config["sentences_per_chunk"]), "sentences", 0
+    if "size" not in chunker_config and "max_size" not in chunker_config:
+        return None, None, None
+    size = int(chunker_config.get("size", chunker_config.get("max_size", 0)))
+    overlap = int(chunker_config.get("overlap", 0))
+    unit = "chars" if chunker_config.get("tokenizer") == "chars" or chunker_config.get("length") == "chars" else "tokens"
+    return size, unit, overlap
+
+
+def embedder_label(embedder: Any) -> str:
+    if isinstance(embedder, (str, os.PathLike)):
+        return os.fspath(embedder)
+    return str(getattr(embedder, "model_name", None) or getattr(embedder, "name", None) or type(embedder).__name__)
+
+
+def embedder_key(embedder: Any) -> Any:
+    """What decides an embedder's vectors: the model files' fingerprint where there is one (a model
+    updated in place gets new configuration ids), else its config or label."""
+    if isinstance(getattr(embedder, "fingerprint", None), str):
+        return [embedder_label(embedder), embedder.fingerprint]
+    if hasattr(embedder, "config") and callable(embedder.config):
+        return embedder.config()
+    return embedder_label(embedder)
+
+
+def chunker_key(chunker: Any) -> str:
+    # Names are labels (two custom separator lists share one); the config decides the chunks.
+    return json.dumps(chunker.config(), sort_keys=True, default=str)
+
+
+def configuration(chunker: Any, embedder: Any, retrieval: str, scope: str) -> rs.Configuration:
+    """The attributes a group's rows share."""
+    config = chunker.config()
+    size, unit, overlap = chunk_size_info(config)
+    return rs.Configuration(chunker=str(config.get("type", type(chunker).__name__)),
+                            chunker_spec=str(getattr(chunker, "spec", None) or chunker.name),
+                            chunk_size=size, size_unit=unit, chunk_overlap=overlap, embedder=embedder_label(embedder),
+                            retrieval=retrieval, scope=scope)
+
+
+@dataclass(frozen=True)
+class PlannedScorer:
+    scorer: pl.Scorer
+    cutoffs: tuple[int, ...]
+
+
+def plan_scorer(data: Any, chunker: Any, embedder: Any, *, units: str, unit_tokenizer: str | None, semantics: str,
+                k: int | list[int] | str, retrieval: str, scope: str, hnsw: dict[str, Any],
+                embed: dict[str, Any]) -> PlannedScorer:
+    """One scoring of a (chunker, embedder) pair with a ``config_id`` per cut-off.
+
+    The key covers everything that decides a row: the package version (a finished part is reused
+    only by the code that computed it), the dataset's fingerprint and question ids, the chunker's
+    config, the embedder's fingerprint and options, retrieval, units, semantics and the cut-off.
+    """
+    import hashlib
+
+    from . import __version__
+
+    ids_digest = hashlib.sha256("\n".join(str(q["question_id"]) for q in data.questions).encode()).hexdigest()[:16]
+    if isinstance(k, str):
+        cutoffs: tuple[int, ...] = (rs.K_AUTO,)
+    else:
+        cutoffs = (int(k),) if isinstance(k, int) else tuple(int(v) for v in k)
+    ids = []
+    for cutoff in cutoffs:
+        key = {"chunkeval": __version__, "dataset": data.fingerprint(), "question_ids": ids_digest,
+               "chunker": chunker.config(), "embedder": embedder_key(embedder), "embed": embed,
+               "units": units, "unit_tokenizer": unit_tokenizer if units == "tokens" else None,
+               "semantics": semantics, "k": cutoff, "retrieval": [retrieval, scope, hnsw]}
+        ids.append(rs.config_id(key))
+    scorer = pl.Scorer(units, semantics, k if isinstance(k, (str, int)) else list(cutoffs), tuple(ids))
+    return PlannedScorer(scorer, cutoffs)

@@ -36,11 +36,10 @@ Unknown keys, at the top level and inside ``retrieval`` and ``embed``, are error
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -49,10 +48,7 @@ import numpy as np
 from ._progress import progress
 from .retrieval import hnsw_defaults
 
-__all__ = ["SweepConfig", "load_sweep_config", "sweep_config_from_dict", "run_sweep", "add_subparser",
-           "chunk_size_info", "chunker_label"]
-
-RESULT_METRICS = ("recall", "precision", "iou", "precision_omega", "coverage", "n_evidence_chunks")
+__all__ = ["SweepConfig", "load_sweep_config", "sweep_config_from_dict", "run_sweep", "add_subparser"]
 
 
 @dataclass
@@ -206,191 +202,122 @@ def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
     return sweep_config_from_dict(raw, str(path))
 
 
-def chunk_size_info(chunker_config: Mapping[str, Any]) -> tuple[int, str, int]:
-    """(chunk_size, size_unit, chunk_overlap) of a chunker's config, for tables and plots."""
-    kind = chunker_config.get("type")
-    if kind == "sentence":
-        return int(chunker_config["sentences_per_chunk"]), "sentences", 0
-    size = int(chunker_config.get("size", chunker_config.get("max_size", 0)))
-    overlap = int(chunker_config.get("overlap", 0))
-    unit = "chars" if chunker_config.get("tokenizer") == "chars" or chunker_config.get("length") == "chars" else "tokens"
-    return size, unit, overlap
-
-
-def chunker_label(chunker: Any) -> str:
-    """The chunker without its size and overlap (``fixed``, ``recursive:chars``, ``sentence``), so a
-    report can draw one line per chunker against ``chunk_size``; other chunkers keep their name."""
-    kind = chunker.config().get("type")
-    parts = str(chunker.name).split(":")
-    if kind in ("fixed", "recursive") and len(parts) >= 3:
-        return ":".join([parts[0]] + parts[3:])  # name is kind:size:overlap[:tokenizer|chars][:...]
-    if kind == "sentence":
-        return "sentence"
-    return str(chunker.name)
-
-
-def _config_id(parts: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _embedder_label(embedder: Any) -> str:
-    if isinstance(embedder, (str, os.PathLike)):
-        return os.fspath(embedder)
-    return str(getattr(embedder, "name", None) or type(embedder).__name__)
-
-
-def _embedder_key(embedder: Any) -> Any:
-    """What decides an embedder's vectors: the model files' fingerprint where there is one (a model
-    updated in place gets new configuration ids), else its config or label."""
-    if isinstance(getattr(embedder, "fingerprint", None), str):
-        return [_embedder_label(embedder), embedder.fingerprint]
-    if hasattr(embedder, "config") and callable(embedder.config):
-        return embedder.config()
-    return _embedder_label(embedder)
-
-
-def _chunker_key(chunker: Any) -> str:
-    # Names are labels (two custom separator lists share one); the config decides the chunks.
-    return json.dumps(chunker.config(), sort_keys=True, default=str)
-
-
 @dataclass(frozen=True)
-class _Run:
-    """One configuration of the plan."""
+class _Plan:
+    """One scoring of one (chunker, embedder) pair: every cut-off of ``k``, each a configuration."""
 
     chunker: Any
     embedder: str
-    units: str
-    semantics: str
-    k: Any  # an int, or "auto"
-    config_id: str
+    planned: Any  # evaluate.PlannedScorer
+
+    def missing(self, parts_dir: Path) -> Any:
+        """The scorer for the cut-offs whose part is not on disk yet, or ``None``."""
+        scorer = self.planned.scorer
+        todo = [(c, cid) for c, cid in zip(self.planned.cutoffs, scorer.config_ids)
+                if not (parts_dir / f"{cid}.parquet").exists()]
+        if not todo:
+            return None
+        if len(todo) == len(scorer.config_ids):
+            return scorer
+        k = [c for c, _ in todo]
+        return replace(scorer, k=k, config_ids=tuple(cid for _, cid in todo))
 
 
 def run_sweep(
     config: SweepConfig, out_dir: str | os.PathLike[str], *, cache_dir: Any = "default",
     num_threads: int | None = None, show_progress: bool | None = None,
 ) -> Path:
-    """Run every configuration not already in ``out_dir/parts`` and return ``out_dir/results.parquet``."""
+    """Run every configuration not already in ``out_dir/parts`` and return ``out_dir/results.parquet``.
+
+    ``out_dir/sweep.json`` lists the configurations, and which of them this run computed and which
+    it reused from an earlier run.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from . import __version__
-    from . import datasets as ds
-    from .chunkers import chunk_texts, get_chunker
-    from ._io import write_bytes_atomic, write_parquet_atomic
-    from .evaluate import make_embedder, score_units, search, search_size, to_units
+    from . import pipeline as pl
+    from . import results as rs
+    from ._io import write_bytes_atomic
+    from .evaluate import (check_out_dir, chunker_key, configuration, embedder_label, load_dataset, make_chunker,
+                           make_embedder, plan_scorer)
 
     out = Path(out_dir)
+    check_out_dir(out)
     parts_dir = out / "parts"
-    data = ds.load(config.dataset)
-    # `is not None`: max_questions=0 or corpora=[] ask for nothing, not for everything.
-    if config.corpora is not None or config.max_questions is not None:
-        data = data.subset(corpora=config.corpora, max_questions=config.max_questions)
-    if len(data) == 0:
-        raise ValueError(f"sweep: no questions to evaluate (corpora={config.corpora!r}, "
-                         f"max_questions={config.max_questions!r}); name corpora that have questions")
-    texts = list(data.texts)
-    refs = data.references()
-    question_doc = data.question_doc()
-    corpus_ids = np.asarray([q["corpus_id"] for q in data.questions], dtype=object)
-    question_ids = [str(q["question_id"]) for q in data.questions]
-    fingerprint = data.fingerprint()
-    # The same chunking listed twice (a spec and the equal dict) would give duplicate config ids.
-    chunkers = list({_chunker_key(c): c for c in (get_chunker(spec) for spec in config.chunker_specs())}.values())
-    embedder_specs = {_embedder_label(e): e for e in config.embedders}
-    k_values = ["auto"] if config.k == "auto" else sorted(set(config.k))
+    data = load_dataset(config.dataset, corpora=config.corpora, max_questions=config.max_questions)
     retrieval = dict(config.retrieval)
     method = retrieval.pop("method", "hnsw")
     scope = retrieval.pop("scope", "global")
+    if method == "hnsw":
+        from .evaluate import hnsw_params
 
+        retrieval = hnsw_params(retrieval)
+    embed = {"device": "auto", "precision": "auto", "batch_size": 64, **config.embed}
     # Embedder objects are cheap until they embed (the model loads lazily); the plan needs their
     # fingerprints.
-    embedders: dict[str, Any] = {label: make_embedder(spec, cache_dir=cache_dir, show_progress=False, **config.embed)
-                                 for label, spec in embedder_specs.items()}
-    # The fingerprint covers texts and references; the parts also carry the question ids.
-    ids_digest = hashlib.sha256("\n".join(question_ids).encode()).hexdigest()[:16]
-    plan: list[_Run] = []
-    for chunker in chunkers:
-        for embedder in embedder_specs:
-            for units in config.units:
-                for semantics in config.semantics:
-                    for k in k_values:
-                        # The package version is part of the key: a finished part is reused
-                        # only by the code that computed it.
-                        key = {"chunkeval": __version__, "dataset": fingerprint, "question_ids": ids_digest,
-                               "chunker": chunker.config(),
-                               "embedder": _embedder_key(embedders[embedder]),
-                               "units": units, "unit_tokenizer": config.unit_tokenizer if units == "tokens" else None,
-                               "semantics": semantics, "k": k, "retrieval": [method, scope, retrieval],
-                               "embed": config.embed}
-                        plan.append(_Run(chunker, embedder, units, semantics, k, _config_id(key)))
+    embedders: dict[str, Any] = {embedder_label(e): make_embedder(e, cache_dir=cache_dir, show_progress=False, **embed)
+                                 for e in config.embedders}
+    first_embedder = next(iter(embedders.values()))
+    # The same chunking listed twice (a spec and the equal dict) would give duplicate config ids.
+    chunkers = list({chunker_key(c): c for c in (make_chunker(spec, first_embedder)
+                                                 for spec in config.chunker_specs())}.values())
+    k: Any = "auto" if config.k == "auto" else sorted(set(config.k))
+    unit_tokenizer = config.unit_tokenizer
+    if "tokens" in config.units:
+        from .chunkers.fixed import token_spec
+        from .tokenizers import get_tokenizer
+
+        unit_tokenizer = token_spec(get_tokenizer(config.unit_tokenizer))
+    plans = [_Plan(chunker, label, plan_scorer(data, chunker, embedder, units=units, unit_tokenizer=unit_tokenizer,
+                                               semantics=semantics, k=k, retrieval=method, scope=scope,
+                                               hnsw=retrieval, embed=embed))
+             for chunker in chunkers for label, embedder in embedders.items()
+             for units in config.units for semantics in config.semantics]
+    all_ids = [cid for p in plans for cid in p.planned.scorer.config_ids]
     parts_dir.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out / "sweep.json", json.dumps({
-        "chunkeval_version": __version__, "dataset": data.name, "fingerprint": fingerprint,
-        "n_questions": len(data), "configurations": [r.config_id for r in plan]}, indent=2).encode())
-    todo = [r for r in plan if not (parts_dir / f"{r.config_id}.parquet").exists()]
+    todo = [(p, p.missing(parts_dir)) for p in plans]
+    todo = [(p, s) for p, s in todo if s is not None]
+    computed = {cid for _, s in todo for cid in s.config_ids}
+    record = {"chunkeval_version": __version__, "dataset": data.name, "fingerprint": data.fingerprint(),
+              "n_questions": len(data), "configurations": all_ids,
+              "computed": [c for c in all_ids if c in computed], "reused": [c for c in all_ids if c not in computed]}
+    write_bytes_atomic(out / "sweep.json", json.dumps(record, indent=2).encode())
 
     chunkings: dict[str, Any] = {}
     question_vectors: dict[str, np.ndarray] = {}
     with progress(show_progress) as bar:
-        task = bar.add_task(f"sweep ({len(plan) - len(todo)} of {len(plan)} done before)", total=len(todo))
-        # Group the work by (chunker, embedder) so chunking, embedding and search happen once per pair.
-        for (chunker, embedder), pair in itertools.groupby(todo, key=lambda r: (r.chunker, r.embedder)):
-            pair = list(pair)
-            key = _chunker_key(chunker)
-            if key not in chunkings:
-                chunkings[key] = chunker.chunk(texts, show_progress=False)  # the sweep's bar is on screen
-            chunks = chunkings[key]
-            # Chunks before questions, as evaluate() does: precision="auto" calibrates on the first
-            # texts it sees (the longest of them), so both pick the same precision and vectors.
-            chunk_vectors = embedders[embedder].embed(chunk_texts(chunks, texts))
-            if embedder not in question_vectors:
-                question_vectors[embedder] = embedders[embedder].embed([q["question"] for q in data.questions])
-            unit_spans = {units: to_units(refs, chunks, texts, units, config.unit_tokenizer)
-                          for units in dict.fromkeys(r.units for r in pair)}
-            # One search serves every k: the largest cut-off, or Chroma's auto rule in each scored
-            # units and semantics (the evidence chunks are counted there).
-            k_search = max(search_size(config.k, unit_spans[u].references, unit_spans[u].chunks, s)
-                           for u, s in {(r.units, r.semantics) for r in pair})
-            ids, _, _, _ = search(chunk_vectors, question_vectors[embedder], k_search, method=method,
-                                  scope=scope, chunk_doc=chunks.doc, question_doc=question_doc,
-                                  hnsw=retrieval, check_recall=False)
-            size, size_unit, overlap = chunk_size_info(chunker.config())
-            for (units, semantics), runs in itertools.groupby(pair, key=lambda r: (r.units, r.semantics)):
-                runs = list(runs)
-                ks = [r.k for r in runs]
-                # Every missing cut-off of this scoring in one pass of the metrics engine.
-                result = score_units(unit_spans[units], ids, k="auto" if ks == ["auto"] else ks,
-                                     semantics=semantics, num_threads=num_threads)
-                for run in runs:
-                    table = _result_table(result if run.k == "auto" else result.at(run.k), question_ids,
-                                          corpus_ids, run.k, config_id=run.config_id,
-                                          chunker=chunker_label(chunker), chunker_name=chunker.name,
-                                          chunk_size=size, size_unit=size_unit, chunk_overlap=overlap,
-                                          embedder=embedder, semantics=semantics, units=units,
-                                          n_chunks=len(chunks))
-                    write_parquet_atomic(parts_dir / f"{run.config_id}.parquet", table)
-                    bar.advance(task)
-    tables = [pq.read_table(parts_dir / f"{r.config_id}.parquet") for r in plan]
+        task = bar.add_task(f"sweep ({len(all_ids) - len(computed)} of {len(all_ids)} reused)", total=len(computed))
+        # Group the work by (chunker, embedder): chunking, embedding and search happen once per pair.
+        for (chunker, label), group in itertools.groupby(todo, key=lambda ps: (ps[0].chunker, ps[0].embedder)):
+            scorers = [s for _, s in group]
+            embedder = embedders[label]
+            output = pl.run_group(data, chunker, embedder, scorers, configuration(chunker, embedder, method, scope),
+                                  retrieval=method, scope=scope, hnsw=retrieval if method == "hnsw" else None,
+                                  unit_tokenizer=config.unit_tokenizer, num_threads=num_threads, check_recall=False,
+                                  question_vectors=question_vectors.get(label), chunks=chunkings.get(chunker_key(chunker)),
+                                  show_progress=False)
+            chunkings[chunker_key(chunker)] = output.chunks
+            question_vectors[label] = output.question_vectors
+            for cid, table in output.tables.items():
+                rs.write_results(table, parts_dir / f"{cid}.parquet", {cid: _provenance(data, chunker, embedder, table)})
+                bar.advance(task)
+    tables = [pq.read_table(parts_dir / f"{cid}.parquet") for cid in all_ids]
+    merged = rs.read_results(tables)
     results = out / "results.parquet"
-    write_parquet_atomic(results, pa.concat_tables(tables))
+    rs.write_results(merged, results)
     return results
 
 
-def _result_table(result: Any, question_ids: list[str], corpus_ids: np.ndarray, k: Any,
-                  **config_columns: Any) -> Any:
-    """One configuration's rows: one per question, metrics of a single cut-off."""
-    import pyarrow as pa
+def _provenance(data: Any, chunker: Any, embedder: Any, table: Any) -> dict[str, Any]:
+    from . import __version__
 
-    nq = len(question_ids)
-    cols: dict[str, Any] = {"question_id": pa.array(question_ids, pa.string()),
-                            "corpus_id": pa.array(corpus_ids.tolist(), pa.string())}
-    for name, value in config_columns.items():
-        cols[name] = pa.array([value] * nq)
-    cols["k"] = pa.array(np.full(nq, -1 if k == "auto" else int(k), dtype=np.int64))
-    for name in RESULT_METRICS:
-        cols[name] = pa.array(getattr(result, name))
-    return pa.table(cols)
+    row = table.slice(0, 1).to_pylist()[0] if table.num_rows else {}
+    return {"chunkeval_version": __version__,
+            "dataset": {"name": data.name, "source": getattr(data, "source", None), "fingerprint": data.fingerprint()},
+            "chunker": chunker.config(),
+            "embedder": embedder.config() if callable(getattr(embedder, "config", None)) else str(embedder),
+            **{name: row.get(name) for name in ("retrieval", "scope", "k", "semantics", "units")}}
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -474,5 +401,38 @@ def _run_cli(args: Any) -> int:
     config = sweep_config_from_dict(raw, args.config or "flags")
     results = run_sweep(config, args.out, cache_dir=None if args.cache_dir == "none" else args.cache_dir,
                         num_threads=args.threads, show_progress=False if args.quiet else None)
-    print(f"results: {results}")
+    print_sweep(results)
     return 0
+
+
+def print_sweep(results: Path) -> None:
+    """The sweep's configurations with their mean metrics over all questions, and what was reused."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .results import read_results
+
+    table = read_results(results)
+    record = json.loads((results.parent / "sweep.json").read_text())
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 160))
+    rows: dict[str, dict[str, Any]] = {}
+    for row in table.select(["config_id", "config_label", "recall", "precision", "iou", "precision_omega"]).to_pylist():
+        acc = rows.setdefault(row["config_id"], {"label": row["config_label"], "n": 0, "recall": 0.0, "precision": 0.0,
+                                                 "iou": 0.0, "precision_omega": 0.0})
+        acc["n"] += 1
+        for name in ("recall", "precision", "iou", "precision_omega"):
+            acc[name] += row[name]
+    reused = set(record.get("reused", []))
+    view = Table(title="sweep results (means over all questions)")
+    for name in ("configuration", "recall", "precision", "iou", "precision Ω", "questions", "id"):
+        view.add_column(name, justify="left" if name in ("configuration", "id") else "right")
+    for cid, acc in sorted(rows.items(), key=lambda item: item[1]["label"]):
+        n = acc["n"]
+        view.add_row(acc["label"], *[f"{acc[m] / n:.4f}" for m in ("recall", "precision", "iou", "precision_omega")],
+                     str(n), cid + (" (reused)" if cid in reused else ""))
+    console.print(view)
+    print(f"{len(rows)} configuration(s): {len(record.get('computed', []))} computed, {len(reused)} reused "
+          f"from {results.parent / 'parts'}")
+    print(f"results: {results}")
