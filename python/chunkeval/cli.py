@@ -15,10 +15,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn
 
-import numpy as np
+from ._help import HelpFormatter
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -42,18 +43,16 @@ def _k_arg(text: str) -> Any:
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: use an integer, a comma-separated list (1,3,5) or 'auto'") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use an integer, a comma-separated list (1,3,5) or 'auto'") from None
     bad = [v for v in values if v < 1]
     if bad:
         raise argparse.ArgumentTypeError(f"{text!r}: cut-offs are integers >= 1 (a cut-off keeps the first k results), "
                                          "e.g. 5 or 1,3,5,10, or auto")
-    if any(b <= a for a, b in zip(values, values[1:])):
-        raise argparse.ArgumentTypeError(f"{text!r}: list the cut-offs in increasing order without repeats, e.g. 1,3,5,10")
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: list the cut-offs in increasing order without repeats, e.g. 1,3,5,10")
     return values[0] if len(values) == 1 else values
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Descriptions and examples as written, and every option's default after its help."""
 
 
 def _chunker_help() -> str:
@@ -82,7 +81,7 @@ def _add_evaluate(sub: Any) -> None:
         description="Evaluate one chunking + embedding + retrieval configuration. With no arguments: the bundled "
                     "Chroma general benchmark (5 corpora, 472 questions), fixed 200-token cl100k chunks without "
                     "overlap, all-MiniLM-L6-v2, HNSW, k=5, set semantics, character units.",
-        epilog=epilog, formatter_class=_HelpFormatter,
+        epilog=epilog, formatter_class=HelpFormatter,
     )
     p.add_argument("dataset", nargs="?", default="chroma-general",
                    help="bundled dataset name or a folder with corpora/ and a questions file (layout below)")
@@ -115,15 +114,16 @@ def _add_evaluate(sub: Any) -> None:
                    help="a bad question row stops the run (error) or is dropped and listed in OUT/skipped.jsonl (skip)")
     p.add_argument("--out", default=None, help="write results.parquet and summary.json to this folder")
     p.add_argument("--threads", type=int, default=None, help="threads for the metrics engine (default: all cores)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="run the stages in this process, or on a Ray cluster (pip install 'chunkeval[distributed]')")
+    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
-
-    from .evaluate import check_out_dir
+    from .evaluate import check_out_dir, evaluate
 
     if args.max_questions is not None and args.max_questions < 1:
         raise UserError(f"--max-questions {args.max_questions}: no questions to evaluate; pass a count >= 1")
@@ -137,6 +137,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         cache_dir=None if args.cache_dir == "none" else args.cache_dir, out_dir=args.out,
         corpora=args.corpora.split(",") if args.corpora else None, max_questions=args.max_questions,
         on_invalid=args.on_invalid, num_threads=args.threads, show_progress=False if args.quiet else None,
+        engine=args.engine, ray_address=args.ray_address,
     )
     if args.json:
         from .results import jsonable
@@ -179,7 +180,8 @@ def _print_summary(summary: dict[str, Any], config: dict[str, Any] | None, paths
             extra.append("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items()))
         if config.get("embedder"):
             e = config["embedder"]
-            extra.append(f"embedder: {e.get('model', e.get('name'))} on {e.get('device', '?')} ({e.get('precision', '?')})")
+            name = e.get("model", e.get("name"))
+            extra.append(f"embedder: {name} on {e.get('device', '?')} ({e.get('precision', '?')})")
         extra.append(f"chunks: {config.get('n_chunks')}, backend: {config.get('backend')}")
         for line in extra:
             console.print(line)
@@ -210,7 +212,7 @@ def _add_metrics(sub: Any) -> None:
                     "order); the chunks file has doc, start, end. Questions are those of the references file, in "
                     "first-appearance order. Rows in error messages are numbered as an editor shows them "
                     "(from 1; a CSV header is row 1). --out writes the results table that chunkeval report reads.",
-        epilog=METRICS_EXAMPLES, formatter_class=_HelpFormatter,
+        epilog=METRICS_EXAMPLES, formatter_class=HelpFormatter,
     )
     p.add_argument("--references", required=True, help="reference spans file (.parquet, .csv, .jsonl)")
     p.add_argument("--retrieved", required=True, help="retrieved chunk spans file, ranked")
@@ -266,8 +268,8 @@ def _run_metrics(args: argparse.Namespace) -> int:
                                           chunker_spec=Path(args.retrieved).name)
             cid = rs.config_id({"files": digest.hexdigest(), "k": cutoff, "semantics": args.semantics})
             spans = [[(inputs.doc_names[d], s, e) for d, s, e in
-                      zip(doc[lo:lo + n].tolist(), start[lo:lo + n].tolist(), end[lo:lo + n].tolist())]
-                     for lo, n in zip(offsets[:-1].tolist(), scoring.scored[:, column].tolist())]
+                      zip(doc[lo:lo + n].tolist(), start[lo:lo + n].tolist(), end[lo:lo + n].tolist(), strict=False)]
+                     for lo, n in zip(offsets[:-1].tolist(), scoring.scored[:, column].tolist(), strict=False)]
             tables.append(rs.results_table(attributes, cid, question_ids=inputs.question_ids, corpus_ids=corpus,
                                            metrics=scoring.at(column), retrieved_ids=None,
                                            retrieved_spans=spans))

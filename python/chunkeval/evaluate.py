@@ -34,6 +34,7 @@ UNITS = ("chars", "tokens")
 RETRIEVAL_METHODS = ("hnsw", "exact")
 SCOPES = ("global", "corpus")
 ON_INVALID = ("error", "skip")
+ENGINES = ("local", "ray")
 
 # The stage layer's types, under the names this module has always exported.
 UnitSpans = pl.UnitSpans
@@ -72,7 +73,8 @@ class EvaluationResult:
 
 
 def make_embedder(
-    embedder: Any, *, device: str = "auto", precision: str = "auto", batch_size: int = 64,
+    embedder: Any, *, device: str = "auto", precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto",
+    batch_size: int = 64,
     cache_dir: Any = "default", show_progress: bool | None = None,
 ) -> Any:
     """An embedder object: ``embedder`` itself if it has ``embed``, else an ``Embedder`` for that model."""
@@ -94,7 +96,8 @@ def score(
 ) -> SpanMetrics:
     """Span metrics of ranked chunk ids (rows of ``chunks``), in characters or tokens."""
     spans = pl.unit_stage(refs, chunks, texts, units, unit_tokenizer)
-    return pl.score_stage(spans, ids, k=k, semantics=semantics, groups=groups, num_threads=num_threads).metrics
+    return pl.score_stage(spans, ids, k=k, semantics=pl.semantics_name(semantics), groups=groups,
+                          num_threads=num_threads).metrics
 
 
 def hnsw_params(hnsw: dict[str, Any] | None) -> dict[str, Any]:
@@ -143,7 +146,7 @@ def check_out_dir(out_dir: str | os.PathLike[str] | None, name: str = "out_dir")
 
 
 def load_dataset(dataset: Any, *, corpora: list[str] | None, max_questions: int | None,
-                 on_invalid: str = "error") -> Any:
+                 on_invalid: Literal["error", "skip"] = "error") -> Any:
     """The dataset to evaluate: loaded (bad rows skipped with ``on_invalid="skip"``) and subset to
     ``corpora`` / ``max_questions``, keeping only the corpora its questions use."""
     from . import datasets as ds
@@ -175,7 +178,7 @@ def evaluate(
     scope: Literal["global", "corpus"] = "global",
     hnsw: dict[str, Any] | None = None,
     device: str = "auto",
-    precision: str = "auto",
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto",
     batch_size: int = 64,
     cache_dir: str | os.PathLike[str] | None = "default",
     out_dir: str | os.PathLike[str] | None = None,
@@ -185,6 +188,8 @@ def evaluate(
     num_threads: int | None = None,
     show_progress: bool | None = None,
     check_hnsw_recall: bool = True,
+    engine: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
 ) -> EvaluationResult:
     """Evaluate one chunking + embedding + retrieval configuration on a dataset.
 
@@ -220,10 +225,16 @@ def evaluate(
         ``"error"`` (default): a bad question row stops the load with its file, row and reason;
         ``"skip"``: such rows are dropped and listed in :attr:`EvaluationResult.skipped` (and in
         ``skipped.jsonl`` next to the results).
+    engine, ray_address:
+        ``"local"`` (default) runs the stages in this process; ``"ray"`` runs the same stages on a
+        Ray cluster (``pip install 'chunkeval[distributed]'``): the one at ``ray_address``, or a
+        local one sized to the machine. Both give the same rows.
     """
     from . import __version__
 
     check_options(k=k, semantics=semantics, units=units, retrieval=retrieval, scope=scope, on_invalid=on_invalid)
+    if engine not in ENGINES:
+        raise ValueError(f"engine: {engine!r} is not one of {list(ENGINES)}")
     if not isinstance(k, (str, int)):
         k = [int(v) for v in k]  # a range or an array of cut-offs: plain ints for the engine and the JSON
     if retrieval == "hnsw":
@@ -243,14 +254,17 @@ def evaluate(
     data = load_dataset(dataset, corpora=corpora, max_questions=max_questions, on_invalid=on_invalid)
     load_time = time.perf_counter() - t_start
     embed_options = {"device": device, "precision": precision, "batch_size": batch_size}
-    embedder_obj = make_embedder(embedder, cache_dir=cache_dir, show_progress=show_progress, **embed_options)
+    embedder_obj = make_embedder(embedder, device=device, precision=precision, batch_size=batch_size,
+                                 cache_dir=cache_dir, show_progress=show_progress)
     chunker_obj = make_chunker(chunker, embedder_obj)
     plan = plan_scorer(data, chunker_obj, embedder_obj, units=units, unit_tokenizer=unit_tokenizer_name,
                        semantics=semantics, k=k, retrieval=retrieval, scope=scope, hnsw=hnsw or {}, embed=embed_options)
     attributes = configuration(chunker_obj, embedder_obj, retrieval, scope)
-    group = pl.run_group(data, chunker_obj, embedder_obj, [plan.scorer], attributes, retrieval=retrieval, scope=scope,
-                         hnsw=hnsw, unit_tokenizer=unit_tokenizer, num_threads=num_threads,
-                         check_recall=check_hnsw_recall, show_progress=show_progress)
+    runner, group_embedder, extra = group_runner(engine, embedder, embedder_obj, ray_address=ray_address,
+                                                 embed_options=embed_options, cache_dir=cache_dir)
+    group = runner(data, chunker_obj, group_embedder, [plan.scorer], attributes, retrieval=retrieval, scope=scope,
+                   hnsw=hnsw, unit_tokenizer=unit_tokenizer, num_threads=num_threads,
+                   check_recall=check_hnsw_recall, show_progress=show_progress, **extra)
     table = pa.concat_tables([group.tables[cid] for cid in plan.scorer.config_ids])
     scoring = group.scorings[(units, semantics)]
     result = scoring.metrics
@@ -280,7 +294,8 @@ def evaluate(
     skipped = list(getattr(data, "skipped", []) or [])
     if skipped:
         summary["skipped_rows"] = len(skipped)
-    provenance = {cid: {**config, "k": cutoff} for cid, cutoff in zip(plan.scorer.config_ids, plan.cutoffs)}
+    provenance = {cid: {**config, "k": cutoff}
+                  for cid, cutoff in zip(plan.scorer.config_ids, plan.cutoffs, strict=True)}
     table = rs.with_provenance(table, provenance)
 
     out = EvaluationResult(table, summary, config, result, pl.chunk_spans(group.chunks), group.search.table(), timings,
@@ -288,6 +303,20 @@ def evaluate(
     if out_dir is not None:
         out.paths = write_evaluation(Path(out_dir), table, config, summary, skipped)
     return out
+
+
+def group_runner(engine: str, spec: Any, embedder: Any, *, ray_address: str | None, embed_options: dict[str, Any],
+                 cache_dir: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """The function that runs a group's stages: :func:`pipeline.run_group` in this process, or the
+    Ray executor of :mod:`chunkeval.distributed` (which builds the embedder in its actors from the
+    model name, so the spec travels rather than the loaded model)."""
+    if engine == "local":
+        return pl.run_group, embedder, {}
+    from .distributed import run_group_ray
+
+    travelling = spec if isinstance(spec, (str, os.PathLike)) else embedder
+    return run_group_ray, travelling, {"ray_address": ray_address, "embed_options": embed_options,
+                                       "cache_dir": cache_dir}
 
 
 def write_evaluation(out: Path, table: pa.Table, config: dict[str, Any], summary: dict[str, Any],
@@ -328,7 +357,8 @@ def chunk_size_info(chunker_config: dict[str, Any]) -> tuple[int | None, str | N
         return None, None, None
     size = int(chunker_config.get("size", chunker_config.get("max_size", 0)))
     overlap = int(chunker_config.get("overlap", 0))
-    unit = "chars" if chunker_config.get("tokenizer") == "chars" or chunker_config.get("length") == "chars" else "tokens"
+    in_chars = chunker_config.get("tokenizer") == "chars" or chunker_config.get("length") == "chars"
+    unit = "chars" if in_chars else "tokens"
     return size, unit, overlap
 
 
@@ -369,7 +399,8 @@ class PlannedScorer:
     cutoffs: tuple[int, ...]
 
 
-def plan_scorer(data: Any, chunker: Any, embedder: Any, *, units: str, unit_tokenizer: str | None, semantics: str,
+def plan_scorer(data: Any, chunker: Any, embedder: Any, *, units: str, unit_tokenizer: str | None,
+                semantics: Literal["set", "chroma"],
                 k: int | list[int] | str, retrieval: str, scope: str, hnsw: dict[str, Any],
                 embed: dict[str, Any]) -> PlannedScorer:
     """One scoring of a (chunker, embedder) pair with a ``config_id`` per cut-off.

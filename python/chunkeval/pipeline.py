@@ -49,6 +49,8 @@ __all__ = [
 #: Chroma's ``retrieve=-1`` asks the retriever for at most this many results.
 CHROMA_AUTO_MAX_RESULTS = 20
 KSpec = int | Sequence[int] | Literal["auto"]
+SemanticsName = Literal["set", "chroma"]
+BackendName = Literal["auto", "cpp", "numba", "python"]
 
 
 class Embedder:
@@ -57,6 +59,15 @@ class Embedder:
 
     def embed(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - documentation only
         raise NotImplementedError
+
+
+def semantics_name(value: str) -> SemanticsName:
+    """``value`` checked to be a semantics name."""
+    if value == "set":
+        return "set"
+    if value == "chroma":
+        return "chroma"
+    raise ValueError(f"semantics: {value!r} is not one of ['set', 'chroma']")
 
 
 # ------------------------------------------------------------------------------------- documents
@@ -83,7 +94,7 @@ def chunk_stage(documents: pa.Table, chunker: Chunker, *, show_progress: bool | 
     spans = chunker.chunk(texts, show_progress=show_progress)
     doc = docs[spans.doc] if len(spans) else np.zeros(0, dtype=np.int64)
     start, end = spans.start, spans.end
-    pieces = [texts[d][s:e] for d, s, e in zip(spans.doc.tolist(), start.tolist(), end.tolist())]
+    pieces = [texts[d][s:e] for d, s, e in zip(spans.doc.tolist(), start.tolist(), end.tolist(), strict=True)]
     return pa.table({"chunk_id": pa.array(np.arange(len(spans), dtype=np.int64)), "doc": pa.array(doc),
                      "start": pa.array(start), "end": pa.array(end), "text": pa.array(pieces, pa.large_string())})
 
@@ -132,8 +143,10 @@ class SearchOutput:
     def table(self) -> pa.Table:
         valid = self.ids >= 0
         return pa.table({
-            "retrieved_chunk_ids": pa.array([r[v].tolist() for r, v in zip(self.ids, valid)], pa.list_(pa.int64())),
-            "retrieved_scores": pa.array([s[v].tolist() for s, v in zip(self.scores, valid)], pa.list_(pa.float32())),
+            "retrieved_chunk_ids": pa.array([r[v].tolist() for r, v in zip(self.ids, valid, strict=True)],
+                                            pa.list_(pa.int64())),
+            "retrieved_scores": pa.array([s[v].tolist() for s, v in zip(self.scores, valid, strict=True)],
+                                         pa.list_(pa.float32())),
         })
 
 
@@ -295,8 +308,8 @@ class Scoring:
                 "coverage": m.coverage, "n_evidence_chunks": m.n_evidence_chunks}
 
 
-def score_stage(spans: UnitSpans, ids: np.ndarray, *, k: Any, semantics: str = "set", groups: Any = None,
-                num_threads: int | None = None, backend: str = "auto") -> Scoring:
+def score_stage(spans: UnitSpans, ids: np.ndarray, *, k: Any, semantics: SemanticsName = "set",
+                groups: Any = None, num_threads: int | None = None, backend: BackendName = "auto") -> Scoring:
     """Span metrics of ranked character chunk ids at every cut-off of ``k``, in one engine pass.
 
     In token units a chunk can hold no token (whitespace under a tokenizer that skips it): such a
@@ -350,8 +363,8 @@ def score_stage(spans: UnitSpans, ids: np.ndarray, *, k: Any, semantics: str = "
 
 
 def score_retrieved(references: RaggedSpans, retrieved: RaggedSpans, chunks: Spans | None, *, k: Any,
-                    semantics: str = "set", groups: Any = None, num_threads: int | None = None,
-                    backend: str = "auto") -> Scoring:
+                    semantics: SemanticsName = "set", groups: Any = None, num_threads: int | None = None,
+                    backend: BackendName = "auto") -> Scoring:
     """Span metrics of ranked retrieved spans (a user's own lists, or chunk rows) at every cut-off
     of ``k`` in one engine pass; ``scored[q, j]`` is the number of rows cut-off ``j`` covers."""
     mode, ks, _ = parse_k(k)
@@ -383,7 +396,7 @@ def search_size(k: Any, n_evidence: np.ndarray | None = None) -> int:
     return int(max(ks))
 
 
-def evidence_counts(spans: UnitSpans, semantics: str) -> np.ndarray:
+def evidence_counts(spans: UnitSpans, semantics: SemanticsName) -> np.ndarray:
     """``n_evidence_chunks`` per question (Chroma's auto cut-off), without scoring any retrieval."""
     nothing = RaggedSpans(np.zeros(spans.references.n_questions + 1, dtype=np.int64), [], [], [])
     return span_metrics(spans.references, nothing, spans.chunks, semantics=semantics).n_evidence_chunks
@@ -397,7 +410,7 @@ class Scorer:
     """One scoring of a (chunking, embedder) pair: units and semantics, every cut-off of ``k``."""
 
     units: str
-    semantics: str
+    semantics: SemanticsName
     k: Any  # a list of cut-offs, or "auto"
     config_ids: tuple[str, ...]  # one per cut-off (one for auto)
 
@@ -463,7 +476,8 @@ def run_group(
 
     t = time.perf_counter()
     question_ids = [str(q["question_id"]) for q in dataset.questions]
-    cost = {"n_chunks": len(chunks), "embedded_tokens": _embedded_tokens(embedder, chunks), "index_bytes": search.index_bytes}
+    cost = {"n_chunks": len(chunks), "embedded_tokens": _embedded_tokens(embedder, chunks),
+            "index_bytes": search.index_bytes}
     chunk_corpus = corpus_of_doc[spans.doc].tolist()
     tables: dict[str, pa.Table] = {}
     scorings: dict[tuple[str, str], Scoring] = {}
@@ -471,11 +485,11 @@ def run_group(
         scoring = score_stage(unit_spans[scorer.units], search.ids, k=scorer.k, semantics=scorer.semantics,
                               groups=question_corpus, num_threads=num_threads)
         scorings[(scorer.units, scorer.semantics)] = scoring
-        for column, (cutoff, cid) in enumerate(zip(scoring.cutoffs, scorer.config_ids)):
+        for column, (cutoff, cid) in enumerate(zip(scoring.cutoffs, scorer.config_ids, strict=True)):
             config = replace(attributes, k=cutoff, units=scorer.units, semantics=scorer.semantics)
-            ids_at = [row[:n][row[:n] >= 0] for row, n in zip(search.ids, scoring.scored[:, column])]
+            ids_at = [row[:n][row[:n] >= 0] for row, n in zip(search.ids, scoring.scored[:, column], strict=True)]
             scores_at = [row[:n][ids_row[:n] >= 0] for row, ids_row, n in
-                         zip(search.scores, search.ids, scoring.scored[:, column])]
+                         zip(search.scores, search.ids, scoring.scored[:, column], strict=True)]
             tables[cid] = rs.results_table(
                 config, cid, question_ids=question_ids, corpus_ids=question_corpus.tolist(),
                 metrics=scoring.at(column), retrieved_ids=ids_at, retrieved_scores=scores_at,

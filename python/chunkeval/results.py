@@ -256,8 +256,8 @@ def conform(table: pa.Table, source: str = "results") -> pa.Table:
         hint = ""
         if any("@" in c for c in table.column_names):
             hint = " (this looks like a wide table of an older chunkeval; rerun the evaluation to write the long table)"
-        raise ValueError(f"{source}: the table lacks column(s) {missing}, so it is not a chunkeval results table{hint}; "
-                         f"results tables have {list(_REQUIRED)}")
+        raise ValueError(f"{source}: the table lacks column(s) {missing}, so it is not a chunkeval results "
+                         f"table{hint}; results tables have {list(_REQUIRED)}")
     columns = []
     for field in SCHEMA:
         if field.name not in table.column_names:
@@ -299,13 +299,14 @@ def read_results(*sources: str | os.PathLike[str] | pa.Table | Iterable[str | os
             try:
                 raw = pq.read_table(file)
             except (pa.ArrowInvalid, OSError) as exc:
-                raise ValueError(f"results: {file} is not a readable Parquet file ({' '.join(str(exc).split())})") from None
+                reason = " ".join(str(exc).split())
+                raise ValueError(f"results: {file} is not a readable Parquet file ({reason})") from None
             tables.append(conform(raw, str(file)))
             names.append(str(file))
             configs.update(provenance(raw))
     seen: dict[tuple[str, str], int] = {}
     for index, table in enumerate(tables):
-        keys = zip(table.column("config_id").to_pylist(), table.column("question_id").to_pylist())
+        keys = zip(table.column("config_id").to_pylist(), table.column("question_id").to_pylist(), strict=True)
         for key in dict.fromkeys(keys):
             first = seen.setdefault(key, index)
             if first != index:

@@ -135,32 +135,8 @@ def read_span_files(references: str, retrieved: str, chunks: str | None = None, 
     if chunks_t is not None and chunks is not None:
         chunk_docs, chunk_start, chunk_end = _span_columns(chunks_t, chunks)
         chunk_spans = Spans(docs(chunk_docs), chunk_start, chunk_end, name="chunks")
-        chunked = {str(d) for d in chunk_docs}
-        for values, path in ((ref_docs, references), (ret_docs, retrieved)):
-            absent = [row for row, d in enumerate(values) if str(d) not in chunked]
-            if absent:
-                raise ValueError(f"{path}: row {display_row(path, absent[0])} names doc {values[absent[0]]!r}, which "
-                                 f"has no chunk in {chunks}; pass the chunking of every document the spans name")
-
-    for path, table in ((references, refs_t), (retrieved, rets_t)):
-        if table.column("question_id").null_count:
-            row = _first(table.column("question_id").is_null().to_numpy(zero_copy_only=False))
-            raise ValueError(f"{path}: row {display_row(path, row)} has no question_id")
-    questions: dict[str, int] = {}
-    ref_ids = [str(q) for q in refs_t.column("question_id").to_pylist()]
-    ref_q = np.array([questions.setdefault(q, len(questions)) for q in ref_ids], dtype=np.int64)
-    ret_ids = [str(q) for q in rets_t.column("question_id").to_pylist()]
-    unknown = [row for row, q in enumerate(ret_ids) if q not in questions]
-    if unknown:
-        raise ValueError(f"{retrieved}: row {display_row(retrieved, unknown[0])}: question_id {ret_ids[unknown[0]]!r} "
-                         f"has no reference in {references}")
-    ret_q = np.array([questions[q] for q in ret_ids], dtype=np.int64)
-    present = set(ret_ids)
-    missing = [q for q in questions if q not in present]
-    if missing and on_missing == "error":
-        raise ValueError(f"{retrieved}: question {missing[0]!r} of {references} has no retrieved row "
-                         f"({len(missing)} question(s) have none); add their rows, or pass --on-missing zero to score "
-                         "them as retrieving nothing")
+        _check_chunked(chunk_docs, chunks, ((ref_docs, references), (ret_docs, retrieved)))
+    questions, ref_q, ret_q, missing = _question_rows(refs_t, rets_t, references, retrieved, on_missing)
     rank = _ranks(rets_t, retrieved, len(ret_q))
 
     def ragged(q: np.ndarray, doc_values: list[Any], start: np.ndarray, end: np.ndarray, order_key: np.ndarray,
@@ -185,6 +161,42 @@ def read_span_files(references: str, retrieved: str, chunks: str | None = None, 
         names[i] = name
     first_doc = [str(ref_docs[first_row[q]]) for q in range(len(questions))]
     return SpanInputs(list(questions), refs, rets, chunk_spans, groups, names, first_doc, missing)
+
+
+def _check_chunked(chunk_docs: list[Any], chunks: str, files: Sequence[tuple[list[Any], str]]) -> None:
+    """Every doc the spans name has a chunk (else precision Ω and the auto cut-off mean nothing)."""
+    chunked = {str(d) for d in chunk_docs}
+    for values, path in files:
+        absent = [row for row, d in enumerate(values) if str(d) not in chunked]
+        if absent:
+            raise ValueError(f"{path}: row {display_row(path, absent[0])} names doc {values[absent[0]]!r}, which "
+                             f"has no chunk in {chunks}; pass the chunking of every document the spans name")
+
+
+def _question_rows(refs_t: pa.Table, rets_t: pa.Table, references: str, retrieved: str,
+                   on_missing: str) -> tuple[dict[str, int], np.ndarray, np.ndarray, list[str]]:
+    """Question numbers (first appearance in the references) of every row of both files, and the
+    questions without a retrieved row."""
+    for path, table in ((references, refs_t), (retrieved, rets_t)):
+        if table.column("question_id").null_count:
+            row = _first(table.column("question_id").is_null().to_numpy(zero_copy_only=False))
+            raise ValueError(f"{path}: row {display_row(path, row)} has no question_id")
+    questions: dict[str, int] = {}
+    ref_ids = [str(q) for q in refs_t.column("question_id").to_pylist()]
+    ref_q = np.array([questions.setdefault(q, len(questions)) for q in ref_ids], dtype=np.int64)
+    ret_ids = [str(q) for q in rets_t.column("question_id").to_pylist()]
+    unknown = [row for row, q in enumerate(ret_ids) if q not in questions]
+    if unknown:
+        raise ValueError(f"{retrieved}: row {display_row(retrieved, unknown[0])}: question_id {ret_ids[unknown[0]]!r} "
+                         f"has no reference in {references}")
+    ret_q = np.array([questions[q] for q in ret_ids], dtype=np.int64)
+    present = set(ret_ids)
+    missing = [q for q in questions if q not in present]
+    if missing and on_missing == "error":
+        raise ValueError(f"{retrieved}: question {missing[0]!r} of {references} has no retrieved row "
+                         f"({len(missing)} question(s) have none); add their rows, or pass --on-missing zero to score "
+                         "them as retrieving nothing")
+    return questions, ref_q, ret_q, missing
 
 
 def _ranks(table: pa.Table, path: str, n: int) -> np.ndarray:

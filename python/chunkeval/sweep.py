@@ -5,12 +5,13 @@ the questions once and each chunking's texts once (and its on-disk cache means a
 nothing), each (chunking, embedder) pair builds one index and searches once for the largest cut-off,
 and every cut-off of ``k`` comes from one pass of the metrics engine.
 
-A configuration is one (chunker, embedder, units, semantics, k): ``config_id`` hashes it with the
-dataset's fingerprint, the retrieval and the embedding settings, so each row of the results names
-exactly one configuration (what :mod:`chunkeval.report` compares). ``k = -1`` in the table stands
-for ``auto``; ``chunker`` is the chunker without its size and overlap (``fixed``, ``sentence``), so
-a report draws one line per chunker against ``chunk_size``, and ``chunker_name`` the full name. Results are written per configuration as ``parts/<config_id>.parquet`` (atomically)
-the moment its chunking is scored, and ``results.parquet`` concatenates them at the end. A rerun of
+A configuration is one (chunker, embedder, retrieval, units, semantics, k): ``config_id`` hashes
+it with the dataset's fingerprint and the embedding settings exactly as :func:`chunkeval.evaluate`
+does, so the same configuration has the same id and rows wherever it ran. The rows are the long
+results table of :mod:`chunkeval.results`. Each group of the work runs the stage layer
+(:func:`chunkeval.pipeline.run_group`). Results are written per configuration as
+``parts/<config_id>.parquet`` (atomically) the moment its chunking is scored, and
+``results.parquet`` concatenates them at the end; ``sweep.json`` says which were reused. A rerun of
 the same sweep skips every configuration whose part exists, so an interrupted sweep loses at most
 the (chunking, embedder) pair in flight.
 
@@ -39,9 +40,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +96,10 @@ def _grid_chunkers(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
             if overlap:
                 continue  # sentence chunks never overlap; one spec per size
             specs.append({"type": "sentence", "sentences_per_chunk": size})
+        elif kind in ("semantic", "cluster_semantic"):
+            if overlap:
+                continue  # semantic chunks never overlap; one spec per size
+            specs.append({"type": "cluster_semantic", "max_size": size, **extra})
         else:
             specs.append({"type": kind, "size": size, "overlap": overlap, **extra})
     # The product repeats sentence specs across overlaps: keep the first of each.
@@ -112,20 +119,46 @@ def sweep_config_from_dict(raw: Mapping[str, Any], source: str = "sweep config")
     unknown = sorted(set(raw) - _KNOWN_KEYS)
     if unknown:
         raise ValueError(f"{source}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN_KEYS)}")
+    _check_mappings(raw, source)
+    corpora = raw.get("corpora")
+    cfg = SweepConfig(
+        dataset=str(raw.get("dataset", "chroma-general")),
+        corpora=[corpora] if isinstance(corpora, str) else corpora,
+        max_questions=raw.get("max_questions"),
+        chunkers=_chunkers_of(raw, source),
+        embedders=_as_list(raw.get("embedders", ["all-MiniLM-L6-v2"]), "embedders"),
+        k=_k_of(raw, source),
+        units=_as_list(raw.get("units", ["chars"]), "units"),
+        semantics=_as_list(raw.get("semantics", ["set"]), "semantics"),
+        retrieval=dict(raw.get("retrieval", {"method": "hnsw", "scope": "global"})),
+        unit_tokenizer=str(raw.get("unit_tokenizer", "cl100k_base")),
+        embed=dict(raw.get("embed", {})),
+    )
+    _check_config(cfg, source)
+    return cfg
+
+
+def _chunkers_of(raw: Mapping[str, Any], source: str) -> list[Any]:
     chunkers = list(_as_list(raw["chunkers"], "chunkers")) if "chunkers" in raw else []
     if "grid" in raw:
         if not isinstance(raw["grid"], Mapping):
             raise ValueError(f"{source}: grid must be a mapping of type/size/overlap lists")
         chunkers += _grid_chunkers(raw["grid"])
-    if not chunkers:
-        chunkers = ["fixed:200:0"]
+    return chunkers or ["fixed:200:0"]
+
+
+def _k_of(raw: Mapping[str, Any], source: str) -> Any:
     k = raw.get("k", [1, 3, 5, 10])
-    if k != "auto":
-        k = _as_list(k, "k")
-        for i, v in enumerate(k):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{source}: k entry {i} is {v!r}; cut-offs are integers >= 1 (or k: auto)")
-        k = sorted(set(k))
+    if k == "auto":
+        return k
+    values = _as_list(k, "k")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{source}: k entry {i} is {v!r}; cut-offs are integers >= 1 (or k: auto)")
+    return sorted(set(values))
+
+
+def _check_mappings(raw: Mapping[str, Any], source: str) -> None:
     retrieval_keys = {"method", "scope", *hnsw_defaults()}
     for name, known in (("retrieval", retrieval_keys), ("embed", _EMBED_KEYS)):
         value = raw.get(name, {})
@@ -134,20 +167,9 @@ def sweep_config_from_dict(raw: Mapping[str, Any], source: str = "sweep config")
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(f"{source}: unknown {name} key(s) {unknown}; known: {sorted(known)}")
-    corpora = raw.get("corpora")
-    cfg = SweepConfig(
-        dataset=str(raw.get("dataset", "chroma-general")),
-        corpora=[corpora] if isinstance(corpora, str) else corpora,
-        max_questions=raw.get("max_questions"),
-        chunkers=chunkers,
-        embedders=_as_list(raw.get("embedders", ["all-MiniLM-L6-v2"]), "embedders"),
-        k=k,
-        units=_as_list(raw.get("units", ["chars"]), "units"),
-        semantics=_as_list(raw.get("semantics", ["set"]), "semantics"),
-        retrieval=dict(raw.get("retrieval", {"method": "hnsw", "scope": "global"})),
-        unit_tokenizer=str(raw.get("unit_tokenizer", "cl100k_base")),
-        embed=dict(raw.get("embed", {})),
-    )
+
+
+def _check_config(cfg: SweepConfig, source: str) -> None:
     for u in cfg.units:
         if u not in ("chars", "tokens"):
             raise ValueError(f"{source}: units entry {u!r} is not 'chars' or 'tokens'")
@@ -166,7 +188,6 @@ def sweep_config_from_dict(raw: Mapping[str, Any], source: str = "sweep config")
     for list_name in ("chunkers", "embedders", "units", "semantics"):
         if not getattr(cfg, list_name):
             raise ValueError(f"{source}: {list_name} is empty; give at least one")
-    return cfg
 
 
 def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
@@ -176,9 +197,9 @@ def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
         raise FileNotFoundError(f"{path}: no such sweep file")
     text = file.read_text(encoding="utf-8")
     if file.suffix.lower() == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10 has no tomllib; tomli is the same parser
+        else:  # Python 3.10 has no tomllib; tomli is the same parser
             try:
                 import tomli as tomllib
             except ModuleNotFoundError:
@@ -213,7 +234,7 @@ class _Plan:
     def missing(self, parts_dir: Path) -> Any:
         """The scorer for the cut-offs whose part is not on disk yet, or ``None``."""
         scorer = self.planned.scorer
-        todo = [(c, cid) for c, cid in zip(self.planned.cutoffs, scorer.config_ids)
+        todo = [(c, cid) for c, cid in zip(self.planned.cutoffs, scorer.config_ids, strict=False)
                 if not (parts_dir / f"{cid}.parquet").exists()]
         if not todo:
             return None
@@ -225,22 +246,38 @@ class _Plan:
 
 def run_sweep(
     config: SweepConfig, out_dir: str | os.PathLike[str], *, cache_dir: Any = "default",
-    num_threads: int | None = None, show_progress: bool | None = None,
+    num_threads: int | None = None, show_progress: bool | None = None, engine: str = "local",
+    ray_address: str | None = None,
 ) -> Path:
     """Run every configuration not already in ``out_dir/parts`` and return ``out_dir/results.parquet``.
+
+    ``engine="ray"`` runs each (chunker, embedder) group's stages on a Ray cluster (the one at
+    ``ray_address``, or a local one); the rows are the same as the local engine's.
 
     ``out_dir/sweep.json`` lists the configurations, and which of them this run computed and which
     it reused from an earlier run.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from . import __version__
     from . import pipeline as pl
     from . import results as rs
     from ._io import write_bytes_atomic
-    from .evaluate import (check_out_dir, chunker_key, configuration, embedder_label, load_dataset, make_chunker,
-                           make_embedder, plan_scorer)
+    from .evaluate import (
+        ENGINES,
+        check_out_dir,
+        chunker_key,
+        configuration,
+        embedder_label,
+        group_runner,
+        load_dataset,
+        make_chunker,
+        make_embedder,
+        plan_scorer,
+    )
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine: {engine!r} is not one of {list(ENGINES)}")
 
     out = Path(out_dir)
     check_out_dir(out)
@@ -258,6 +295,7 @@ def run_sweep(
     # fingerprints.
     embedders: dict[str, Any] = {embedder_label(e): make_embedder(e, cache_dir=cache_dir, show_progress=False, **embed)
                                  for e in config.embedders}
+    specs = {embedder_label(e): e for e in config.embedders}
     first_embedder = next(iter(embedders.values()))
     # The same chunking listed twice (a spec and the equal dict) would give duplicate config ids.
     chunkers = list({chunker_key(c): c for c in (make_chunker(spec, first_embedder)
@@ -270,7 +308,8 @@ def run_sweep(
 
         unit_tokenizer = token_spec(get_tokenizer(config.unit_tokenizer))
     plans = [_Plan(chunker, label, plan_scorer(data, chunker, embedder, units=units, unit_tokenizer=unit_tokenizer,
-                                               semantics=semantics, k=k, retrieval=method, scope=scope,
+                                               semantics=pl.semantics_name(semantics), k=k, retrieval=method,
+                                               scope=scope,
                                                hnsw=retrieval, embed=embed))
              for chunker in chunkers for label, embedder in embedders.items()
              for units in config.units for semantics in config.semantics]
@@ -292,15 +331,18 @@ def run_sweep(
         for (chunker, label), group in itertools.groupby(todo, key=lambda ps: (ps[0].chunker, ps[0].embedder)):
             scorers = [s for _, s in group]
             embedder = embedders[label]
-            output = pl.run_group(data, chunker, embedder, scorers, configuration(chunker, embedder, method, scope),
-                                  retrieval=method, scope=scope, hnsw=retrieval if method == "hnsw" else None,
-                                  unit_tokenizer=config.unit_tokenizer, num_threads=num_threads, check_recall=False,
-                                  question_vectors=question_vectors.get(label), chunks=chunkings.get(chunker_key(chunker)),
-                                  show_progress=False)
+            runner, group_embedder, extra = group_runner(engine, specs[label], embedder, ray_address=ray_address,
+                                                         embed_options=embed, cache_dir=cache_dir)
+            output = runner(data, chunker, group_embedder, scorers, configuration(chunker, embedder, method, scope),
+                            retrieval=method, scope=scope, hnsw=retrieval if method == "hnsw" else None,
+                            unit_tokenizer=config.unit_tokenizer, num_threads=num_threads, check_recall=False,
+                            question_vectors=question_vectors.get(label), chunks=chunkings.get(chunker_key(chunker)),
+                            show_progress=False, **extra)
             chunkings[chunker_key(chunker)] = output.chunks
             question_vectors[label] = output.question_vectors
             for cid, table in output.tables.items():
-                rs.write_results(table, parts_dir / f"{cid}.parquet", {cid: _provenance(data, chunker, embedder, table)})
+                provenance = {cid: _provenance(data, chunker, embedder, table)}
+                rs.write_results(table, parts_dir / f"{cid}.parquet", provenance)
                 bar.advance(task)
     tables = [pq.read_table(parts_dir / f"{cid}.parquet") for cid in all_ids]
     merged = rs.read_results(tables)
@@ -331,16 +373,28 @@ def _ints(text: str, flag: str) -> list[int]:
         raise ValueError(f"{flag} {text!r}: use comma-separated integers, e.g. 1,3,5") from None
 
 
+SWEEP_EXAMPLES = """examples:
+  chunkeval sweep --out sweep/ --types fixed,recursive --sizes 100,200,400 --k 1,3,5,10
+  chunkeval sweep sweep.yaml --out sweep/ --units chars,tokens      # a sweep file, flags override it
+  chunkeval report sweep/ --out report/"""
+
+
 def add_subparser(sub: Any) -> None:
+    from ._help import HelpFormatter
+
     p = sub.add_parser(
         "sweep",
         help="evaluate many configurations (chunkers x sizes x embedders x k x units), resumable",
         description="Run a sweep from a YAML/TOML file and/or flags; finished configurations are skipped on "
-                    "rerun. Writes OUT/parts/<config_id>.parquet per configuration and OUT/results.parquet.",
+                    "rerun. Writes OUT/parts/<config_id>.parquet per configuration and OUT/results.parquet "
+                    "(the long results table that chunkeval report reads), then prints the results per "
+                    "configuration and which ones were reused. Sweep file keys: "
+                    + ", ".join(sorted(_KNOWN_KEYS)) + ".",
+        epilog=SWEEP_EXAMPLES, formatter_class=HelpFormatter,
     )
     p.add_argument("config", nargs="?", default=None, help="sweep file (.yaml/.toml); flags override its fields")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--dataset", default=None, help="bundled dataset name or a folder (default: chroma-general)")
+    p.add_argument("--dataset", default=None, help="bundled dataset name or a folder (chroma-general when unset)")
     p.add_argument("--corpora", default=None, help="comma-separated corpus ids")
     p.add_argument("--max-questions", type=int, default=None, help="score only this many questions (seeded sample)")
     p.add_argument("--chunkers", default=None, help="comma-separated chunker specs, e.g. fixed:100:0,fixed:200:0")
@@ -351,29 +405,36 @@ def add_subparser(sub: Any) -> None:
     p.add_argument("--k", default=None, help="cut-offs, e.g. 1,3,5,10, or auto")
     p.add_argument("--units", default=None, help="chars,tokens")
     p.add_argument("--semantics", default=None, help="set,chroma")
-    p.add_argument("--retrieval", choices=["hnsw", "exact"], default=None, help="search method (default: hnsw)")
+    p.add_argument("--retrieval", choices=["hnsw", "exact"], default=None, help="search method (hnsw when unset)")
     p.add_argument("--scope", choices=["global", "corpus"], default=None,
-                   help="search all chunks or only the question's corpus (default: global)")
+                   help="search all chunks or only the question's corpus (global when unset)")
     p.add_argument("--cache-dir", default="default", help="embedding cache folder, or 'none'")
     p.add_argument("--threads", type=int, default=None, help="threads for the metrics engine (default: all cores)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="run the stages in this process, or on a Ray cluster (pip install 'chunkeval[distributed]')")
+    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run_cli)
 
 
 def _run_cli(args: Any) -> int:
-    raw: dict[str, Any] = {}
-    if args.config:
-        cfg = load_sweep_config(args.config)
-        raw = {k: v for k, v in cfg.__dict__.items()}
-    if args.dataset:
-        raw["dataset"] = args.dataset
-    if args.corpora:
-        raw["corpora"] = _split(args.corpora)
-    if args.max_questions is not None:
-        raw["max_questions"] = args.max_questions
+    config = sweep_config_from_dict(_raw_from_flags(args), args.config or "flags")
+    results = run_sweep(config, args.out, cache_dir=None if args.cache_dir == "none" else args.cache_dir,
+                        num_threads=args.threads, show_progress=False if args.quiet else None,
+                        engine=args.engine, ray_address=args.ray_address)
+    print_sweep(results)
+    return 0
+
+
+def _raw_from_flags(args: Any) -> dict[str, Any]:
+    """The sweep file's fields (if any) with the flags laid over them."""
+    raw: dict[str, Any] = dict(load_sweep_config(args.config).__dict__) if args.config else {}
+    simple = {"dataset": args.dataset, "corpora": _split(args.corpora), "max_questions": args.max_questions,
+              "embedders": _split(args.embedders), "units": _split(args.units), "semantics": _split(args.semantics)}
+    raw.update({key: value for key, value in simple.items() if value is not None})
     chunkers = list(raw.get("chunkers", [])) if args.config else []
     if args.chunkers:
-        chunkers = _split(args.chunkers)
+        chunkers = _split(args.chunkers) or []
     if args.sizes or args.types or args.overlaps:
         if not args.sizes:
             raise ValueError("--types/--overlaps build a grid of chunkers and need --sizes, e.g. --sizes 100,200,400")
@@ -382,14 +443,8 @@ def _run_cli(args: Any) -> int:
         chunkers = list(chunkers) + _grid_chunkers(grid)
     if chunkers:
         raw["chunkers"] = chunkers
-    if args.embedders:
-        raw["embedders"] = _split(args.embedders)
     if args.k:
         raw["k"] = "auto" if args.k == "auto" else _ints(args.k, "--k")
-    if args.units:
-        raw["units"] = _split(args.units)
-    if args.semantics:
-        raw["semantics"] = _split(args.semantics)
     retrieval = dict(raw.get("retrieval", {"method": "hnsw", "scope": "global"}))
     if args.retrieval:
         if args.retrieval == "exact":  # the file's HNSW parameters do not apply to an exact search
@@ -398,11 +453,7 @@ def _run_cli(args: Any) -> int:
     if args.scope:
         retrieval["scope"] = args.scope
     raw["retrieval"] = retrieval
-    config = sweep_config_from_dict(raw, args.config or "flags")
-    results = run_sweep(config, args.out, cache_dir=None if args.cache_dir == "none" else args.cache_dir,
-                        num_threads=args.threads, show_progress=False if args.quiet else None)
-    print_sweep(results)
-    return 0
+    return raw
 
 
 def print_sweep(results: Path) -> None:
