@@ -422,3 +422,53 @@ def test_evaluate_defaults_on_the_whole_benchmark(embedding_cache: Path, tmp_pat
     assert set(summary["corpora_scores"]) == set(data.corpus_ids)
     for corpus in data.corpus_ids:
         assert summary["corpora_scores"][corpus]["iou_mean"] == direct["corpora_scores"][corpus]["iou_mean"]
+
+
+# ------------------------------------------------------------------- metrics: missing questions
+
+
+def test_a_question_without_retrieved_rows_is_refused(parquet_files: dict[str, str], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    keep = [i for i, q in enumerate(RETRIEVED["question_id"]) if q != "q-two"]
+    path = _write({k: [v[i] for i in keep] for k, v in RETRIEVED.items()}, tmp_path / "t.parquet")
+    parquet_files["retrieved"] = str(path)
+    line = _user_error(capsys, _metrics(parquet_files))
+    assert line == (f"chunkeval metrics: error: {path}: question 'q-two' of {parquet_files['references']} has no "
+                    "retrieved row (1 question(s) have none); add their rows, or pass --on-missing zero to score them "
+                    "as retrieving nothing")
+
+
+def test_on_missing_zero_scores_and_reports_them(parquet_files: dict[str, str], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    keep = [i for i, q in enumerate(RETRIEVED["question_id"]) if q != "q-two"]
+    parquet_files["retrieved"] = str(_write({k: [v[i] for i in keep] for k, v in RETRIEVED.items()},
+                                            tmp_path / "t.parquet"))
+    out = tmp_path / "m.parquet"
+    assert main(_metrics(parquet_files, "--k", "2", "--on-missing", "zero", "--out", str(out), "--json")) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["questions_without_retrieved_rows"] == 1
+    assert "1 question(s) had no retrieved row and scored as retrieving nothing (first: 'q-two')" in captured.err
+    rows = {r["question_id"]: r for r in pq.read_table(out).to_pylist()}
+    assert (rows["q-two"]["recall"], rows["q-two"]["precision"], rows["q-two"]["iou"]) == (0.0, 0.0, 0.0)
+    assert (rows["q-worked"]["recall"], rows["q-worked"]["precision"]) == EXPECTED[2]["q-worked"][:2]
+    assert rows["q-two"]["retrieved_spans"] == [] and rows["q-worked"]["retrieved_spans"] == [
+        {"corpus_id": "report.txt", "start": 20, "end": 30}, {"corpus_id": "report.txt", "start": 50, "end": 60}]
+
+
+def test_evaluate_refuses_an_unwritable_out_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    line = _user_error(capsys, ["evaluate", "--out", str(taken)])
+    assert line == f"chunkeval evaluate: error: --out {taken}: is a file; pass a folder for the results " \
+                   "(it is created if missing)"
+
+
+def test_help_shows_defaults_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    for command, default, example in (("evaluate", "(default: fixed:200:0)", "chunkeval evaluate ./my-data"),
+                                      ("metrics", "(default: error)", "chunkeval metrics --references refs.csv"),
+                                      ("sweep", "(default: local)", "chunkeval sweep --out sweep/")):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert default in text and example in text, command
