@@ -4,6 +4,7 @@ tiling, repeated text, adapters and spec parsing."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,17 +35,18 @@ def corpora() -> list[str]:
 
 def spans_of(spans: Spans, doc: int = 0) -> list[tuple[int, int]]:
     rows = spans.doc == doc
-    return list(zip(spans.start[rows].tolist(), spans.end[rows].tolist()))
+    return list(zip(spans.start[rows].tolist(), spans.end[rows].tolist(), strict=True))
 
 
 def assert_tiles(spans: Spans, texts: list[str]) -> None:
+    """Chunks tile every document except for whitespace-only gaps (where a chunk would have held
+    nothing but whitespace), and no chunk is whitespace-only."""
     for doc, text in enumerate(texts):
         pieces = spans_of(spans, doc)
-        if not text:
-            assert pieces == []
-            continue
-        assert pieces[0][0] == 0 and pieces[-1][1] == len(text)
-        assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+        bounds = [0] + [x for piece in pieces for x in piece] + [len(text)]
+        gaps = list(zip(bounds[::2], bounds[1::2], strict=True))
+        assert all(s <= e and (s == e or text[s:e].isspace()) for s, e in gaps), gaps
+        assert not any(text[s:e].isspace() for s, e in pieces)
 
 
 def assert_well_formed(spans: Spans, texts: list[str]) -> None:
@@ -132,7 +134,7 @@ def test_fixed_with_hf_tokenizer() -> None:
         ({"tokenizer": "no-such-tokenizer"}, ValueError, "unknown tokenizer"),
     ],
 )
-def test_fixed_bad_arguments(kwargs: dict, error: type, message: str) -> None:
+def test_fixed_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         FixedTokenChunker(**kwargs)
 
@@ -146,9 +148,10 @@ def test_recursive_by_hand() -> None:
     spans = RecursiveChunker(10, length="chars").chunk([text])
     # "\n\n" splits [0,18) | [18,29); [0,18) is too long: "\n" splits [0,17) | [17,18);
     # [0,17) is too long: "." splits [0,8) | [8,17), which do not fit together; [18,29) is
-    # too long: " " splits [18,22) [22,26) [26,29), merged to [18,26) and [26,29).
-    assert spans_of(spans) == [(0, 8), (8, 17), (17, 18), (18, 26), (26, 29)]
-    assert chunk_texts(spans, [text]) == ["aaa bbb.", " ccc ddd\n", "\n", "eee fff ", "ggg"]
+    # too long: " " splits [18,22) [22,26) [26,29), merged to [18,26) and [26,29). The chunk
+    # [17,18) would be the lone "\n" of the "\n\n": whitespace only, so it is dropped (a gap).
+    assert spans_of(spans) == [(0, 8), (8, 17), (18, 26), (26, 29)]
+    assert chunk_texts(spans, [text]) == ["aaa bbb.", " ccc ddd\n", "eee fff ", "ggg"]
 
 
 def test_recursive_overlap_by_hand() -> None:
@@ -162,7 +165,9 @@ def test_recursive_strip_by_hand() -> None:
     plain = RecursiveChunker(8, length="chars").chunk([text])
     # "\n\n" cuts [0,11) [11,13) [13,20); [0,11) is re-cut by "\n" into [0,10) [10,11), and
     # [0,10) by " " into pieces merged to [0,6) [6,10); [11,13) and [13,20) do not fit together.
-    assert chunk_texts(plain, [text]) == ["  one ", "two\n", "\n", "\n\n", "three  "]
+    # [10,11) "\n" and [11,13) "\n\n" hold only whitespace and are dropped, leaving a gap.
+    assert chunk_texts(plain, [text]) == ["  one ", "two\n", "three  "]
+    assert spans_of(plain) == [(0, 6), (6, 10), (13, 20)]
     assert_tiles(plain, [text])
     stripped = RecursiveChunker(8, length="chars", strip=True).chunk([text])
     assert chunk_texts(stripped, [text]) == ["one", "two", "three"]
@@ -212,19 +217,21 @@ def test_recursive_bad_arguments() -> None:
 def test_sentences_by_hand() -> None:
     text = "Hello world. How are you?  Fine!\nOK"
     starts, ends = sentence_spans(text)
-    assert list(zip(starts.tolist(), ends.tolist())) == [(0, 13), (13, 27), (27, 33), (33, 35)]
+    assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == [(0, 13), (13, 27), (27, 33), (33, 35)]
     assert spans_of(SentenceChunker(1).chunk([text])) == [(0, 13), (13, 27), (27, 33), (33, 35)]
     assert spans_of(SentenceChunker(2).chunk([text])) == [(0, 27), (27, 35)]
     assert spans_of(SentenceChunker(5).chunk([text])) == [(0, 35)]
 
 
 def test_sentence_edge_cases() -> None:
-    texts = ["Pi is 3.14 today. Yes. ", "   ", "", "No stop at all"]
+    texts = ["Pi is 3.14 today. Yes. ", "   ", "", "No stop at all", "\n\nA. \r\n\t\u3000B."]
     spans = SentenceChunker(1).chunk(texts)
     assert spans_of(spans, 0) == [(0, 18), (18, 23)]
-    assert spans_of(spans, 1) == [(0, 3)]
+    assert spans_of(spans, 1) == []  # a whitespace-only document has no chunk
     assert spans_of(spans, 2) == []
     assert spans_of(spans, 3) == [(0, 14)]
+    # Sentences: "\n\nA. \r\n\t\u3000" (the leading blank lines belong to the first) and "B.".
+    assert spans_of(spans, 4) == [(0, 9), (9, 11)]
     with pytest.raises(ValueError, match="sentences_per_chunk must be >= 1"):
         SentenceChunker(0)
 
@@ -251,7 +258,8 @@ def test_repeated_paragraph_gets_the_right_spans() -> None:
 
 def test_text_chunker_errors() -> None:
     missing = "not in the text at all, and longer than forty characters"
-    with pytest.raises(ValueError, match=r"document 1, chunk 1 \('not in the text at all, and longer than '\) not found"):
+    with pytest.raises(ValueError,
+                       match=r"document 1, chunk 1 \('not in the text at all, and longer than '\) not found"):
         TextChunker(lambda t: [t[:3]] + ([missing] if len(t) > 3 else [])).chunk(["abc", "abcdef"])
     pair = PARAGRAPH + "\n\n" + PARAGRAPH
     with pytest.raises(ValueError, match="pass overlapping=True"):
@@ -272,38 +280,39 @@ def test_offset_chunker_sorts_and_validates() -> None:
     with pytest.raises(TypeError, match="span starts: row 0 is a boolean"):
         OffsetChunker(lambda t: [(True, 2)]).chunk(["abc"])
     with pytest.raises(TypeError, match="span ends: row 0 is str '2'"):
-        OffsetChunker(lambda t: [(0, "2")]).chunk(["abc"])
+        OffsetChunker(lambda t: [(0, "2")]).chunk(["abc"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match=r"\(start, end\) pair"):
-        OffsetChunker(lambda t: [(0, 1, 2)]).chunk(["abc"])
+        OffsetChunker(lambda t: [(0, 1, 2)]).chunk(["abc"])  # type: ignore[list-item]
 
 
 def test_offset_chunker_reads_a_tuple_of_two_arrays_as_two_pairs() -> None:
     text = "0123456789"
     # (array([0, 3]), array([5, 9])) is the spans (0, 3) and (5, 9), not the columns starts=[0, 3], ends=[5, 9].
-    spans = OffsetChunker(lambda t: (np.array([0, 3]), np.array([5, 9]))).chunk([text])
+    spans = OffsetChunker(lambda t: (np.array([0, 3]), np.array([5, 9]))).chunk([text])  # type: ignore[arg-type, return-value]
     assert spans_of(spans) == [(0, 3), (5, 9)]
     assert spans_of(OffsetChunker(lambda t: np.array([[5, 9], [0, 3]])).chunk([text])) == [(0, 3), (5, 9)]
     # Two arrays of any other length are not pairs: an error, not a guess at columns.
     with pytest.raises(ValueError, match=r"document 0, span 0 is .*\(start, end\) pair"):
-        OffsetChunker(lambda t: (np.array([0, 3, 6]), np.array([3, 6, 9]))).chunk([text])
+        OffsetChunker(lambda t: (np.array([0, 3, 6]), np.array([3, 6, 9]))).chunk([text])  # type: ignore[arg-type, return-value]
 
 
 def test_offset_chunker_never_truncates_float_offsets() -> None:
     text = "0123456789"
-    assert spans_of(OffsetChunker(lambda t: [(0.0, 2.0), (2.0, 5.0)]).chunk([text])) == [(0, 2), (2, 5)]
+    integral = OffsetChunker(lambda t: [(0.0, 2.0), (2.0, 5.0)])  # type: ignore[list-item]
+    assert spans_of(integral.chunk([text])) == [(0, 2), (2, 5)]
     with pytest.raises(ValueError, match=r"document 0, span starts: row 0 is 0\.7; offsets must be finite integers"):
-        OffsetChunker(lambda t: (np.array([0.7, 5.5]), np.array([3.0, 9.0]))).chunk([text])
+        OffsetChunker(lambda t: (np.array([0.7, 5.5]), np.array([3.0, 9.0]))).chunk([text])  # type: ignore[arg-type, return-value]
     with pytest.raises(ValueError, match=r"document 0, span ends: row 1 is 9\.5"):
-        OffsetChunker(lambda t: [(0, 3), (5, 9.5)]).chunk([text])
+        OffsetChunker(lambda t: [(0, 3), (5, 9.5)]).chunk([text])  # type: ignore[list-item]
     with pytest.raises(ValueError, match=r"span starts: row 0 is nan"):
-        OffsetChunker(lambda t: [(float("nan"), 3)]).chunk([text])
+        OffsetChunker(lambda t: [(float("nan"), 3)]).chunk([text])  # type: ignore[list-item]
 
 
 def test_span_columns_are_the_column_form() -> None:
     class Columns(Chunker):
         name = "columns"
 
-        def config(self) -> dict:
+        def config(self) -> dict[str, object]:
             return {"type": "columns"}
 
         def _spans(self, text: str) -> SpanColumns:
@@ -317,7 +326,7 @@ def test_span_columns_are_the_column_form() -> None:
 def test_chunk_input_checks_and_chunk_texts() -> None:
     chunker = SentenceChunker(1)
     with pytest.raises(TypeError, match="got a single str"):
-        chunker.chunk("A. B.")  # type: ignore[arg-type]
+        chunker.chunk("A. B.")
     with pytest.raises(TypeError, match=r"texts\[1\] is int"):
         chunker.chunk(["A.", 3])  # type: ignore[list-item]
     texts = ["A. B.", "C."]
@@ -377,7 +386,7 @@ def test_config_round_trips(chunker: Chunker) -> None:
         ("fixed", "lacks a size"),
         ("fixed:abc", "size 'abc' is not an integer"),
         ("fixed:10:x", "overlap 'x' is not an integer"),
-        ("sentence", "expected 'sentence:<n>'"),
+        ("sentence", r"chunker spec 'sentence': lacks <n>, the sentences per chunk"),
         ("nope:3", "unknown chunker spec 'nope:3'"),
         ({"type": "mystery"}, "unknown or missing 'type'"),
         ({"size": 3}, "unknown or missing 'type'"),

@@ -4,7 +4,9 @@ and HNSW recall on the bundled benchmark embedded with the real model."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -151,7 +153,7 @@ def test_hnsw_raises_ef_search_to_k() -> None:
 
 
 @pytest.mark.parametrize("method", ["exact", "hnsw"])
-def test_corpus_scope_searches_only_the_query_group(method: str) -> None:
+def test_corpus_scope_searches_only_the_query_group(method: Literal["exact", "hnsw"]) -> None:
     rng = np.random.default_rng(11)
     vectors = rng.normal(size=(400, 16)).astype(np.float32)
     groups = np.array(["a", "b", "c", "d"], dtype="U4")[rng.integers(0, 4, size=400)]
@@ -210,6 +212,104 @@ def test_recall_at_k_by_hand() -> None:
     assert np.isnan(recall_at_k(exact[2:], exact[2:]))
     with pytest.raises(ValueError, match="same shape"):
         recall_at_k(approx[:, :2], exact)
+
+
+def best_overlap_recall(approx: np.ndarray, exact: np.ndarray, queries: np.ndarray, vectors: np.ndarray,
+                        atol: float) -> float:
+    """Independent reference for tie-aware recall: per query, the largest |approx ∩ T| / m over every
+    correct top-m set T, enumerated by brute force. T is correct when it holds every vector scoring
+    above s_k + atol and is filled with vectors scoring at least s_k - atol (s_k: the exact list's
+    lowest score, m its length), scores being float64 cosines."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True).astype(np.float64)
+    x = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).astype(np.float64)
+    sim = q.astype(np.float32).astype(np.float64) @ x.astype(np.float32).astype(np.float64).T
+    recalls = []
+    for row in range(len(q)):
+        found = [int(j) for j in exact[row] if j >= 0]
+        if not found:
+            continue
+        kth = min(sim[row, j] for j in found)
+        required = {j for j in range(len(x)) if sim[row, j] > kth + atol}
+        pool = [j for j in range(len(x)) if j not in required and sim[row, j] >= kth - atol]
+        returned = {int(j) for j in approx[row] if j >= 0}
+        best = max(len(returned & (required | set(fill)))
+                   for fill in itertools.combinations(pool, len(found) - len(required)))
+        recalls.append(best / len(found))
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def test_recall_up_to_ties_by_hand() -> None:
+    # Vectors 1, 2 and 3 are identical; query 0 scores 0 (cos 1) and the copies (cos 0.6) alike.
+    vectors = np.array([[1, 0], [0.6, 0.8], [0.6, 0.8], [0.6, 0.8], [0, 1]], dtype=np.float32)
+    queries = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    exact = np.array([[0, 1], [0, 1], [4, 1]])
+    approx = np.array([[0, 3],  # another copy of the 2nd result: no miss
+                       [2, 3],  # two copies of the 2nd, but the required 1st (cos 1 > 0.6) is missing
+                       [4, 4]])  # a repeated id counts once
+    assert recall_at_k(approx, exact) == pytest.approx((1 / 2 + 0 + 1 / 2) / 3)  # by id
+    tied = recall_at_k(approx, exact, queries=queries, vectors=vectors)
+    assert tied == pytest.approx((1 + 1 / 2 + 1 / 2) / 3)
+    assert tied == pytest.approx(best_overlap_recall(approx, exact, queries, vectors, retrieval.TIE_ATOL))
+    # The same from the scores the two searches return with their ids.
+    approx_scores = np.array([[1.0, 0.6], [0.6, 0.6], [1.0, 1.0]], dtype=np.float32)
+    exact_scores = np.array([[1.0, 0.6], [1.0, 0.6], [1.0, 0.0]], dtype=np.float32)
+    assert recall_at_k(approx, exact, approx_scores=approx_scores, exact_scores=exact_scores) == pytest.approx(tied)
+    # Scores a hair apart are a tie within atol, a miss beyond it.
+    near = np.array([[1, 0], [0.6, 0.8], [0.6 - 2e-6, 0.8]], dtype=np.float32)  # cos 1.3e-6 below
+    assert recall_at_k(np.array([[0, 2]]), np.array([[0, 1]]), queries=queries[:1], vectors=near) == 0.5
+    assert recall_at_k(np.array([[0, 2]]), np.array([[0, 1]]), queries=queries[:1], vectors=near, atol=1e-5) == 1.0
+    assert retrieval.TIE_ATOL == 8 * 2.0**-23
+
+
+def test_recall_up_to_ties_errors() -> None:
+    vectors = np.eye(3, dtype=np.float32)
+    ids = np.array([[0, 1]])
+    with pytest.raises(ValueError, match="pass both queries and vectors"):
+        recall_at_k(ids, ids, queries=vectors[:1])
+    with pytest.raises(ValueError, match="queries has 2 rows but the id arrays have 1"):
+        recall_at_k(ids, ids, queries=vectors[:2], vectors=vectors)
+    with pytest.raises(ValueError, match="exact_ids holds id 7 but vectors has 3 rows"):
+        recall_at_k(ids, np.array([[0, 7]]), queries=vectors[:1], vectors=vectors)
+    with pytest.raises(ValueError, match="queries has 2 columns but the index holds 3-dimensional"):
+        recall_at_k(ids, ids, queries=np.ones((1, 2)), vectors=vectors)
+    with pytest.raises(ValueError, match="atol must be a finite number >= 0"):
+        recall_at_k(ids, ids, queries=vectors[:1], vectors=vectors, atol=-1.0)
+    scores = np.array([[1.0, 0.5]])
+    with pytest.raises(ValueError, match="pass both approx_scores and exact_scores"):
+        recall_at_k(ids, ids, approx_scores=scores)
+    with pytest.raises(ValueError, match="not both"):
+        recall_at_k(ids, ids, approx_scores=scores, exact_scores=scores, queries=vectors[:1], vectors=vectors)
+    with pytest.raises(ValueError, match=r"exact_scores has shape \(2,\) but the ids have \(1, 2\)"):
+        recall_at_k(ids, ids, approx_scores=scores, exact_scores=scores[0])
+    with pytest.raises(TypeError, match="approx_scores must hold real numbers"):
+        recall_at_k(ids, ids, approx_scores=np.array([["a", "b"]]), exact_scores=scores)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hnsw_on_duplicate_vectors_is_exact_up_to_ties(seed: int) -> None:
+    # 300 distinct vectors, 20 of them stored 11 times over: HNSW returns other copies than the
+    # exact search (lowest ids), which by id are misses; up to ties it finds every neighbour.
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(300, 32)).astype(np.float32)
+    vectors = np.concatenate([base, np.repeat(base[:20], 10, axis=0)])[rng.permutation(500)]
+    queries = np.concatenate([base[:20] + 0.05 * rng.normal(size=(20, 32)).astype(np.float32),
+                              rng.normal(size=(30, 32)).astype(np.float32)])
+    exact, exact_scores = ExactIndex(vectors).search(queries, 5)
+    approx, approx_scores = HNSWIndex(vectors, seed=seed).search(queries, 5)
+    by_id = recall_at_k(approx, exact)
+    tied = recall_at_k(approx, exact, queries=queries, vectors=vectors)
+    assert by_id < 0.95 and tied == 1.0
+    assert recall_at_k(approx, exact, approx_scores=approx_scores, exact_scores=exact_scores) == 1.0
+    # Scoring the same ids exactly, at atol 0, the copies still tie: nothing but ties was missed.
+    assert recall_at_k(approx, exact, queries=queries, vectors=vectors, atol=0.0) == 1.0
+    # The same on sign vectors, where distinct vectors tie too, checked against the brute force.
+    signs = sign_vectors(rng, 60)
+    queries = sign_vectors(rng, 15)
+    exact, _ = ExactIndex(signs).search(queries, 4)
+    for approx in (HNSWIndex(signs, M=2, ef_construction=4, ef_search=4, seed=seed).search(queries, 4)[0],
+                   np.roll(exact, 1, axis=0), exact[:, ::-1]):
+        assert recall_at_k(approx, exact, queries=queries, vectors=signs) == pytest.approx(
+            best_overlap_recall(approx, exact, queries, signs, retrieval.TIE_ATOL))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ class TableEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         self.calls.append(list(texts))
         rows = np.array([self.table[t] for t in texts], dtype=np.float32)
-        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        return np.asarray(rows / np.linalg.norm(rows, axis=1, keepdims=True))
 
 
 class LetterEmbedder:
@@ -36,7 +36,7 @@ class LetterEmbedder:
             for ch in t.lower():
                 out[i, ord(ch) - 97 if "a" <= ch <= "z" else 26] += 1
         out[:, 26] += 0.01  # no zero rows
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+        return np.asarray(out / np.linalg.norm(out, axis=1, keepdims=True))
 
 
 def _objective(vectors: np.ndarray, ends: list[int]) -> float:
@@ -58,8 +58,23 @@ def test_two_topics_give_two_chunks() -> None:
     chunker = ClusterSemanticChunker(max_size=20, piece_size=5, length="chars", embedder=embedder)
     text = "AAAA AAAA BBBB BBBB "
     spans = chunker.chunk([text])
-    assert list(zip(spans.doc.tolist(), spans.start.tolist(), spans.end.tolist())) == [(0, 0, 10), (0, 10, 20)]
+    rows = zip(spans.doc.tolist(), spans.start.tolist(), spans.end.tolist(), strict=True)
+    assert list(rows) == [(0, 0, 10), (0, 10, 20)]
     assert embedder.calls == [["AAAA ", "AAAA ", "BBBB ", "BBBB "]]
+
+
+def test_a_chunk_of_blank_lines_is_dropped() -> None:
+    # Pieces "AAAA " "AAAA " and two runs of five newlines; A ⟂ blank, so the DP cuts AA|BB as in
+    # test_two_topics_give_two_chunks, and the second chunk, all whitespace, is not emitted.
+    blank = "\n" * 5
+    embedder = TableEmbedder({"AAAA ": [1, 0], blank: [0, 1]})
+    chunker = ClusterSemanticChunker(max_size=20, piece_size=5, length="chars", embedder=embedder)
+    text = "AAAA AAAA " + blank * 2
+    assert chunker.pieces(text)[1].tolist() == [5, 10, 15, 20]
+    spans = chunker.chunk([text, blank])
+    rows = zip(spans.doc.tolist(), spans.start.tolist(), spans.end.tolist(), strict=True)
+    assert list(rows) == [(0, 0, 10)]
+    assert embedder.calls == [["AAAA ", "AAAA ", blank, blank, blank]]
 
 
 def test_three_topics_with_size_limit() -> None:
@@ -95,7 +110,7 @@ def test_dp_matches_brute_force(n: int, dim: int, max_size: int, seed: int) -> N
     ends = segment_pieces(vectors, lengths, max_size).tolist()
     assert ends[-1] == n and ends == sorted(set(ends))
     starts = [0] + ends[:-1]
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         assert e - s == 1 or lengths[s:e].sum() <= max_size
     if n == 1:
         return
@@ -103,7 +118,7 @@ def test_dp_matches_brute_force(n: int, dim: int, max_size: int, seed: int) -> N
     for cut_mask in itertools.product((0, 1), repeat=n - 1):
         candidate = [i + 1 for i, cut in enumerate(cut_mask) if cut] + [n]
         bounds = [0] + candidate
-        if all(e - s == 1 or lengths[s:e].sum() <= max_size for s, e in zip(bounds, bounds[1:])):
+        if all(e - s == 1 or lengths[s:e].sum() <= max_size for s, e in zip(bounds, bounds[1:], strict=False)):
             best = max(best, _objective(vectors, candidate))
     assert _objective(vectors, ends) == pytest.approx(best, abs=1e-9)
 
@@ -111,7 +126,7 @@ def test_dp_matches_brute_force(n: int, dim: int, max_size: int, seed: int) -> N
 def test_pieces_prefer_paragraph_then_sentence_then_word() -> None:
     text = "One two three.\n\nFour five six seven. Eight nine ten eleven twelve"
     starts, ends, lengths = split_pieces(text, 24)
-    pieces = [text[s:e] for s, e in zip(starts, ends)]
+    pieces = [text[s:e] for s, e in zip(starts, ends, strict=True)]
     assert pieces == ["One two three.\n\n", "Four five six seven. ", "Eight nine ten eleven ", "twelve"]
     assert lengths.tolist() == [len(p) for p in pieces]
     # No whitespace in a window: the cut falls where the window ends; "3.5" is no sentence end.
@@ -133,7 +148,7 @@ def test_token_pieces_and_chunks_tile_and_respect_max_size() -> None:
     token_starts = tokenizer.offsets(text)
     token_starts = token_starts[token_starts[:, 1] > token_starts[:, 0], 0]
     assert starts[0] == 0 and ends[-1] == len(text) and np.array_equal(starts[1:], ends[:-1])
-    for s, e, n in zip(starts, ends, lengths):
+    for s, e, n in zip(starts, ends, lengths, strict=True):
         assert n == np.count_nonzero((token_starts >= s) & (token_starts < e))
         assert n <= 12
     spans = chunker.chunk([text, "short", ""])
@@ -141,7 +156,7 @@ def test_token_pieces_and_chunks_tile_and_respect_max_size() -> None:
     doc0 = spans.doc == 0
     s0, e0 = spans.start[doc0], spans.end[doc0]
     assert s0[0] == 0 and e0[-1] == len(text) and np.array_equal(s0[1:], e0[:-1]) and (e0 > s0).all()
-    for s, e in zip(s0, e0):
+    for s, e in zip(s0, e0, strict=True):
         assert np.count_nonzero((token_starts >= s) & (token_starts < e)) <= 40
         # Chunks are unions of whole pieces.
         assert s in starts and e in ends
@@ -168,7 +183,7 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="length must be"):
         ClusterSemanticChunker(length="words")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="embed"):
-        ClusterSemanticChunker(embedder=42)
+        ClusterSemanticChunker(embedder=42)  # type: ignore[arg-type]
 
     class Broken:
         def embed(self, texts: list[str]) -> np.ndarray:
@@ -177,7 +192,7 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="one row per text"):
         ClusterSemanticChunker(max_size=10, piece_size=5, length="chars", embedder=Broken()).chunk(["hello world"])
     with pytest.raises(TypeError, match="wrap it in a list"):
-        ClusterSemanticChunker(length="chars", embedder=LetterEmbedder()).chunk("text")  # type: ignore[arg-type]
+        ClusterSemanticChunker(length="chars", embedder=LetterEmbedder()).chunk("text")
 
 
 @pytest.mark.slow

@@ -8,11 +8,19 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from chunkeval.stats import compare, paired_bootstrap_ci, paired_permutation_test
+from chunkeval.stats import (
+    bootstrap_mean_ci,
+    bootstrap_mean_cis,
+    compare,
+    paired_bootstrap_ci,
+    paired_permutation_test,
+)
 
 
 def _results(values_by_config: dict[str, dict[str, np.ndarray]], corpora: list[str]) -> pa.Table:
-    rows = {"config_id": [], "question_id": [], "corpus_id": [], "iou": [], "recall": [], "precision": []}
+    rows: dict[str, list[str | float]] = {
+        "config_id": [], "question_id": [], "corpus_id": [], "iou": [], "recall": [], "precision": []
+    }
     for config_id, metrics in values_by_config.items():
         n = len(metrics["iou"])
         for i in range(n):
@@ -52,7 +60,8 @@ def test_identical_configurations() -> None:
     a = np.random.default_rng(0).uniform(size=50)
     assert paired_bootstrap_ci(a, a) == (0.0, 0.0, 0.0)
     assert paired_permutation_test(a, a) == 1.0
-    table = _results({"x": {"iou": a, "recall": a, "precision": a}, "y": {"iou": a, "recall": a, "precision": a}}, ["c1", "c2"])
+    same = {"iou": a, "recall": a, "precision": a}
+    table = _results({"x": same, "y": same}, ["c1", "c2"])
     rows = compare(table, "x", "y")
     assert len(rows) == 3 * 3  # 3 metrics x (all, c1, c2)
     for row in rows:
@@ -63,7 +72,9 @@ def test_clearly_better_configuration_wins() -> None:
     rng = np.random.default_rng(7)
     a = rng.uniform(0.2, 0.6, size=200)
     b = a + 0.2 + rng.normal(0, 0.05, size=200)
-    table = _results({"base": {"iou": a, "recall": a, "precision": b}, "new": {"iou": b, "recall": b, "precision": a}}, ["c1", "c2"])
+    table = _results(
+        {"base": {"iou": a, "recall": a, "precision": b}, "new": {"iou": b, "recall": b, "precision": a}}, ["c1", "c2"]
+    )
     rows = {(r.metric, r.group): r for r in compare(table, "base", "new", n_resamples=2000, n_permutations=2000)}
     for group in ("all", "c1", "c2"):
         assert rows[("iou", group)].winner == "b"
@@ -105,7 +116,8 @@ def test_bootstrap_is_seeded_and_percentile() -> None:
     # The 30% and 70% quantiles both fall inside the block of 0.5s (cumulative 0.25 .. 0.75).
     diff, low, high = paired_bootstrap_ci(np.zeros(2), d, n_resamples=4000, confidence=0.4, seed=5)
     assert (diff, low, high) == (0.5, 0.5, 0.5)
-    assert paired_bootstrap_ci(np.zeros(9), np.arange(9.0), seed=2) == paired_bootstrap_ci(np.zeros(9), np.arange(9.0), seed=2)
+    first = paired_bootstrap_ci(np.zeros(9), np.arange(9.0), seed=2)
+    assert first == paired_bootstrap_ci(np.zeros(9), np.arange(9.0), seed=2)
 
 
 def test_mismatched_questions_are_an_error() -> None:
@@ -142,3 +154,57 @@ def test_bad_arrays() -> None:
         paired_permutation_test([1.0, np.nan], [1.0, 2.0])
     with pytest.raises(ValueError, match="empty"):
         paired_permutation_test([], [])
+
+
+def _gather_bootstrap(values: np.ndarray, n_resamples: int, confidence: float, seed: int) -> tuple[float, float]:
+    """Independent percentile bootstrap: index the resampled questions, average them, take quantiles."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_resamples, len(values)))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(values[idx].mean(axis=1), [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def test_bootstrap_mean_ci_matches_an_independent_implementation() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.beta(0.5, 2.0, size=73)
+    mean, low, high = bootstrap_mean_ci(values, n_resamples=3000, confidence=0.95, seed=9)
+    assert mean == pytest.approx(values.mean(), rel=1e-15)
+    assert (low, high) == pytest.approx(_gather_bootstrap(values, 3000, 0.95, 9), rel=1e-12, abs=1e-15)
+    # The interval of a mean shrinks like 1/sqrt(n): far narrower than the spread of the values.
+    assert low < mean < high and high - low < values.std()
+
+
+def test_bootstrap_mean_cis_columns_share_draws_and_are_independent_of_each_other() -> None:
+    rng = np.random.default_rng(6)
+    columns = rng.uniform(size=(40, 3))
+    mean, low, high = bootstrap_mean_cis(columns, n_resamples=500, seed=1)
+    for j in range(3):
+        assert (mean[j], low[j], high[j]) == pytest.approx(bootstrap_mean_ci(columns[:, j], n_resamples=500, seed=1),
+                                                           rel=1e-12)
+    # A long column splits the draws into batches (4M cells / 300,000 rows = 13 resamples each):
+    # the batches continue one random stream, so the result equals one big draw.
+    long = rng.uniform(size=300_000)
+    assert bootstrap_mean_ci(long, n_resamples=20, seed=3) == pytest.approx(
+        (long.mean(), *_gather_bootstrap(long, 20, 0.95, 3)), rel=1e-12)
+
+
+def test_paired_bootstrap_is_the_bootstrap_of_the_differences() -> None:
+    rng = np.random.default_rng(8)
+    a, b = rng.uniform(size=30), rng.uniform(size=30)
+    assert paired_bootstrap_ci(a, b, n_resamples=400, seed=4) == bootstrap_mean_ci(b - a, n_resamples=400, seed=4)
+
+
+def test_bootstrap_bad_input() -> None:
+    with pytest.raises(ValueError, match="columns must be 2-dimensional"):
+        bootstrap_mean_cis(np.zeros(3))
+    with pytest.raises(ValueError, match="values must be 1-dimensional"):
+        bootstrap_mean_ci(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="columns has no rows"):
+        bootstrap_mean_cis(np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="row 1, column 0 is nan"):
+        bootstrap_mean_cis(np.array([[0.0, 1.0], [np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="n_resamples must be a positive integer"):
+        bootstrap_mean_ci([0.1, 0.2], n_resamples=0)
+    with pytest.raises(ValueError, match="confidence must lie strictly between 0 and 1"):
+        bootstrap_mean_ci([0.1, 0.2], confidence=1.0)

@@ -10,7 +10,8 @@ and score ``-inf``.
 :func:`build_index` wraps either index in a :class:`Retriever` that can search all chunks
 (``scope="global"``, like the reference toolkit) or only the chunks of each query's own group,
 typically its corpus (``scope="corpus"``). :func:`recall_at_k` compares an approximate search
-with the exact one.
+with the exact one, by id or up to ties (an identical vector returned in place of another is no
+miss).
 
 hnswlib is imported only when an HNSW index is built.
 """
@@ -18,11 +19,12 @@ hnswlib is imported only when an HNSW index is built.
 from __future__ import annotations
 
 import operator
-from typing import Any, Hashable, Literal, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["ExactIndex", "HNSWIndex", "Retriever", "build_index", "hnsw_defaults", "recall_at_k"]
+__all__ = ["TIE_ATOL", "ExactIndex", "HNSWIndex", "Retriever", "build_index", "hnsw_defaults", "recall_at_k"]
 
 # Elements of one block of the query × vector score matrix (float32): bounds memory at ~64 MiB.
 _BLOCK_ELEMENTS = 1 << 24
@@ -59,12 +61,12 @@ def _check_k(k: Any) -> int:
     if isinstance(k, bool):
         raise TypeError("k must be a positive int, got a bool")
     try:
-        k = operator.index(k)
+        value = operator.index(k)
     except TypeError:
         raise TypeError(f"k must be a positive int, got {type(k).__name__}") from None
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    return k
+    if value < 1:
+        raise ValueError(f"k must be >= 1, got {value}")
+    return value
 
 
 def _empty_result(n_queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,12 +77,12 @@ def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int >= {minimum}, got a bool")
     try:
-        value = operator.index(value)
+        number = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number
 
 
 class ExactIndex:
@@ -94,7 +96,8 @@ class ExactIndex:
 
     def __init__(self, vectors: Any) -> None:
         self.vectors = _unit_rows(vectors, "vectors")
-        self.n, self.dim = self.vectors.shape
+        self.n: int = int(self.vectors.shape[0])
+        self.dim: int = int(self.vectors.shape[1])
 
     def __len__(self) -> int:
         return self.n
@@ -156,7 +159,8 @@ class HNSWIndex:
         self.seed = _positive_int(seed, "seed", 0)
         self.num_threads = _positive_int(num_threads, "num_threads")
         self.vectors = _unit_rows(vectors, "vectors")
-        self.n, self.dim = self.vectors.shape
+        self.n: int = int(self.vectors.shape[0])
+        self.dim: int = int(self.vectors.shape[1])
         self._index: Any = None
         if self.n:
             try:
@@ -235,7 +239,8 @@ class Retriever:
         """
         k = _check_k(k)
         if self.scope == "global":
-            return self._indexes[None].search(queries, k)
+            result: tuple[np.ndarray, np.ndarray] = self._indexes[None].search(queries, k)
+            return result
         q = _unit_rows(queries, "queries", self.dim)
         if query_groups is None:
             raise ValueError("query_groups is required with scope='corpus': pass each query's group "
@@ -261,7 +266,7 @@ def _group_labels(groups: Any, name: str, n: int) -> list[Hashable]:
     arr = np.asarray(groups)
     if arr.ndim != 1 or len(arr) != n:
         raise ValueError(f"{name} must be 1-D with one label per row ({n}), got shape {arr.shape}")
-    labels = arr.tolist()
+    labels: list[Hashable] = arr.tolist()
     for i, label in enumerate(labels):
         if label is None or (isinstance(label, float) and label != label):
             raise ValueError(f"{name}[{i}] is missing; every row needs a group label")
@@ -326,12 +331,37 @@ def build_index(vectors: Any, groups: Sequence[Hashable] | np.ndarray | None = N
     return Retriever(indexes, members, method, scope, n, dim, dict(params))
 
 
-def recall_at_k(approx_ids: Any, exact_ids: Any) -> float:
-    """Fraction of the exact top-k ids that the approximate search also returned, averaged over queries.
+#: Two cosines closer than this are the same score for :func:`recall_at_k`: eight float32 epsilons
+#: (about 9.5e-7), the rounding a float32 unit vector's entries and norm leave in a cosine.
+TIE_ATOL = 8 * float(np.finfo(np.float32).eps)
 
-    ``recall = mean_q |approx_q ∩ exact_q| / |exact_q|`` where ``exact_q`` ignores ``-1`` padding.
+
+def recall_at_k(approx_ids: Any, exact_ids: Any, *, approx_scores: Any = None, exact_scores: Any = None,
+                queries: Any = None, vectors: Any = None, atol: float = TIE_ATOL) -> float:
+    """Recall of an approximate search against the exact one, averaged over queries.
+
+    **By id** (ids only): ``recall_q = |approx_q ∩ exact_q| / |exact_q|``, where ``exact_q``
+    ignores ``-1`` padding. An approximate result that ties with an exact one (an identical
+    vector, say) but has another id counts as a miss.
+
+    **Up to ties**, from the cosine of every returned id: either ``approx_scores`` and
+    ``exact_scores`` as the two searches returned them (both indexes return exact float32 cosines
+    of their ids, which differ by a few float32 roundings between the two code paths, well within
+    ``atol``), or ``queries`` and ``vectors``, the arrays both searches ran on, from which every
+    score is recomputed the same way (float64 dot products of the L2-normalised float32 rows, so
+    identical vectors score identically). For query ``q`` with ``m`` valid exact results whose
+    lowest score is ``s_k``, an exact result is *required* when its score exceeds ``s_k + atol``:
+    every correct top-k holds it. Any other returned id is *tied* when its score is
+    ``>= s_k - atol``: it could stand in the exact top-k. Then
+
+    ``recall_q = (|approx_q ∩ required_q| + min(|tied approx_q|, m - |required_q|)) / m``
+
+    which is the largest overlap of ``approx_q`` with any correct top-k. A search that returns
+    another copy of a vector, or another of several vectors tied at the k-th score, loses
+    nothing; a tie never makes up for a missed required result. Repeated ids in a row count once.
+    ``atol`` defaults to :data:`TIE_ATOL` (eight float32 epsilons).
+
     Queries whose exact result is empty are left out; if every query is, the result is NaN.
-    Ties at the k-th place count as misses when the two searches pick different tied ids.
     """
     approx = np.asarray(approx_ids)
     exact = np.asarray(exact_ids)
@@ -340,10 +370,77 @@ def recall_at_k(approx_ids: Any, exact_ids: Any) -> float:
                          f"and {exact.shape}; search both with the same queries and k")
     if approx.dtype.kind not in "iu" or exact.dtype.kind not in "iu":
         raise TypeError("approx_ids and exact_ids must be integer id arrays (as returned by search)")
+    by_scores = approx_scores is not None or exact_scores is not None
+    by_vectors = queries is not None or vectors is not None
+    if by_scores and by_vectors:
+        raise ValueError("recall_at_k: pass approx_scores and exact_scores, or queries and vectors, not both")
+    if by_scores and (approx_scores is None or exact_scores is None):
+        raise ValueError("recall_at_k: pass both approx_scores and exact_scores (to count ties as hits) or neither")
+    if by_vectors and (queries is None or vectors is None):
+        raise ValueError("recall_at_k: pass both queries and vectors (to count ties as hits) or neither")
     valid = exact >= 0
-    hit = (exact[:, :, None] == approx[:, None, :]).any(axis=2) & valid
     n_valid = valid.sum(axis=1)
     keep = n_valid > 0
     if not keep.any():
         return float("nan")
-    return float(np.mean(hit.sum(axis=1)[keep] / n_valid[keep]))
+    if not (by_scores or by_vectors):
+        hit = (exact[:, :, None] == approx[:, None, :]).any(axis=2) & valid
+        return float(np.mean(hit.sum(axis=1)[keep] / n_valid[keep]))
+    if not np.isfinite(atol) or atol < 0:
+        raise ValueError(f"atol must be a finite number >= 0, got {atol}")
+    if by_scores:
+        approx_s = _score_array(approx_scores, "approx_scores", approx.shape)
+        exact_s = _score_array(exact_scores, "exact_scores", exact.shape)
+    else:
+        approx_s, exact_s = _recomputed_scores(approx, exact, queries, vectors)
+    hits = _tie_aware_hits(approx, exact, approx_s, exact_s, float(atol))
+    return float(np.mean(hits[keep] / n_valid[keep]))
+
+
+def _score_array(scores: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(scores)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape} but the ids have {shape}; pass the scores the search "
+                         "returned with those ids")
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _recomputed_scores(approx: np.ndarray, exact: np.ndarray, queries: Any, vectors: Any
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Cosines of every returned id, computed one way for both searches."""
+    x = _unit_rows(vectors, "vectors")
+    q = _unit_rows(queries, "queries", x.shape[1])
+    if len(q) != len(exact):
+        raise ValueError(f"queries has {len(q)} rows but the id arrays have {len(exact)}; pass the queries "
+                         "both searches ran on")
+    for name, ids in (("approx_ids", approx), ("exact_ids", exact)):
+        if ids.size and int(ids.max()) >= len(x):
+            raise ValueError(f"{name} holds id {int(ids.max())} but vectors has {len(x)} rows; pass the vectors "
+                             "both searches ran on (ids are their row numbers)")
+    q64 = q.astype(np.float64)
+
+    def scores(ids: np.ndarray) -> np.ndarray:
+        return np.asarray(np.einsum("qd,qkd->qk", q64, x[np.maximum(ids, 0)].astype(np.float64)))
+
+    return scores(approx), scores(exact)
+
+
+def _tie_aware_hits(approx: np.ndarray, exact: np.ndarray, approx_scores: np.ndarray, exact_scores: np.ndarray,
+                    atol: float) -> np.ndarray:
+    """Per query, the numerator of :func:`recall_at_k`'s tie-aware recall."""
+    valid_exact = exact >= 0
+    # A repeated id in an approximate row counts once: keep its first occurrence.
+    k = approx.shape[1]
+    earlier = np.tril(np.ones((k, k), dtype=bool), -1)
+    repeated = ((approx[:, :, None] == approx[:, None, :]) & earlier[None]).any(axis=2)
+    valid_approx = (approx >= 0) & ~repeated
+    exact_s = np.where(valid_exact, exact_scores, np.inf)
+    kth = exact_s.min(axis=1)
+    required = valid_exact & (exact_s > (kth + atol)[:, None])
+    in_required = ((approx[:, :, None] == exact[:, None, :]) & required[:, None, :]).any(axis=2) & valid_approx
+    with np.errstate(invalid="ignore"):  # padded rows hold -inf scores
+        tied = valid_approx & ~in_required & (approx_scores >= (kth - atol)[:, None])
+    room = valid_exact.sum(axis=1) - required.sum(axis=1)
+    return np.asarray(in_required.sum(axis=1) + np.minimum(tied.sum(axis=1), room))

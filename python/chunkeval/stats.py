@@ -4,8 +4,10 @@ Two configurations scored on the *same* questions give paired per-question value
 ``b[i]``. Everything here works on the differences ``d = b - a``, so question difficulty (which
 moves ``a[i]`` and ``b[i]`` together) cancels out:
 
-- :func:`paired_bootstrap_ci`: percentile confidence interval of ``mean(d)``, resampling
-  questions with replacement.
+- :func:`bootstrap_mean_ci` / :func:`bootstrap_mean_cis`: percentile bootstrap confidence interval
+  of a mean over questions (one column, or many columns resampled with the same questions).
+- :func:`paired_bootstrap_ci`: the same interval for ``mean(d)``, resampling questions with
+  replacement.
 - :func:`paired_permutation_test`: two-sided p-value of ``mean(d) = 0`` by random sign flips of
   ``d`` (exact enumeration of all ``2**n`` sign patterns when ``n <= 16``).
 - :func:`compare`: both, per metric and per group (corpus), from a per-question results table,
@@ -18,12 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = [
     "ComparisonRow",
+    "bootstrap_mean_ci",
+    "bootstrap_mean_cis",
     "compare",
     "paired_bootstrap_ci",
     "paired_permutation_test",
@@ -47,7 +52,8 @@ def _paired_differences(a: Any, b: Any) -> np.ndarray:
         finite = np.isfinite(arr)
         if not finite.all():
             row = int(np.argmin(finite))
-            raise ValueError(f"{name}: row {row} is {arr[row]!r}; every question needs a finite score (drop the question from both)")
+            raise ValueError(f"{name}: row {row} is {arr[row]!r}; every question needs a finite score "
+                             "(drop the question from both)")
     if len(a_arr) != len(b_arr):
         raise ValueError(
             f"a and b must be paired (one value per question for both), got lengths {len(a_arr)} and {len(b_arr)}"
@@ -57,6 +63,80 @@ def _paired_differences(a: Any, b: Any) -> np.ndarray:
     return b_arr - a_arr
 
 
+def _check_bootstrap_args(n_resamples: int, confidence: float) -> None:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    if not (0.0 < float(confidence) < 1.0):
+        raise ValueError(f"confidence must lie strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
+
+
+def bootstrap_mean_cis(
+    columns: Any, n_resamples: int = 10000, confidence: float = 0.95, seed: int | None = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Percentile bootstrap confidence intervals of the column means of an ``(n, m)`` array.
+
+    Row ``i`` is question ``i``. Each of ``n_resamples`` resamples draws ``n`` row indices with
+    replacement (``numpy.random.default_rng(seed).integers(0, n, size=(n_resamples, n))``, in that
+    order) and takes every column's mean over those rows; the same rows serve every column, so
+    columns that score the same questions in the same row order are resampled together. The
+    interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles (numpy's
+    default linear interpolation) of the resampled means.
+
+    The resampled rows depend only on ``seed``, ``n`` and ``n_resamples``, never on the values, so
+    a column's interval does not change when other columns are added.
+
+    Returns ``(mean, low, high)``, three arrays of length ``m``; ``mean`` is over the original rows.
+
+    >>> mean, low, high = bootstrap_mean_cis([[0.5, 1.0], [0.5, 1.0]])
+    >>> mean.tolist(), low.tolist(), high.tolist()
+    ([0.5, 1.0], [0.5, 1.0], [0.5, 1.0])
+    """
+    values = np.asarray(columns, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError("columns must be 2-dimensional (one row per question, one column per series), "
+                         f"got shape {values.shape}")
+    n, m = values.shape
+    if n == 0:
+        raise ValueError("columns has no rows; a confidence interval needs at least one question")
+    finite = np.isfinite(values)
+    if not finite.all():
+        row, col = (int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(f"columns: row {row}, column {col} is {float(values[row, col])!r}; "
+                         "every question needs a finite score")
+    _check_bootstrap_args(n_resamples, confidence)
+    rng = np.random.default_rng(seed)
+    means = np.empty((int(n_resamples), m), dtype=np.float64)
+    batch = max(1, _BATCH_CELLS // n)
+    for lo in range(0, int(n_resamples), batch):
+        hi = min(int(n_resamples), lo + batch)
+        idx = rng.integers(0, n, size=(hi - lo, n))
+        # How often each question was drawn, so one matrix product averages every column at once.
+        flat = (idx + (np.arange(hi - lo, dtype=np.int64) * n)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=(hi - lo) * n).reshape(hi - lo, n).astype(np.float64)
+        means[lo:hi] = (counts @ values) / n
+    tail = (1.0 - float(confidence)) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail], axis=0)
+    return values.mean(axis=0), np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+
+
+def bootstrap_mean_ci(
+    values: Any, n_resamples: int = 10000, confidence: float = 0.95, seed: int | None = 0
+) -> tuple[float, float, float]:
+    """Percentile bootstrap confidence interval of ``mean(values)`` over questions.
+
+    One column of :func:`bootstrap_mean_cis` (same resampling, same seed rule). Returns
+    ``(mean, low, high)``.
+
+    >>> bootstrap_mean_ci([0.25, 0.25, 0.25])
+    (0.25, 0.25, 0.25)
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"values must be 1-dimensional (one value per question), got shape {arr.shape}")
+    mean, low, high = bootstrap_mean_cis(arr[:, None], n_resamples=n_resamples, confidence=confidence, seed=seed)
+    return float(mean[0]), float(low[0]), float(high[0])
+
+
 def paired_bootstrap_ci(
     a: Any, b: Any, n_resamples: int = 10000, confidence: float = 0.95, seed: int | None = 0
 ) -> tuple[float, float, float]:
@@ -64,7 +144,8 @@ def paired_bootstrap_ci(
 
     Each resample draws ``n`` question indices with replacement (the same indices for ``a`` and
     ``b``, which keeps the pairing) and takes the mean of ``d = b - a`` over them; the interval is
-    the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of those means.
+    the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of those means. This is
+    :func:`bootstrap_mean_ci` of ``d``.
 
     Returns ``(mean_diff, low, high)`` where ``mean_diff = mean(b - a)`` over the original questions.
 
@@ -72,22 +153,8 @@ def paired_bootstrap_ci(
     (0.0, 0.0, 0.0)
     """
     d = _paired_differences(a, b)
-    if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
-        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
-    if not (0.0 < float(confidence) < 1.0):
-        raise ValueError(f"confidence must lie strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
-    n = len(d)
-    mean_diff = float(d.mean())
-    rng = np.random.default_rng(seed)
-    means = np.empty(int(n_resamples), dtype=np.float64)
-    batch = max(1, _BATCH_CELLS // n)
-    for lo in range(0, int(n_resamples), batch):
-        hi = min(int(n_resamples), lo + batch)
-        idx = rng.integers(0, n, size=(hi - lo, n))
-        means[lo:hi] = d[idx].mean(axis=1)
-    tail = (1.0 - float(confidence)) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return mean_diff, float(low), float(high)
+    _check_bootstrap_args(n_resamples, confidence)
+    return bootstrap_mean_ci(d, n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
 def paired_permutation_test(a: Any, b: Any, n_permutations: int = 10000, seed: int | None = 0) -> float:
@@ -180,7 +247,8 @@ def read_results_table(results: Any) -> Any:
     if type(results).__module__.startswith("pandas"):
         return pa.Table.from_pandas(results, preserve_index=False)
     raise TypeError(
-        f"results must be a pyarrow Table, a Parquet path, a dict of columns or a list of rows, got {type(results).__name__}"
+        "results must be a pyarrow Table, a Parquet path, a dict of columns or a list of rows, "
+        f"got {type(results).__name__}"
     )
 
 
@@ -199,7 +267,7 @@ def _column(table: Any, name: str) -> np.ndarray:
 def _pair_rows(table: Any, config_a: str, config_b: str, key_columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Row indices ``(rows_a, rows_b)`` such that ``rows_a[i]`` and ``rows_b[i]`` are the same question."""
     config = _column(table, "config_id").astype(str)
-    keys = list(zip(*(_column(table, c).astype(str).tolist() for c in key_columns)))
+    keys = list(zip(*(_column(table, c).astype(str).tolist() for c in key_columns), strict=True))
     per_config: dict[str, dict[tuple[str, ...], int]] = {}
     for label, config_id in (("config_a", config_a), ("config_b", config_b)):
         rows = np.flatnonzero(config == str(config_id))
@@ -285,32 +353,28 @@ def compare(
     for metric in metrics:
         values = _column(table, metric).astype(np.float64)
         for group, members in groups:
-            a = values[rows_a[members]]
-            b = values[rows_b[members]]
-            for label, arr, rows in (("a", a, rows_a), ("b", b, rows_b)):
-                finite = np.isfinite(arr)
-                if not finite.all():
-                    row = int(rows[members][np.argmin(finite)])
-                    raise ValueError(f"results: row {row} has {metric} = {arr[np.argmin(finite)]!r}; metrics must be finite")
-            diff, low, high = paired_bootstrap_ci(a, b, n_resamples=n_resamples, confidence=1.0 - float(alpha), seed=seed)
-            p_value = paired_permutation_test(a, b, n_permutations=n_permutations, seed=seed)
-            winner: str | None = None
-            if p_value < alpha and low > 0.0:
-                winner = "b"
-            elif p_value < alpha and high < 0.0:
-                winner = "a"
-            out.append(
-                ComparisonRow(
-                    metric=metric,
-                    group=group,
-                    n_questions=len(members),
-                    mean_a=float(a.mean()),
-                    mean_b=float(b.mean()),
-                    diff=diff,
-                    ci_low=low,
-                    ci_high=high,
-                    p_value=p_value,
-                    winner=winner,
-                )
-            )
+            out.append(_compare_group(values, rows_a[members], rows_b[members], metric, group, alpha,
+                                      n_resamples, n_permutations, seed))
     return out
+
+
+def _compare_group(
+    values: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray, metric: str, group: str, alpha: float,
+    n_resamples: int, n_permutations: int, seed: int | None,
+) -> ComparisonRow:
+    a = values[rows_a]
+    b = values[rows_b]
+    for arr, rows in ((a, rows_a), (b, rows_b)):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            bad = int(np.argmin(finite))
+            raise ValueError(f"results: row {int(rows[bad])} has {metric} = {arr[bad]!r}; metrics must be finite")
+    diff, low, high = paired_bootstrap_ci(a, b, n_resamples=n_resamples, confidence=1.0 - float(alpha), seed=seed)
+    p_value = paired_permutation_test(a, b, n_permutations=n_permutations, seed=seed)
+    winner: str | None = None
+    if p_value < alpha and low > 0.0:
+        winner = "b"
+    elif p_value < alpha and high < 0.0:
+        winner = "a"
+    return ComparisonRow(metric=metric, group=group, n_questions=len(rows_a), mean_a=float(a.mean()),
+                         mean_b=float(b.mean()), diff=diff, ci_low=low, ci_high=high, p_value=p_value, winner=winner)

@@ -1,24 +1,30 @@
 """Chunkers that return exact character spans (:class:`~chunkeval.spans.Spans`).
 
 Every chunker has ``chunk(texts) -> Spans`` (``doc`` = index into ``texts``; rows sorted by doc,
-then start; no empty span; deterministic), a short :attr:`~Chunker.name` and ``config()`` for
-provenance. See :func:`get_chunker` for the spec syntax used by the CLI and sweeps.
+then start; no empty or whitespace-only span; deterministic), a short :attr:`~Chunker.name`, a
+:attr:`~Chunker.spec` string that :func:`get_chunker` rebuilds it from, and ``config()`` for
+provenance. :data:`CHUNKER_SPEC_HELP` summarises the spec grammar.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import os
+from collections.abc import Mapping
+from typing import Any
 
-from .adapters import OffsetChunker, TextChunker
+from .adapters import OffsetChunker, TextChunker, import_function
 from .base import Chunker, chunk_texts
 from .fixed import FixedTokenChunker
 from .recursive import DEFAULT_SEPARATORS, RecursiveChunker
-from .semantic import ClusterSemanticChunker
+from .semantic import ClusterSemanticChunker, EmbedderLike, embedder_label
 from .sentence import SentenceChunker, sentence_spans
+from .spec import CHUNKER_SPEC_HELP, SpecValue, parse_spec, spec_forms
 
 __all__ = [
+    "CHUNKER_SPEC_HELP",
     "Chunker",
     "ClusterSemanticChunker",
+    "EmbedderLike",
     "FixedTokenChunker",
     "RecursiveChunker",
     "SentenceChunker",
@@ -30,71 +36,92 @@ __all__ = [
     "sentence_spans",
 ]
 
-_SPEC_HELP = (
-    "use 'fixed:<size>[:<overlap>[:<tokenizer>]]', 'recursive:<size>[:<overlap>[:<tokenizer>|chars]]', "
-    "'sentence:<n>', or a dict such as {'type': 'recursive', 'size': 400}"
-)
 
+def get_chunker(spec: str | Mapping[str, Any] | Chunker, *,
+                embedder: EmbedderLike | str | os.PathLike[str] | None = None) -> Chunker:
+    """Build a chunker from a spec string, a config dict or a chunker.
 
-def get_chunker(spec: str | Mapping[str, Any] | Chunker) -> Chunker:
-    """Build a chunker from a spec string or a config dict.
-
-    String specs (fields separated by ``:``; omitted fields take their defaults):
-
-    - ``fixed:<size>[:<overlap>[:<tokenizer>]]`` → :class:`FixedTokenChunker`; ``tokenizer`` is
-      any :func:`~chunkeval.tokenizers.get_tokenizer` spec, default ``cl100k_base``, ``chars`` for
-      character windows (``fixed:200:0``, ``fixed:1000:100:chars``, ``fixed:256:0:hf:/models/e5``).
-    - ``recursive:<size>[:<overlap>[:<tokenizer>|chars]]`` → :class:`RecursiveChunker` with the
-      default separators; ``chars`` measures size in characters (``recursive:400:0``,
-      ``recursive:800:0:chars``).
-    - ``sentence:<n>`` → :class:`SentenceChunker` with ``n`` sentences per chunk.
+    String specs follow :data:`CHUNKER_SPEC_HELP` (:mod:`chunkeval.chunkers.spec` has the grammar):
+    ``fixed:200:0``, ``fixed:200:50:chars``, ``fixed:256:0:hf:/models/e5``, ``recursive:400:200``,
+    ``recursive:400:200:strip``, ``recursive:400:0:tokenizer=cl100k_base``, ``sentence:5``,
+    ``semantic:400``, ``semantic:400:50:chars:embedder=all-MiniLM-L6-v2``
+    (``cluster_semantic:`` is the same type), ``offsets:mypkg.split:paragraphs`` and
+    ``text:mypkg.split:sentences:overlapping`` for an importable splitting function. Every
+    chunker's ``get_chunker(chunker.spec)`` is equal to it (for the adapters: when their function
+    can be imported by name).
 
     Dict specs hold ``"type"`` plus the constructor's keyword arguments, exactly what
     ``chunker.config()`` returns, so ``get_chunker(c.config()) == c`` for the built-in chunkers:
     ``{"type": "fixed", "size": 200, "overlap": 0, "tokenizer": "cl100k_base"}``,
     ``{"type": "recursive", "size": 400, "separators": ["\\n\\n", " ", ""], "length": "chars"}``,
-    ``{"type": "sentence", "sentences_per_chunk": 5}``; ``{"type": "cluster_semantic", ...}``
-    builds ``ClusterSemanticChunker`` from :mod:`chunkeval.chunkers.semantic`.
-    A :class:`Chunker` instance is returned unchanged.
+    ``{"type": "sentence", "sentences_per_chunk": 5}``, ``{"type": "cluster_semantic", "max_size": 400}``
+    (``"semantic"`` is accepted too, and ``size`` for ``max_size`` with ``overlap`` 0, the keys a
+    sweep grid writes). A :class:`Chunker` instance is returned unchanged.
+
+    ``embedder`` is the embedder the run uses (an object with ``embed(list[str])``, or a model
+    name or path). The semantic chunker embeds its pieces with it unless the spec names its own
+    ``embedder``; a semantic spec with neither is a ``ValueError``. Other chunkers ignore it, so a
+    pipeline can always pass its embedder.
     """
     if isinstance(spec, Chunker):
         return spec
+    if isinstance(embedder, os.PathLike):
+        embedder = os.fspath(embedder)
     if isinstance(spec, str):
-        return _from_string(spec)
+        return _from_string(spec, embedder)
     if isinstance(spec, Mapping):
-        return _from_dict(spec)
-    raise TypeError(f"chunker spec must be a str or a dict, got {type(spec).__name__}; {_SPEC_HELP}")
+        return _from_dict(spec, embedder)
+    raise TypeError(f"chunker spec must be a str or a dict, got {type(spec).__name__}; {spec_forms()}")
 
 
-def _int_field(value: str, field: str, spec: str) -> int:
+def _semantic_embedder(named: object, given: EmbedderLike | str | None, where: str, example: str
+                       ) -> EmbedderLike | str:
+    """The embedder a semantic chunker gets: the one the spec names (the run's own object when it is
+    that model), else the run's."""
+    if named is not None:
+        if not isinstance(named, str):
+            raise ValueError(f"{where}: embedder must be a model name or path, got {type(named).__name__}")
+        if given is not None and not isinstance(given, str) and embedder_label(given) == named:
+            return given
+        return named
+    if given is None:
+        raise ValueError(f"{where}: the semantic chunker embeds its pieces and needs an embedder; pass "
+                         f"get_chunker(spec, embedder=...) or name one in the spec, e.g. {example!r}; "
+                         f"{spec_forms('semantic')}")
+    return given
+
+
+def _from_string(spec: str, embedder: EmbedderLike | str | None) -> Chunker:
+    kind, params = parse_spec(spec)
+    if kind in ("offsets", "text"):
+        return _adapter(kind, params, spec)
+    kwargs: dict[str, SpecValue | EmbedderLike] = dict(params)
+    if kind == "semantic":
+        kwargs["embedder"] = _semantic_embedder(params.get("embedder"), embedder, f"chunker spec {spec!r}",
+                                                f"{spec.strip()}:embedder=all-MiniLM-L6-v2")
+    builder: Any = {"fixed": FixedTokenChunker, "recursive": RecursiveChunker, "sentence": SentenceChunker,
+                    "semantic": ClusterSemanticChunker}[kind]
     try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"chunker spec {spec!r}: {field} {value!r} is not an integer; {_SPEC_HELP}") from None
+        chunker: Chunker = builder(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"chunker spec {spec!r}: {exc}; {spec_forms(kind)}") from None
+    return chunker
 
 
-def _from_string(spec: str) -> Chunker:
-    kind, _, rest = spec.strip().partition(":")
-    fields = rest.split(":") if rest else []
-    if kind in ("fixed", "recursive"):
-        if not fields or not fields[0]:
-            raise ValueError(f"chunker spec {spec!r} lacks a size; e.g. '{kind}:200:0'")
-        size = _int_field(fields[0], "size", spec)
-        overlap = _int_field(fields[1], "overlap", spec) if len(fields) > 1 and fields[1] else 0
-        tokenizer = ":".join(fields[2:]) or "cl100k_base"
-        if kind == "fixed":
-            return FixedTokenChunker(size=size, overlap=overlap, tokenizer=tokenizer)
-        if tokenizer == "chars":
-            return RecursiveChunker(size=size, overlap=overlap, length="chars")
-        return RecursiveChunker(size=size, overlap=overlap, tokenizer=tokenizer)
-    if kind == "sentence":
-        if len(fields) != 1 or not fields[0]:
-            raise ValueError(f"chunker spec {spec!r}: expected 'sentence:<n>', e.g. 'sentence:5'")
-        return SentenceChunker(_int_field(fields[0], "sentences_per_chunk", spec))
-    raise ValueError(f"unknown chunker spec {spec!r}; {_SPEC_HELP}")
+def _adapter(kind: str, params: dict[str, SpecValue], spec: str) -> Chunker:
+    module, function = str(params.get("module", "")), str(params["function"])
+    try:
+        fn = import_function(module, function)
+    except ValueError as exc:
+        raise ValueError(f"chunker spec {spec!r}: {exc}; {spec_forms(kind)}") from None
+    name = params.get("name")
+    label = None if name is None else str(name)
+    if kind == "offsets":
+        return OffsetChunker(fn, name=label)
+    return TextChunker(fn, overlapping=bool(params.get("overlapping", False)), name=label)
 
 
-def _from_dict(spec: Mapping[str, Any]) -> Chunker:
+def _from_dict(spec: Mapping[str, Any], embedder: EmbedderLike | str | None) -> Chunker:
     params = dict(spec)
     kind = params.pop("type", None)
     builders: dict[str, Any] = {
@@ -103,9 +130,18 @@ def _from_dict(spec: Mapping[str, Any]) -> Chunker:
         "sentence": SentenceChunker,
     }
     if kind in ("cluster_semantic", "semantic"):
-        from .semantic import ClusterSemanticChunker
-
-        builder = ClusterSemanticChunker
+        builder: Any = ClusterSemanticChunker
+        if "size" in params:
+            if "max_size" in params:
+                raise ValueError(f"chunker spec {dict(spec)!r}: give max_size or size, not both")
+            params["max_size"] = params.pop("size")
+        if params.get("overlap", 0) != 0:
+            raise ValueError(f"chunker spec {dict(spec)!r}: the semantic chunker has no overlap "
+                             f"(got {params['overlap']!r}); drop overlap or set it to 0")
+        params.pop("overlap", None)
+        params["embedder"] = _semantic_embedder(params.get("embedder"), embedder, f"chunker spec {dict(spec)!r}",
+                                                "{'type': 'semantic', 'max_size': 400, "
+                                                "'embedder': 'all-MiniLM-L6-v2'}")
     elif kind in builders:
         builder = builders[kind]
     elif kind in ("offsets", "text"):
@@ -114,12 +150,13 @@ def _from_dict(spec: Mapping[str, Any]) -> Chunker:
             "construct OffsetChunker/TextChunker in code"
         )
     else:
-        raise ValueError(f"chunker spec {dict(spec)!r} has unknown or missing 'type' {kind!r}; {_SPEC_HELP}")
-    if kind == "recursive" and params.get("tokenizer", "") is None:
+        raise ValueError(f"chunker spec {dict(spec)!r} has unknown or missing 'type' {kind!r}; {spec_forms()}")
+    if kind in ("recursive", "cluster_semantic", "semantic") and params.get("tokenizer", "") is None:
         params.pop("tokenizer")  # config() of a character-measured chunker records no tokenizer
     try:
-        return builder(**params)
+        chunker: Chunker = builder(**params)
     except TypeError as exc:
         if "unexpected keyword" in str(exc) or "positional argument" in str(exc):
             raise ValueError(f"chunker spec {dict(spec)!r}: {exc}") from None
         raise
+    return chunker

@@ -3,14 +3,50 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterable, NamedTuple, Sequence
+import re
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol, cast
 
 import numpy as np
 
 from .._progress import progress
 from ..spans import Spans, as_int64_column
 
-__all__ = ["Chunker", "SpanColumns", "chunk_texts", "check_texts"]
+__all__ = ["Chunker", "SpanColumns", "chunk_texts", "check_texts", "has_content"]
+
+
+# Python's ``\s`` on str matches exactly the characters for which ``str.isspace()`` is true (checked over
+# every code point in the tests), so ``\S`` finds the first character that is content.
+_CONTENT = re.compile(r"\S")
+
+
+class ProgressBar(Protocol):
+    """What the chunkers use of :func:`chunkeval._progress.progress`'s bar."""
+
+    def add_task(self, description: str, total: float | None = None) -> int: ...
+
+    def advance(self, task: int, advance: float = 1) -> None: ...
+
+
+def progress_bar(show: bool | None) -> AbstractContextManager[ProgressBar]:
+    """:func:`chunkeval._progress.progress`, typed with the two methods the chunkers call."""
+    return cast("AbstractContextManager[ProgressBar]", progress(show))
+
+
+def has_content(text: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``keep[i]`` is true when ``text[starts[i]:ends[i]]`` holds a character that is not whitespace.
+
+    Whitespace is what ``str.isspace()`` says it is (spaces, tabs, CR/LF, form feeds, the Unicode
+    spaces and separators such as U+00A0, U+2028, U+3000, and the information separators
+    U+001C-U+001F). The search stops at the first content character, so the cost is the length of a
+    chunk's leading whitespace, not of the chunk.
+    """
+    search = _CONTENT.search
+    return np.fromiter(
+        (search(text, s, e) is not None for s, e in zip(starts.tolist(), ends.tolist(), strict=True)),
+        dtype=bool, count=len(starts),
+    )
 
 
 class SpanColumns(NamedTuple):
@@ -37,7 +73,7 @@ def check_texts(texts: Any) -> Sequence[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] is {type(text).__name__}, not str; decode or convert every document to str")
-    return texts
+    return cast("Sequence[str]", texts)
 
 
 def check_size(value: Any, name: str, *, minimum: int = 1) -> int:
@@ -53,8 +89,10 @@ class Chunker(abc.ABC):
     """Splits documents into exact character spans.
 
     ``chunk(texts)`` returns :class:`~chunkeval.spans.Spans` whose ``doc`` is the index into
-    ``texts``; rows are sorted by doc, then start (then end); no span is empty; the same input
-    always gives the same spans. Spans are computed from positions, never by searching for a
+    ``texts``; rows are sorted by doc, then start (then end); no span is empty or whitespace-only
+    (a span of only ``str.isspace()`` characters is dropped, so a chunker may leave gaps of
+    whitespace but never emits a chunk without content); the same input always gives the same
+    spans. Spans are computed from positions, never by searching for a
     chunk's text (except :class:`~chunkeval.chunkers.TextChunker`, which exists to wrap splitters
     that only return strings).
 
@@ -63,6 +101,12 @@ class Chunker(abc.ABC):
 
     #: short label used in tables and file names, e.g. ``"fixed:200:0"``
     name: str
+
+    @property
+    def spec(self) -> str:
+        """The string spec :func:`~chunkeval.chunkers.get_chunker` rebuilds an equal chunker from
+        (the :attr:`name` unless a chunker has options its name leaves out)."""
+        return self.name
 
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:
@@ -89,10 +133,13 @@ class Chunker(abc.ABC):
         docs: list[np.ndarray] = []
         starts: list[np.ndarray] = []
         ends: list[np.ndarray] = []
-        with progress(show_progress) as bar:
+        with progress_bar(show_progress) as bar:
             task = bar.add_task(f"chunk {self.name}", total=len(texts))
             for doc, text in enumerate(texts):
                 start, end = _as_span_columns(self._document_spans(doc, text), doc, len(text), self.name)
+                keep = has_content(text, start, end)
+                if not keep.all():
+                    start, end = start[keep], end[keep]
                 docs.append(np.full(len(start), doc, dtype=np.int64))
                 starts.append(start)
                 ends.append(end)
@@ -176,4 +223,4 @@ def chunk_texts(spans: Spans, texts: Sequence[str]) -> list[str]:
         raise TypeError(f"spans must be a chunkeval.spans.Spans, got {type(spans).__name__}")
     texts = check_texts(texts)
     spans.check_within([len(t) for t in texts], name="spans")
-    return [texts[d][s:e] for d, s, e in zip(spans.doc.tolist(), spans.start.tolist(), spans.end.tolist())]
+    return [texts[d][s:e] for d, s, e in zip(spans.doc.tolist(), spans.start.tolist(), spans.end.tolist(), strict=True)]

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..tokenizers import Tokenizer, get_tokenizer
 from .base import Chunker, SpanColumns, check_size
+from .spec import format_spec
 
 __all__ = ["FixedTokenChunker"]
 
@@ -35,6 +36,8 @@ class FixedTokenChunker(Chunker):
     character) is dropped, as is a window whose span equals the previous window's.
 
     ``tokenizer="chars"`` makes the windows ``size`` characters with ``overlap`` characters shared.
+    A window of whitespace only (a run of blank lines longer than ``size``) is dropped, like every
+    whitespace-only chunk (see :class:`~chunkeval.chunkers.Chunker`).
     """
 
     def __init__(self, size: int = 200, overlap: int = 0, tokenizer: str | Tokenizer = _DEFAULT_TOKENIZER) -> None:
@@ -49,6 +52,13 @@ class FixedTokenChunker(Chunker):
         spec = token_spec(self.tokenizer)
         suffix = "" if spec == _DEFAULT_TOKENIZER else f":{spec}"
         self.name = f"fixed:{self.size}:{self.overlap}{suffix}"
+
+    @property
+    def spec(self) -> str:
+        """``fixed:<size>:<overlap>[:<tokenizer>|:chars]``."""
+        tokenizer = token_spec(self.tokenizer)
+        return format_spec("fixed", [self.size, self.overlap], None if tokenizer == "chars" else tokenizer,
+                           _DEFAULT_TOKENIZER)
 
     def config(self) -> dict[str, Any]:
         return {"type": "fixed", "size": self.size, "overlap": self.overlap, "tokenizer": token_spec(self.tokenizer)}

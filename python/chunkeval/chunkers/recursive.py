@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from ..tokenizers import Tokenizer, get_tokenizer
 from .base import Chunker, check_size
 from .fixed import token_spec
+from .spec import format_spec
 
 __all__ = ["RecursiveChunker", "DEFAULT_SEPARATORS"]
 
@@ -39,12 +41,14 @@ class RecursiveChunker(Chunker):
     tokens unless a single unsplittable piece is longer. With ``length="chars"`` it is the number of
     characters and the tokenizer is not used.
 
-    **Whitespace.** By default (``strip=False``) nothing is removed: with ``overlap=0`` the chunks
-    tile the document exactly (every character in exactly one chunk). With ``strip=True`` each
-    chunk's span is narrowed to exclude leading and trailing whitespace and whitespace-only chunks
-    are dropped, like LangChain's ``strip_whitespace``; chunks then no longer tile (the whitespace
-    between them belongs to no chunk; ``coverage`` in the metrics can drop below 1 only if a
-    reference starts or ends with whitespace).
+    **Whitespace.** A chunk of whitespace only (``str.isspace()``) is never emitted: it is dropped,
+    leaving a gap. It arises when a piece that had to be split further is followed by a bare
+    separator, e.g. the second ``"\n"`` of a ``"\n\n"`` piece re-split on ``"\n"``. Otherwise, by
+    default (``strip=False``), nothing is removed: with ``overlap=0`` the chunks tile the document
+    except for those whitespace-only gaps. With ``strip=True`` each chunk's span is also narrowed
+    to exclude leading and trailing whitespace, like LangChain's ``strip_whitespace``; the
+    whitespace between chunks then belongs to no chunk (``coverage`` in the metrics can drop below
+    1 only if a reference starts or ends with whitespace).
 
     Differences from the reference toolkit's ``RecursiveTokenChunker`` (LangChain's
     ``RecursiveCharacterTextSplitter`` with ``keep_separator=True``): separators stay with the
@@ -101,6 +105,14 @@ class RecursiveChunker(Chunker):
         if self.strip:
             self.name += ":strip"
 
+    @property
+    def spec(self) -> str:
+        """``recursive:<size>:<overlap>[:<tokenizer>|:chars][:strip][:separators=<JSON list>]``."""
+        custom = {} if self.separators == DEFAULT_SEPARATORS else {"separators": list(self.separators)}
+        tokenizer = None if self.tokenizer is None else token_spec(self.tokenizer)
+        return format_spec("recursive", [self.size, self.overlap], tokenizer, _DEFAULT_TOKENIZER,
+                           flags=["strip"] if self.strip else [], options=custom)
+
     def config(self) -> dict[str, Any]:
         return {
             "type": "recursive",
@@ -115,23 +127,29 @@ class RecursiveChunker(Chunker):
     def _spans(self, text: str) -> list[tuple[int, int]]:
         if not text:
             return []
-        if self.tokenizer is None:
-            measure: Callable[[int, int], int] = lambda s, e: e - s
-        else:
-            count = self.tokenizer.count
-            cache: dict[tuple[int, int], int] = {}
-
-            def measure(s: int, e: int) -> int:
-                key = (s, e)
-                value = cache.get(key)
-                if value is None:
-                    value = cache[key] = count(text[s:e])
-                return value
-
+        measure = _char_measure if self.tokenizer is None else _token_measure(text, self.tokenizer.count)
         chunks = _split(text, 0, len(text), self.separators, measure, self.size, self.overlap)
         if self.strip:
             chunks = [c for c in (_strip(text, s, e) for s, e in chunks) if c is not None]
         return chunks
+
+
+def _char_measure(start: int, end: int) -> int:
+    return end - start
+
+
+def _token_measure(text: str, count: Callable[[str], int]) -> Callable[[int, int], int]:
+    """``count`` of ``text[start:end]``, remembered per span (merging asks for the same spans again)."""
+    cache: dict[tuple[int, int], int] = {}
+
+    def measure(start: int, end: int) -> int:
+        key = (start, end)
+        value = cache.get(key)
+        if value is None:
+            value = cache[key] = count(text[start:end])
+        return value
+
+    return measure
 
 
 def _pieces(text: str, lo: int, hi: int, separator: str) -> list[tuple[int, int]]:
@@ -161,7 +179,7 @@ def _split(
     size: int,
     overlap: int,
 ) -> list[tuple[int, int]]:
-    separator, rest = separators[-1], ()
+    separator, rest = separators[-1], tuple[str, ...]()
     for i, candidate in enumerate(separators):
         if candidate == "":
             separator, rest = "", ()

@@ -21,24 +21,45 @@ character spans:
    ``n × n`` matrix is never built, and ``μ`` comes from the sum of the rows in ``O(n · dim)``.
    Among equal totals the chunk that starts earliest (the longest) is taken.
 
-Chunks tile every document (no character is lost, no span is empty). Chunk lengths in tokens are
+Chunks tile every document (no character is lost, no span is empty), except that a chunk made only of
+whitespace (``str.isspace()``) is dropped, leaving a gap: a document of blank lines has no chunks.
+Chunk lengths in tokens are
 counted on the tokenization of the whole document (a piece's length is the number of tokens that
 start inside it), so they are exact for that tokenization.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+import os
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from .._progress import progress
 from ..spans import Spans
 from ..tokenizers import Tokenizer, get_tokenizer
-from .base import Chunker, SpanColumns, check_size, check_texts
+from .base import Chunker, SpanColumns, check_size, check_texts, has_content, progress_bar
 from .fixed import token_spec
+from .spec import format_spec
 
-__all__ = ["ClusterSemanticChunker", "segment_pieces", "split_pieces"]
+__all__ = ["ClusterSemanticChunker", "EmbedderLike", "embedder_label", "segment_pieces", "split_pieces"]
+
+
+@runtime_checkable
+class EmbedderLike(Protocol):
+    """Anything with ``embed(texts) -> array`` of one row per text (:class:`chunkeval.embedding.Embedder`)."""
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def embedder_label(embedder: EmbedderLike) -> str:
+    """The model an embedder object runs, as a spec names it: the bundled model's name, a local
+    model's directory, else its ``model_name``/``name`` attribute or its class name."""
+    name = getattr(embedder, "model_name", None) or getattr(embedder, "name", None)
+    model_dir = getattr(getattr(embedder, "spec", None), "model_dir", None)
+    if name != DEFAULT_EMBEDDER and isinstance(model_dir, (str, os.PathLike)):
+        return os.fspath(model_dir)
+    return str(name or type(embedder).__name__)
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 _DEFAULT_TOKENIZER = "cl100k_base"
@@ -199,6 +220,8 @@ class ClusterSemanticChunker(Chunker):
         path for :class:`chunkeval.embedding.Embedder`, or ``None`` for the bundled
         all-MiniLM-L6-v2. Built on the first :meth:`chunk` call, so constructing the chunker is
         cheap. Rows are re-normalised to unit length, so cosine is a dot product either way.
+        From a spec, :func:`~chunkeval.chunkers.get_chunker` takes the run's embedder (its
+        ``embedder=`` argument) or the spec's ``embedder=<model>``, and refuses a spec with neither.
 
     See the module docstring for the algorithm.
     """
@@ -209,7 +232,7 @@ class ClusterSemanticChunker(Chunker):
         piece_size: int = 50,
         length: Literal["tokens", "chars"] = "tokens",
         tokenizer: str | Tokenizer = _DEFAULT_TOKENIZER,
-        embedder: Any = None,
+        embedder: EmbedderLike | str | os.PathLike[str] | None = None,
     ) -> None:
         self.max_size = check_size(max_size, "max_size")
         self.piece_size = check_size(piece_size, "piece_size")
@@ -223,12 +246,12 @@ class ClusterSemanticChunker(Chunker):
         self.tokenizer: Tokenizer | None = get_tokenizer(tokenizer) if length == "tokens" else None
         if self.tokenizer is not None and token_spec(self.tokenizer) == "chars":
             self.length, self.tokenizer = "chars", None
-        if embedder is None or isinstance(embedder, str):
-            self._embedder_spec: str = embedder or DEFAULT_EMBEDDER
-            self._embedder: Any = None
+        self._embedder: EmbedderLike | None
+        if embedder is None or isinstance(embedder, (str, os.PathLike)):
+            self._embedder_spec: str = os.fspath(embedder) if embedder is not None else DEFAULT_EMBEDDER
+            self._embedder = None
         elif callable(getattr(embedder, "embed", None)):
-            self._embedder_spec = str(getattr(embedder, "model_name", None) or getattr(embedder, "name", None)
-                                      or type(embedder).__name__)
+            self._embedder_spec = embedder_label(embedder)
             self._embedder = embedder
         else:
             raise TypeError(
@@ -242,13 +265,20 @@ class ClusterSemanticChunker(Chunker):
             self.name += ":" + token_spec(self.tokenizer)  # type: ignore[arg-type]
 
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> EmbedderLike:
         """The embedder, built on first use (a model load takes seconds)."""
         if self._embedder is None:
             from ..embedding import Embedder
 
             self._embedder = Embedder(self._embedder_spec)
         return self._embedder
+
+    @property
+    def spec(self) -> str:
+        """``semantic:<max_size>:<piece_size>[:<tokenizer>|:chars]:embedder=<model>``."""
+        tokenizer = None if self.tokenizer is None else token_spec(self.tokenizer)
+        return format_spec("semantic", [self.max_size, self.piece_size], tokenizer, _DEFAULT_TOKENIZER,
+                           options={"embedder": self._embedder_spec})
 
     def config(self) -> dict[str, Any]:
         return {
@@ -281,7 +311,7 @@ class ClusterSemanticChunker(Chunker):
             row = int(np.argmin(finite))
             raise ValueError(f"embedder returned a non-finite vector for piece {row} ({texts[row][:40]!r})")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+        return np.asarray(np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0))
 
     def chunk(self, texts: Sequence[str], *, show_progress: bool | None = None) -> Spans:
         """Chunk every document; ``doc`` of a span is the index of its document in ``texts``."""
@@ -289,7 +319,7 @@ class ClusterSemanticChunker(Chunker):
         out_doc: list[np.ndarray] = []
         out_start: list[np.ndarray] = []
         out_end: list[np.ndarray] = []
-        with progress(show_progress) as bar:
+        with progress_bar(show_progress) as bar:
             task = bar.add_task(f"chunk {self.name}", total=len(texts))
             group: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
             group_pieces = 0
@@ -299,7 +329,7 @@ class ClusterSemanticChunker(Chunker):
                 if not group:
                     return
                 piece_texts = [texts[doc][s:e] for doc, starts, ends, _ in group
-                               for s, e in zip(starts.tolist(), ends.tolist())]
+                               for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
                 vectors = self._embed(piece_texts)
                 row = 0
                 for doc, starts, ends, lengths in group:
@@ -307,9 +337,11 @@ class ClusterSemanticChunker(Chunker):
                     chunk_ends = segment_pieces(vectors[row:row + n], lengths, self.max_size)
                     row += n
                     chunk_starts = np.concatenate(([0], chunk_ends[:-1]))
-                    out_doc.append(np.full(len(chunk_ends), doc, dtype=np.int64))
-                    out_start.append(starts[chunk_starts])
-                    out_end.append(ends[chunk_ends - 1])
+                    span_starts, span_ends = starts[chunk_starts], ends[chunk_ends - 1]
+                    keep = has_content(texts[doc], span_starts, span_ends)
+                    out_doc.append(np.full(int(keep.sum()), doc, dtype=np.int64))
+                    out_start.append(span_starts[keep])
+                    out_end.append(span_ends[keep])
                     bar.advance(task)
                 group, group_pieces = [], 0
 

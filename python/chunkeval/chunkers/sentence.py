@@ -38,7 +38,8 @@ class SentenceChunker(Chunker):
 
     Sentences are split by :func:`sentence_spans` (after ``.``, ``!``, ``?`` followed by whitespace,
     the whitespace going with the sentence before it). The last chunk of a document may hold fewer
-    sentences.
+    sentences. A chunk of whitespace only (a document, or its start, that is only blank lines) is
+    dropped, so the chunks tile the text except for such whitespace.
     """
 
     def __init__(self, sentences_per_chunk: int = 5) -> None:
