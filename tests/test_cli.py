@@ -472,3 +472,15 @@ def test_help_shows_defaults_and_examples(capsys: pytest.CaptureFixture[str]) ->
             main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
         assert default in text and example in text, command
+
+
+def test_a_bad_dataset_row_is_one_line_with_file_row_column_and_fix(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "mine"
+    (data / "corpora").mkdir(parents=True)
+    (data / "corpora" / "notes.txt").write_text("x" * 50)
+    refs = json.dumps([{"start_index": 40, "end_index": 60}]).replace('"', '""')
+    (data / "questions.csv").write_text(f'question,references,corpus_id\nWhat?,"{refs}",notes\n')
+    line = _user_error(capsys, ["evaluate", str(data)])
+    assert line.startswith(f"chunkeval evaluate: error: {data / 'questions.csv'} row 2, column references: ")
+    assert "past the end of corpus 'notes' (50 chars)" in line and "--on-invalid skip" in line
