@@ -20,7 +20,7 @@ import chunkeval
 from chunkeval.datasets import read_questions
 from chunkeval.generate import rejected_path, summarize_file
 from chunkeval.generate.cli import add_subparser, main
-from test_generate_http import CORPORA, DATA, REPLIES, SECRET, Reply, ReplayServer, scripted
+from test_generate_http import CORPORA, DATA, REPLIES, SECRET, ReplayServer, Reply, scripted
 
 CORPUS_DIR = DATA / "corpora"
 
@@ -43,22 +43,64 @@ def one_error_line(err: str) -> str:
     [
         ([], "CORPUS_DIR is missing"),
         (["{corpus}"], "--out is missing"),
-        (["{tmp}/nowhere", "--out", "{tmp}/q.jsonl", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"], "does not exist"),
-        (["{corpus}", "--out", "{tmp}/q.csv", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--no-filters"],
-         "must be a .jsonl file"),
+        (
+            ["{tmp}/nowhere", "--out", "{tmp}/q.jsonl", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"],
+            "does not exist",
+        ),
+        (
+            ["{corpus}", "--out", "{tmp}/q.csv", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--no-filters"],
+            "must be a .jsonl file",
+        ),
         (["{corpus}", "--out", "{tmp}/q.jsonl", "--model", "m"], "base_url is not set"),
-        (["{corpus}", "--out", "{tmp}/q.jsonl", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
-          "--prompt-file", "{tmp}/missing.txt"], "prompt_file"),
-        (["{corpus}", "--out", "{tmp}/q.jsonl", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--corpora", "nope"],
-         "unknown corpus id"),
-        (["{corpus}", "--out", "{tmp}/q.jsonl", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--dup-threshold", "2"],
-         "duplicate_threshold is a cosine"),
+        (
+            [
+                "{corpus}",
+                "--out",
+                "{tmp}/q.jsonl",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--model",
+                "m",
+                "--prompt-file",
+                "{tmp}/missing.txt",
+            ],
+            "prompt_file",
+        ),
+        (
+            [
+                "{corpus}",
+                "--out",
+                "{tmp}/q.jsonl",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--model",
+                "m",
+                "--corpora",
+                "nope",
+            ],
+            "unknown corpus id",
+        ),
+        (
+            [
+                "{corpus}",
+                "--out",
+                "{tmp}/q.jsonl",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--model",
+                "m",
+                "--dup-threshold",
+                "2",
+            ],
+            "duplicate_threshold is a cosine",
+        ),
         (["{corpus}", "--out", "{tmp}/q.jsonl", "--local-model", "{tmp}"], "has no config.json"),
         (["--stats", "{tmp}/none.jsonl"], "does not exist"),
     ],
 )
-def test_user_errors_exit_2_with_one_line(argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_errors_exit_2_with_one_line(
+    argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CHUNKEVAL_LLM_BASE_URL", raising=False)
     argv = [a.replace("{corpus}", str(CORPUS_DIR)).replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv) == 2
@@ -85,7 +127,9 @@ def test_run_stats_and_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(summarize_file(out)))
     assert main(["--stats", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "2 questions" in text and "match kinds: exact_window 2" in text and "rejected: 1 (excerpt_not_found 1)" in text
+    assert (
+        "2 questions" in text and "match kinds: exact_window 2" in text and "rejected: 1 (excerpt_not_found 1)" in text
+    )
 
     records = read_questions(out)
     for suffix in (".csv", ".parquet"):
@@ -113,12 +157,16 @@ def test_budget_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "stopped early (budget)" in capsys.readouterr().err
 
 
-def test_the_api_key_is_never_written_or_logged(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                 caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_api_key_is_never_written_or_logged(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("CHUNKEVAL_LLM_API_KEY", SECRET)
     caplog.set_level(logging.DEBUG)
     out = tmp_path / "q.jsonl"
-    script = ["good_plain", "malformed", Reply(status=500, echo_authorization=True), "think_block"]
+    script: list[str | Reply] = ["good_plain", "malformed", Reply(status=500, echo_authorization=True), "think_block"]
     with ReplayServer(scripted(*script)) as server:
         assert cli(server, out, "--corpora", "lighthouse", "--per-corpus", "2") == 0
     assert all(r["headers"]["Authorization"] == f"Bearer {SECRET}" for r in server.requests)  # it was used
@@ -142,7 +190,7 @@ def _python_path() -> str:
 def test_resume_after_kill_9(tmp_path: Path) -> None:
     out = tmp_path / "q.jsonl"
     items = {"lighthouse": REPLIES["sequence_lighthouse"], "bakery": REPLIES["sequence_bakery"]}
-    served: Counter = Counter()
+    served: Counter[str] = Counter()
 
     def responder(body: dict[str, Any], index: int) -> Reply:
         corpus = "lighthouse" if "Harwick" in body["messages"][-1]["content"] else "bakery"
@@ -175,8 +223,14 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
     assert len({(r["corpus_id"], r["question"]) for r in records}) == 12
     assert len({r["question_id"] for r in records}) == 12
     attempts = [(r["corpus_id"], r["provenance"]["attempt"]) for r in records]
-    attempts += [(r["corpus_id"], r["attempt"]) for r in (json.loads(x) for x in rejected_path(out).read_text().splitlines() if x)] \
-        if rejected_path(out).exists() else []
+    attempts += (
+        [
+            (r["corpus_id"], r["attempt"])
+            for r in (json.loads(x) for x in rejected_path(out).read_text().splitlines() if x)
+        ]
+        if rejected_path(out).exists()
+        else []
+    )
     assert len(attempts) == len(set(attempts))  # no attempt made twice
     for r in records:
         corpus = CORPORA[r["corpus_id"]]

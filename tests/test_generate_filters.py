@@ -5,9 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chunkeval.generate.filters import (DEFAULT_DUPLICATE_THRESHOLD, DEFAULT_EXCERPT_THRESHOLD, FilterSettings,
-                                        excerpt_similarities, has_poor_excerpt, is_near_duplicate, max_similarity,
-                                        merge_overlapping, question_key, too_many_references)
+from chunkeval.generate.filters import (
+    DEFAULT_DUPLICATE_THRESHOLD,
+    DEFAULT_EXCERPT_THRESHOLD,
+    FilterSettings,
+    excerpt_similarities,
+    has_poor_excerpt,
+    is_near_duplicate,
+    max_similarity,
+    merge_overlapping,
+    question_key,
+    too_many_references,
+)
+
+Spans = list[tuple[int, int]]
 
 
 def test_near_duplicate_at_and_around_the_threshold() -> None:
@@ -15,7 +26,8 @@ def test_near_duplicate_at_and_around_the_threshold() -> None:
     accepted = np.array([[0.0, 1.0], [0.6, 0.8], [0.96, 0.28]], dtype=np.float32)  # cosines 0, 0.6, 0.96
     duplicate, best = is_near_duplicate(question, accepted, 0.95)
     assert duplicate and best == pytest.approx(0.96)
-    assert is_near_duplicate(question, accepted, 0.97) == (False, pytest.approx(0.96))
+    duplicate, best = is_near_duplicate(question, accepted, 0.97)
+    assert not duplicate and best == pytest.approx(0.96)
     assert is_near_duplicate(question, accepted[:2], 0.6)[0]  # equal to the threshold counts
     assert is_near_duplicate(question, np.zeros((0, 2), np.float32), 0.5) == (False, None)
 
@@ -30,7 +42,8 @@ def test_poor_excerpt_uses_the_worst_excerpt() -> None:
     excerpts = np.array([[0.0, 0.6, 0.8], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # cosines 0.8, 0.0, 1.0
     assert excerpt_similarities(question, excerpts).tolist() == pytest.approx([0.8, 0.0, 1.0])
     assert has_poor_excerpt(question, excerpts, 0.2) == (True, 0.0)
-    assert has_poor_excerpt(question, excerpts[[0, 2]], 0.8) == (False, pytest.approx(0.8))
+    poor, worst = has_poor_excerpt(question, excerpts[[0, 2]], 0.8)
+    assert not poor and worst == pytest.approx(0.8)
     assert has_poor_excerpt(question, excerpts[0], 0.81)[0]  # one excerpt as a vector
 
 
@@ -60,7 +73,7 @@ def test_too_many_references() -> None:
         ([(3, 8), (3, 8)], [(3, 8)], [[0, 1]]),  # duplicates
     ],
 )
-def test_merge_overlapping(spans: list, merged: list, members: list) -> None:
+def test_merge_overlapping(spans: Spans, merged: Spans, members: list[list[int]]) -> None:
     assert merge_overlapping(spans) == (merged, members)
 
 

@@ -12,26 +12,34 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from chunkeval.generate.backends import (Budget, BudgetExhausted, BackendError, FatalBackendError,
-                                         OpenAICompatibleBackend)
+from chunkeval.generate.backends import (
+    BackendError,
+    Budget,
+    BudgetExhausted,
+    FatalBackendError,
+    MalformedReply,
+    OpenAICompatibleBackend,
+)
 
 DATA = Path(__file__).parent / "data" / "generate"
 REPLIES: dict[str, Any] = json.loads((DATA / "replies.json").read_text(encoding="utf-8"))
 CORPORA = {p.stem: p.read_text(encoding="utf-8") for p in sorted((DATA / "corpora").glob("*.md"))}
 SECRET = "sk-test-9f8e7d6c5b4a-SECRET"
+REFLECT = "%AUTHORIZATION%"  # in a scripted reply, the server puts the request's Authorization header here
 
 
 @dataclass
 class Reply:
     status: int = 200
-    fixture: str | dict | None = None  # a replies.json name or an entry {"content", "usage", ...}
+    fixture: str | dict[str, Any] | None = None  # a replies.json name or an entry {"content", "usage", ...}
     body: str | None = None  # raw body instead of a completion
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
@@ -84,13 +92,17 @@ class ReplayServer:
                 if reply.body is not None:
                     payload = reply.body
                 elif reply.echo_authorization:
-                    payload = json.dumps({"error": {"message": f"invalid key in header: {self.headers.get('Authorization')}"}})
+                    payload = json.dumps(
+                        {"error": {"message": f"invalid key in header: {self.headers.get('Authorization')}"}}
+                    )
                 elif reply.fixture is not None:
                     entry = REPLIES[reply.fixture] if isinstance(reply.fixture, str) else reply.fixture
                     payload = json.dumps(completion(entry, body.get("model", "replay-model")))
                 else:
                     payload = json.dumps({"error": {"message": f"status {reply.status}"}})
-                data = payload.encode("utf-8")
+                # A server that reflects the caller's Authorization header wherever the script says.
+                payload = payload.replace(REFLECT, self.headers.get("Authorization", ""))
+                data = payload.encode("utf-8", "surrogatepass")
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
@@ -105,6 +117,7 @@ class ReplayServer:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
             block_on_close = False
+            request_queue_size = 256  # the default 5 refuses connections under --concurrency 32
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that hung up mid-reply is expected in these tests
@@ -116,7 +129,7 @@ class ReplayServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
-    def __enter__(self) -> "ReplayServer":
+    def __enter__(self) -> ReplayServer:
         self.thread.start()
         return self
 
@@ -140,7 +153,9 @@ def scripted(*items: str | Reply) -> Callable[[dict[str, Any], int], Reply]:
 
 
 def backend_for(server: ReplayServer, **kwargs: Any) -> OpenAICompatibleBackend:
-    defaults: dict[str, Any] = dict(model="replay-model", timeout=2.0, max_retries=3, backoff_base=0.01, backoff_max=0.05)
+    defaults: dict[str, Any] = dict(
+        model="replay-model", timeout=2.0, max_retries=3, backoff_base=0.01, backoff_max=0.05
+    )
     defaults.update(kwargs)
     return OpenAICompatibleBackend(server.url, **defaults)
 
@@ -233,10 +248,13 @@ def test_a_hung_request_times_out_and_is_retried() -> None:
     assert result.elapsed_s - result.latency_s >= 0.25  # the timed-out try came first
 
 
-def test_an_unreadable_reply_is_retried() -> None:
-    with ReplayServer(scripted(Reply(body="<html>gateway</html>"), Reply(body='{"choices": []}'), "good_plain")) as server:
-        result = asyncio.run(_complete(backend_for(server)))
-    assert result.tries == 3
+def test_an_unreadable_200_reply_is_not_retried() -> None:
+    with ReplayServer(scripted(Reply(body="<html>gateway</html>"), "good_plain")) as server:
+        with pytest.raises(
+            MalformedReply, match=r"^the reply body is not JSON \(Expecting value at character 0\)$"
+        ) as info:
+            asyncio.run(_complete(backend_for(server)))
+    assert len(server.requests) == 1 and info.value.raw == "<html>gateway</html>"
 
 
 def test_gives_up_after_max_retries() -> None:

@@ -11,7 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from chunkeval.generate import FilterSettings, GenerationSettings, TransformersBackend, generate_questions  # noqa: E402
+from chunkeval.generate import (  # noqa: E402
+    ChatResult,
+    FilterSettings,
+    GenerationSettings,
+    TransformersBackend,
+    generate_questions,
+)
 from chunkeval.generate.runner import rejected_path  # noqa: E402
 
 WORDS = "the a of and question references { } \" : , [ ] <think> </think> user system assistant lamp tower".split()
@@ -28,7 +34,8 @@ def build_model(folder: Path, chat_template: bool) -> Path:
         vocab.setdefault(word, len(vocab))
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]")
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]")
     if chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
     # No end-of-sequence token: generation always runs to max_new_tokens, so counts are exact.
@@ -55,7 +62,7 @@ def test_generates_off_the_event_loop_with_exact_token_counts(tmp_path: Path, ch
             await asyncio.sleep(0.001)
             ticks += 1
 
-    async def main() -> tuple[object, int]:
+    async def main() -> tuple[ChatResult, int]:
         task = asyncio.create_task(ticker())
         await asyncio.sleep(0)
         before = ticks

@@ -8,8 +8,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from chunkeval.generate.locate import (CorpusIndex, locate_excerpt, normalize_text, normalize_with_map, pieces_to_span,
-                                       tag_pieces)
+from chunkeval.generate.locate import (
+    CorpusIndex,
+    locate_excerpt,
+    normalize_text,
+    normalize_with_map,
+    pieces_to_span,
+    tag_pieces,
+)
 from chunkeval.generate.parsing import AnswerError
 
 # Letters with case, characters whose lowercase is longer (İ) or that casefold oddly (ß), typographic
@@ -34,7 +40,8 @@ def perturb(excerpt: str, data: st.DataObject) -> str:
             out.append(data.draw(st.sampled_from([" ", "\n", "  ", "\t\n ", "\u00a0"])))
         else:
             flips = data.draw(st.lists(st.booleans(), min_size=len(piece), max_size=len(piece)))
-            out.append("".join(c.swapcase() if f and len(c.swapcase()) == 1 else c for c, f in zip(piece, flips)))
+            swapped = (c.swapcase() if f and len(c.swapcase()) == 1 else c for c, f in zip(piece, flips, strict=True))
+            out.append("".join(swapped))
     return "".join(out)
 
 
@@ -104,17 +111,21 @@ def test_window_occurrence_preferred_then_the_nearest_outside() -> None:
     text = "alpha beta. " * 3 + "filler " * 20 + "alpha beta. tail"
     last = text.rindex("alpha beta.")
     found = locate_excerpt(text, "alpha beta.", window_start=last - 5, window_end=len(text))
+    assert found is not None
     assert (found.start, found.match) == (last, "exact_window")
     # Not in the window [60, 100): the occurrence nearest to it wins.
     found = locate_excerpt(text, "alpha beta.", window_start=60, window_end=100)
+    assert found is not None
     assert (found.start, found.match) == (24, "exact_corpus")  # 36 before the window, vs 116 after it
 
 
 def test_normalized_matches_with_quotes_dashes_and_ellipses() -> None:
     text = 'He said "don\'t stop" \u2014 then   left.\nThe End'
     found = locate_excerpt(text, "...he said \u201cdon\u2019t stop\u201d - then left. the end\u2026")
+    assert found is not None
     assert found.match == "normalized" and text[found.start:found.end] == text
     found = locate_excerpt("Großes İstanbul  Haus", "großes İstanbul haus")
+    assert found is not None
     assert found.match == "normalized" and (found.start, found.end) == (0, 21)
 
 
@@ -124,6 +135,7 @@ def test_fuzzy_matching_is_limited_to_the_window_and_to_long_excerpts() -> None:
     slip = "The museum displays the log books, a fog bell and the brass lens."
     start = text.index(sentence)
     found = locate_excerpt(text, slip, start - 50, start + len(sentence) + 50)
+    assert found is not None
     assert found.match == "fuzzy" and text[found.start:found.end] == sentence and 90 <= found.score < 100
     assert locate_excerpt(text, slip, 0, start - 10) is None  # outside the window
     assert locate_excerpt(text, slip, fuzzy_threshold=100.0) is None
@@ -144,7 +156,7 @@ def test_locate_rejects_bad_windows() -> None:
 @given(st.text(alphabet="ab cd\nef\t", max_size=600), st.integers(10, 120))
 def test_pieces_cover_the_window_and_break_at_whitespace(window: str, piece_chars: int) -> None:
     tagged, bounds = tag_pieces(window, piece_chars)
-    pieces = [window[a:b] for a, b in zip(bounds, bounds[1:])]
+    pieces = [window[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     assert "".join(pieces) == window and bounds[0] == 0 and bounds[-1] == len(window)
     assert all(0 < len(p) <= piece_chars for p in pieces)
     for piece in pieces[:-1]:
@@ -159,9 +171,11 @@ def test_every_cited_range_maps_to_its_pieces(corpus: str, data: st.DataObject) 
     window_start, window_end = slice_bounds(corpus, data)
     window = corpus[window_start:window_end]
     _, bounds = tag_pieces(window, 50)
-    pieces = [window[a:b] for a, b in zip(bounds, bounds[1:])]
+    pieces = [window[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     n = len(pieces)
-    ranges = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).map(sorted), min_size=1, max_size=5))
+    ranges = data.draw(
+        st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).map(sorted), min_size=1, max_size=5)
+    )
     for first, last in ranges:
         start, end = pieces_to_span(bounds, window_start, first, last)
         assert corpus[start:end] == "".join(pieces[first:last + 1])

@@ -49,19 +49,25 @@ def test_json_inside_reasoning_is_ignored() -> None:
 def test_strip_reasoning_forms() -> None:
     assert strip_reasoning("<think>a</think>\n{x}") == ("{x}", "a")
     assert strip_reasoning("<think>a</think>b<think>c</think>d") == ("bd", "a\nc")
-    assert strip_reasoning("thinking without an opening tag</think> answer") == ("answer", "thinking without an opening tag")
+    assert strip_reasoning("thinking without an opening tag</think> answer") == (
+        "answer",
+        "thinking without an opening tag",
+    )
     assert strip_reasoning("  <think>cut off mid-thought") == ("", "cut off mid-thought")
     assert strip_reasoning("plain answer") == ("plain answer", "")
     assert strip_reasoning("<THINK>upper</THINK>{}") == ("{}", "upper")
 
 
 def test_an_answer_written_inside_an_unclosed_think_is_found() -> None:
-    reply = '<think>\nI will ask about the lamp.\n{"question": "When was the lamp replaced?", "references": ["in 1931"]}'
+    reply = (
+        '<think>\nI will ask about the lamp.\n{"question": "When was the lamp replaced?", "references": ["in 1931"]}'
+    )
     assert parse_answer(reply) == ParsedAnswer("When was the lamp replaced?", ("in 1931",))
 
 
 def test_the_last_object_with_a_question_wins_and_fences_first() -> None:
-    text = 'Example: {"a": 1}. Answer: {"question": "Q1?", "references": ["x"]} or {"question": "Q2?", "references": ["y"]} {"b": 2}'
+    text = ('Example: {"a": 1}. Answer: {"question": "Q1?", "references": ["x"]} or '
+            '{"question": "Q2?", "references": ["y"]} {"b": 2}')
     assert extract_json_object(text) == {"question": "Q2?", "references": ["y"]}
     fenced = 'Draft {"question": "no", "references": ["n"]}\n```\n{"question": "yes", "references": ["y"]}\n```'
     assert extract_json_object(fenced)["question"] == "yes"
@@ -99,7 +105,12 @@ def test_question_whitespace_is_collapsed_and_excerpts_kept_verbatim() -> None:
 
 
 def test_approximate_forms() -> None:
-    reply = json.dumps({"question": "Q?", "references": [{"start_piece": 1, "end_piece": 3}, [5, 6], 9, {"start_piece": "10", "end_piece": "11"}]})
+    reply = json.dumps(
+        {
+            "question": "Q?",
+            "references": [{"start_piece": 1, "end_piece": 3}, [5, 6], 9, {"start_piece": "10", "end_piece": "11"}],
+        }
+    )
     assert parse_answer(reply, approximate=True).piece_ranges == ((1, 3), (5, 6), (9, 9), (10, 11))
     for bad in ([{"start_piece": 1}], [{"start_piece": True, "end_piece": 2}], [{"start_piece": 1.5, "end_piece": 2}],
                 [["a", "b"]], [[1, 2, 3]]):
@@ -114,7 +125,10 @@ def test_default_templates_render() -> None:
     messages = template.render("WINDOW TEXT {previous_questions} {max_references}", ["Q one?", "Q two?"], 5)
     assert [m["role"] for m in messages] == ["system", "user"]
     system, user = messages[0]["content"], messages[1]["content"]
-    assert "1 to 5 passages" in system and '{"question": "...", "references": ["first passage", "second passage"]}' in system
+    assert (
+        "1 to 5 passages" in system
+        and '{"question": "...", "references": ["first passage", "second passage"]}' in system
+    )
     # Placeholder-like text inside the corpus window is left alone.
     assert "WINDOW TEXT {previous_questions} {max_references}" in user
     assert "- Q one?\n- Q two?" in user
@@ -132,7 +146,7 @@ def test_custom_template_files(tmp_path: Path) -> None:
     template = load_template(path)
     assert template.render("W", [], 5) == [{"role": "user", "content": "Only the user part: W"}]
     assert template.version == "custom" and template.is_custom
-    assert template.sha256 == hashlib.sha256(("\n=== user ===\nOnly the user part: {window}").encode()).hexdigest()
+    assert template.sha256 == hashlib.sha256(b"\n=== user ===\nOnly the user part: {window}").hexdigest()
     path.write_text("no placeholder here", encoding="utf-8")
     with pytest.raises(ValueError, match=r"no \{window\} placeholder"):
         load_template(path)

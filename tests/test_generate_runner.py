@@ -15,16 +15,26 @@ import numpy as np
 import pytest
 
 from chunkeval.datasets import read_questions
-from chunkeval.generate import (Budget, FilterSettings, GenerationSettings, OpenAICompatibleBackend,
-                                generate_questions, rejected_path, sample_window, summarize_file)
+from chunkeval.generate import (
+    Budget,
+    FilterSettings,
+    GenerationSettings,
+    OpenAICompatibleBackend,
+    generate_questions,
+    rejected_path,
+    sample_window,
+    summarize_file,
+)
 from chunkeval.generate.runner import repair_partial_last_line
-from test_generate_http import CORPORA, REPLIES, Reply, ReplayServer, scripted
+from test_generate_http import CORPORA, REPLIES, ReplayServer, Reply, scripted
 
 NO_FILTERS = FilterSettings(use_embeddings=False)
 
 
 def backend(server: ReplayServer, **kwargs: Any) -> OpenAICompatibleBackend:
-    options: dict[str, Any] = dict(model="replay-model", timeout=2.0, max_retries=2, backoff_base=0.01, backoff_max=0.02)
+    options: dict[str, Any] = dict(
+        model="replay-model", timeout=2.0, max_retries=2, backoff_base=0.01, backoff_max=0.02
+    )
     options.update(kwargs)
     return OpenAICompatibleBackend(server.url, **options)
 
@@ -59,18 +69,41 @@ def test_replayed_replies_become_exact_records(tmp_path: Path) -> None:
     assert report.requests_sent == 10 and len(server.requests) == 10
     records = read_questions(out)
     expected = [
-        (0, "In what year was the Harwick Point Light automated?",
-         ["The station was automated in 1989, and the last resident keeper, Margaret Oduya, moved to the village of Sennet."]),
-        (1, "How tall is the Harwick Point Light tower?",
-         ["The tower is 27 metres tall and was painted with red and white bands in 1904, after two fishing boats "
-          "mistook it for the Corran beacon in fog."]),
-        (3, "What changes were made to the Harwick Point Light's power source in the twentieth century?",
-         ["The original oil lamp was replaced by an electric lamp in 1931.",
-          "A diesel generator was added in 1958 so that the light would keep working during storms that cut the mainland cable."]),
-        (6, "What can visitors see in the Harwick Point museum?",
-         ["The museum displays Vale's logbooks, a fog bell cast in 1880, and the brass lens mechanism."]),
-        (9, "Who was the first keeper of the Harwick Point Light, and how long did he keep a log?",
-         ["Its first keeper, Edmund Vale, kept a daily log for thirty-one years."]),
+        (
+            0,
+            "In what year was the Harwick Point Light automated?",
+            [
+                "The station was automated in 1989, and the last resident keeper, Margaret Oduya, moved to the village "
+                "of Sennet."
+            ],
+        ),
+        (
+            1,
+            "How tall is the Harwick Point Light tower?",
+            [
+                "The tower is 27 metres tall and was painted with red and white bands in 1904, after two fishing boats "
+                "mistook it for the Corran beacon in fog."
+            ],
+        ),
+        (
+            3,
+            "What changes were made to the Harwick Point Light's power source in the twentieth century?",
+            [
+                "The original oil lamp was replaced by an electric lamp in 1931.",
+                "A diesel generator was added in 1958 so that the light would keep working during storms that cut the "
+                "mainland cable.",
+            ],
+        ),
+        (
+            6,
+            "What can visitors see in the Harwick Point museum?",
+            ["The museum displays Vale's logbooks, a fog bell cast in 1880, and the brass lens mechanism."],
+        ),
+        (
+            9,
+            "Who was the first keeper of the Harwick Point Light, and how long did he keep a log?",
+            ["Its first keeper, Edmund Vale, kept a daily log for thirty-one years."],
+        ),
     ]
     assert [(r["provenance"]["attempt"], r["question"], r["references"]) for r in records] == [
         (attempt, question, [span_of(text, ref) for ref in refs]) for attempt, question, refs in expected]
@@ -82,22 +115,38 @@ def test_replayed_replies_become_exact_records(tmp_path: Path) -> None:
         prov = record["provenance"]
         assert prov["references"] == [{"match": "exact_window", "score": 100.0}] * len(refs)
         assert prov["window"] == {"start": 0, "end": len(text)}
-        assert (prov["backend"], prov["model"], prov["reported_model"]) == ("openai-http", "replay-model", "replay-model")
+        assert (prov["backend"], prov["model"], prov["reported_model"]) == (
+            "openai-http",
+            "replay-model",
+            "replay-model",
+        )
         assert prov["base_url"] == server.url
         assert prov["prompt_version"] == "v1" and prov["mode"] == "exact" and prov["seed"] == 0
-        assert prov["usage"] == {k: v for k, v in REPLIES[script[attempt]]["usage"].items() if k != "completion_tokens_details"} | (
+        assert prov["usage"] == {
+            k: v for k, v in REPLIES[script[attempt]]["usage"].items() if k != "completion_tokens_details"
+        } | (
             {"reasoning_tokens": REPLIES[script[attempt]]["usage"]["completion_tokens_details"]["reasoning_tokens"]}
-            if "completion_tokens_details" in REPLIES[script[attempt]]["usage"] else {})
+            if "completion_tokens_details" in REPLIES[script[attempt]]["usage"]
+            else {}
+        )
         assert prov["latency_s"] >= 0 and prov["tries"] == 1 and prov["created_at"].endswith("+00:00")
     rejected = lines(rejected_path(out))
     assert [(r["attempt"], r["reason"]) for r in rejected] == [
-        (2, "malformed_json"), (4, "schema"), (5, "excerpt_not_found"), (7, "too_many_references"), (8, "unfinished_reasoning")]
+        (2, "malformed_json"),
+        (4, "schema"),
+        (5, "excerpt_not_found"),
+        (7, "too_many_references"),
+        (8, "unfinished_reasoning"),
+    ]
     assert rejected[2]["detail"] == ("reference 0 'A radar station was installed beside the tower in 1962.' "
                                      "is not in corpus 'lighthouse'")
     assert rejected[0]["reply"] == REPLIES["malformed"]["content"]
     # The prompt shows the recent accepted questions, so the model can avoid them.
     later_prompt = server.requests[3]["body"]["messages"][-1]["content"]
-    assert "- In what year was the Harwick Point Light automated?\n- How tall is the Harwick Point Light tower?" in later_prompt
+    assert (
+        "- In what year was the Harwick Point Light automated?\n- How tall is the Harwick Point Light tower?"
+        in later_prompt
+    )
     assert "(none yet)" in server.requests[0]["body"]["messages"][-1]["content"]
     assert text in later_prompt
 
@@ -105,8 +154,11 @@ def test_replayed_replies_become_exact_records(tmp_path: Path) -> None:
     assert stats["questions"] == 5 and stats["per_corpus"] == {"lighthouse": 5}
     assert stats["match_kinds"] == {"exact_window": 6}
     assert stats["references_per_question"] == {1: 4, 2: 1} and stats["mean_references"] == 1.2
-    assert stats["tokens"] == {"prompt_tokens": 400 + 410 + 405 + 402 + 398, "completion_tokens": 60 + 180 + 150 + 70 + 95,
-                               "reasoning_tokens": 120 + 90 + 40}
+    assert stats["tokens"] == {
+        "prompt_tokens": 400 + 410 + 405 + 402 + 398,
+        "completion_tokens": 60 + 180 + 150 + 70 + 95,
+        "reasoning_tokens": 120 + 90 + 40,
+    }
     assert stats["rejected"] == 5 and stats["rejection_reasons"] == {
         "malformed_json": 1, "schema": 1, "excerpt_not_found": 1, "too_many_references": 1, "unfinished_reasoning": 1}
     assert stats["models"] == {"replay-model": 5}
@@ -119,13 +171,20 @@ def test_normalized_fuzzy_and_overlapping_excerpts(tmp_path: Path) -> None:
         report = run(server, out, corpora={"bakery": text}, per_corpus=3)
     assert report.stop_reason == "done" and not report.rejected
     normalized, fuzzy, overlapping = read_questions(out)
-    assert normalized["references"] == [span_of(text, 'Its sourdough starter, called "Old Jan", has been fed every day since 1996.')]
+    assert normalized["references"] == [
+        span_of(text, 'Its sourdough starter, called "Old Jan", has been fed every day since 1996.')
+    ]
     assert normalized["provenance"]["references"] == [{"match": "normalized", "score": 100.0}]
-    assert fuzzy["references"] == [span_of(text, "Every loaf is proofed for eighteen hours in a cold room kept at 6 °C.")]
+    assert fuzzy["references"] == [
+        span_of(text, "Every loaf is proofed for eighteen hours in a cold room kept at 6 °C.")
+    ]
     (how,) = fuzzy["provenance"]["references"]
     assert how["match"] == "fuzzy" and 90 <= how["score"] < 100
-    merged = span_of(text, "Flour comes from a mill in Kroměříž that stone-grinds the grain. The owners switched suppliers "
-                           "in 2015 because the previous mill stopped producing whole-grain rye.")
+    merged = span_of(
+        text,
+        "Flour comes from a mill in Kroměříž that stone-grinds the grain. The owners switched suppliers "
+        "in 2015 because the previous mill stopped producing whole-grain rye.",
+    )
     assert overlapping["references"] == [merged]
     assert overlapping["provenance"]["references"] == [{"match": "exact_window", "score": 100.0, "merged_from": [0, 1]}]
 
@@ -145,14 +204,17 @@ def test_approximate_references_are_exactly_the_cited_pieces(tmp_path: Path) -> 
     server received; the window starts inside the corpus and the second and third references are
     not shifted by the earlier ones (the bug in Chroma's approximate mode)."""
     text = CORPORA["lighthouse"]
-    cited: list[list[str]] = []
+    cited: list[str] = []
 
     def cite(body: dict[str, Any], index: int) -> Reply:
         pieces = {int(i): piece for i, piece in _PIECE.findall(body["messages"][-1]["content"])}
         n = len(pieces)
         ranges = [(n - 1, n - 1), (1, 2), (0, 0)] if n >= 4 else [(0, n - 1)]
         cited.extend(["".join(pieces[i] for i in range(a, b + 1)) for a, b in sorted(ranges)])
-        answer = {"question": f"Question number {index}?", "references": [{"start_piece": a, "end_piece": b} for a, b in ranges]}
+        answer = {
+            "question": f"Question number {index}?",
+            "references": [{"start_piece": a, "end_piece": b} for a, b in ranges],
+        }
         return Reply(fixture={"content": json.dumps(answer), "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
 
     out = tmp_path / "q.jsonl"
@@ -166,7 +228,9 @@ def test_approximate_references_are_exactly_the_cited_pieces(tmp_path: Path) -> 
     assert got == cited
     for record in records:
         window = record["provenance"]["window"]
-        assert (window["start"], window["end"]) == sample_window(text, 400, 0, "lighthouse", record["provenance"]["attempt"])
+        assert (window["start"], window["end"]) == sample_window(
+            text, 400, 0, "lighthouse", record["provenance"]["attempt"]
+        )
         for ref, how in zip(record["references"], record["provenance"]["references"], strict=True):
             assert ref["content"] == text[ref["start_index"]:ref["end_index"]]
             assert window["start"] <= ref["start_index"] < ref["end_index"] <= window["end"]
@@ -222,7 +286,10 @@ def test_embedding_filters_drop_near_duplicates_and_poor_excerpts(tmp_path: Path
     q_b = "How many steps can visitors climb on the spiral staircase tours?"
 
     def entry(q: str, ref: str) -> dict[str, Any]:
-        return {"content": json.dumps({"question": q, "references": [ref]}), "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+        return {
+            "content": json.dumps({"question": q, "references": [ref]}),
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
 
     embedder = WordCountEmbedder([text, q_a, q_dup, q_poor, q_b])
     filters = FilterSettings(use_embeddings=True, duplicate_threshold=0.9, excerpt_threshold=0.2)
@@ -246,7 +313,9 @@ def test_embedding_filters_drop_near_duplicates_and_poor_excerpts(tmp_path: Path
     q_c, ref_c = "When is the small museum open?", "a small museum that is open from April to October"
     # Resuming embeds the questions already in the file, so a duplicate of them is still caught.
     with ReplayServer(scripted(Reply(fixture=entry(q_dup, ref_a)), Reply(fixture=entry(q_c, ref_c)))) as server:
-        report = run(server, out, per_corpus=3, filters=filters, embedder=WordCountEmbedder([text, q_a, q_dup, q_b, q_c]))
+        report = run(
+            server, out, per_corpus=3, filters=filters, embedder=WordCountEmbedder([text, q_a, q_dup, q_b, q_c])
+        )
     assert report.rejected == {"near_duplicate_question": 1} and report.accepted == {"lighthouse": 1}
 
 
@@ -351,7 +420,7 @@ def test_a_fatal_error_stops_at_once(tmp_path: Path) -> None:
 def test_concurrency_reaches_the_target_per_corpus_without_overshoot(tmp_path: Path) -> None:
     out = tmp_path / "q.jsonl"
     items = {"lighthouse": REPLIES["sequence_lighthouse"], "bakery": REPLIES["sequence_bakery"]}
-    counters = Counter()
+    counters: Counter[str] = Counter()
 
     def responder(body: dict[str, Any], index: int) -> Reply:
         corpus = "lighthouse" if "Harwick" in body["messages"][-1]["content"] else "bakery"
@@ -374,8 +443,11 @@ def test_a_custom_prompt_template(tmp_path: Path) -> None:
     from chunkeval.generate import load_template
 
     template_file = tmp_path / "prompt.txt"
-    template_file.write_text("Only JSON. At most {max_references} references.\n=== user ===\nAvoid:\n{previous_questions}\n"
-                             "TEXT:\n{window}\n", encoding="utf-8")
+    template_file.write_text(
+        "Only JSON. At most {max_references} references.\n=== user ===\nAvoid:\n{previous_questions}\n"
+        "TEXT:\n{window}\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "q.jsonl"
     with ReplayServer(scripted("good_plain")) as server:
         run(server, out, per_corpus=1, template=load_template(template_file))
@@ -427,9 +499,14 @@ def test_default_embedder_filters_a_paraphrase(tmp_path: Path) -> None:
     def entry(q: str, ref: str) -> Reply:
         return Reply(fixture={"content": json.dumps({"question": q, "references": [ref]}), "usage": {}})
 
-    script = [entry("When was the Harwick Point Light built?", built),
-              entry("In what year was the Harwick Point Light built?", built),
-              entry("Who was the first keeper of Harwick Point Light?", "Its first keeper, Edmund Vale, kept a daily log for thirty-one years.")]
+    script = [
+        entry("When was the Harwick Point Light built?", built),
+        entry("In what year was the Harwick Point Light built?", built),
+        entry(
+            "Who was the first keeper of Harwick Point Light?",
+            "Its first keeper, Edmund Vale, kept a daily log for thirty-one years.",
+        ),
+    ]
     out = tmp_path / "q.jsonl"
     with ReplayServer(scripted(*script)) as server:
         report = run(server, out, per_corpus=2, filters=FilterSettings())

@@ -5,27 +5,36 @@ Both expose ``async complete(messages, temperature=..., seed=...) -> ChatResult`
 caps requests sent and tokens used; when it is spent, ``complete`` raises :class:`BudgetExhausted`
 before sending anything.
 
-The HTTP backend (``httpx``, imported lazily) retries 429, 5xx, timeouts, connection errors and
-unreadable replies with exponential backoff and full jitter (``uniform(0, min(backoff_max,
+The HTTP backend (``httpx``, imported lazily) retries 429, 5xx, timeouts and connection errors
+with exponential backoff and full jitter (``uniform(0, min(backoff_max,
 backoff_base * 2**retry))``), or waits exactly what a ``Retry-After`` header asks (capped by
 ``max_retry_after``). Other 4xx answers are :class:`FatalBackendError`: a wrong key, model name or
-URL does not get better by retrying.
+URL does not get better by retrying. A 200 reply is the server's answer and is never retried: one
+that cannot be read (not JSON, nested too deep, a number too long to convert, a ``choices``,
+``message``, ``content`` or ``usage`` of the wrong type) raises :class:`MalformedReply`, which the
+runner records as a rejected attempt and moves on.
 
 The API key is read from the argument or the environment, sent only in the ``Authorization``
-header and scrubbed from every error message; ``repr`` and ``describe`` never show it.
+header and scrubbed (:meth:`OpenAICompatibleBackend.scrub`) from every error message and, by the
+runner, from every field it writes or logs; ``repr`` and ``describe`` never show it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import random
+import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, only a lone surrogate is one
 
 __all__ = [
     "ENV_BASE_URL",
@@ -35,10 +44,14 @@ __all__ = [
     "BudgetExhausted",
     "BackendError",
     "FatalBackendError",
+    "MalformedReply",
+    "StructuredOutputRefused",
     "ChatResult",
     "ChatBackend",
     "OpenAICompatibleBackend",
     "TransformersBackend",
+    "read_completion",
+    "scrub_secret",
 ]
 
 ENV_BASE_URL = "CHUNKEVAL_LLM_BASE_URL"
@@ -47,6 +60,20 @@ ENV_API_KEY = "CHUNKEVAL_LLM_API_KEY"
 _ENV_OPENAI_KEY = "OPENAI_API_KEY"
 
 Message = dict[str, str]
+
+#: Connections the HTTP client keeps open at most (and idle): more than any sensible --concurrency.
+_MAX_CONNECTIONS = 256
+
+#: Bytes of an unreadable reply body kept (scrubbed) for the rejection record.
+_RAW_KEPT_BYTES = 2000
+
+
+def scrub_secret(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``***`` (secrets under 4 characters
+    are left alone: replacing them would shred ordinary text)."""
+    if secret and len(secret) >= 4:
+        return text.replace(secret, "***")
+    return text
 
 
 class BudgetExhausted(RuntimeError):
@@ -67,6 +94,23 @@ class FatalBackendError(BackendError):
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message, status=status, retryable=False)
+
+
+class StructuredOutputRefused(FatalBackendError):
+    """The server answered a request carrying ``response_format`` with HTTP 400/422: it does not
+    support structured output (or this schema); the caller falls back to free text."""
+
+
+class MalformedReply(ValueError):
+    """A 200 reply that cannot be read as a chat completion. ``detail`` says why; ``raw`` holds the
+    start of the body (both already scrubbed of the API key)."""
+
+    reason = "malformed_reply"
+
+    def __init__(self, detail: str, raw: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.raw = raw
 
 
 class Budget:
@@ -120,11 +164,24 @@ class ChatResult:
     finish_reason: str | None = None
     model: str | None = None  # as reported by the server
 
+    @property
+    def total_tokens(self) -> int:
+        """``usage.total_tokens``, else prompt + completion tokens, else 0."""
+        if "total_tokens" in self.usage:
+            return self.usage["total_tokens"]
+        return self.usage.get("prompt_tokens", 0) + self.usage.get("completion_tokens", 0)
+
 
 class ChatBackend(Protocol):
+    """What the runner needs of a backend. Optional extras it looks for with ``getattr``:
+    ``scrub(text) -> str`` (remove secrets before anything is written), ``supports_response_format``
+    (``complete`` then takes ``response_format=``) and ``budget`` (a :class:`Budget`)."""
+
     name: str
 
-    async def complete(self, messages: Sequence[Message], *, temperature: float, seed: int | None = None) -> ChatResult: ...
+    async def complete(
+        self, messages: Sequence[Message], *, temperature: float, seed: int | None = None
+    ) -> ChatResult: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -168,6 +225,7 @@ class OpenAICompatibleBackend:
     """
 
     name = "openai-http"
+    supports_response_format = True
 
     def __init__(
         self,
@@ -188,7 +246,9 @@ class OpenAICompatibleBackend:
         base_url = base_url or os.environ.get(ENV_BASE_URL)
         model = model or os.environ.get(ENV_MODEL)
         if not base_url:
-            raise ValueError(f"base_url is not set; pass it (--base-url http://localhost:8000/v1) or set {ENV_BASE_URL}")
+            raise ValueError(
+                f"base_url is not set; pass it (--base-url http://localhost:8000/v1) or set {ENV_BASE_URL}"
+            )
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {_public_url(base_url)!r}")
         if not model:
@@ -217,10 +277,10 @@ class OpenAICompatibleBackend:
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model, "base_url": _public_url(self.base_url)}
 
-    def _scrub(self, text: str) -> str:
-        if self._api_key and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "***")
-        return text
+    def scrub(self, text: str) -> str:
+        """``text`` with the API key replaced by ``***``: every string this backend's callers write
+        to disk or a log goes through here."""
+        return scrub_secret(text, self._api_key)
 
     def _backoff(self, retry: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -234,7 +294,10 @@ class OpenAICompatibleBackend:
             headers = {"Content-Type": "application/json"}
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), headers=headers)
+            # httpx keeps 20 idle connections by default: above that, a high --concurrency would open
+            # and close a connection per request.
+            limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS)
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), headers=headers, limits=limits)
         return self._client
 
     async def aclose(self) -> None:
@@ -242,86 +305,180 @@ class OpenAICompatibleBackend:
             await self._client.aclose()
             self._client = None
 
-    async def __aenter__(self) -> "OpenAICompatibleBackend":
+    async def __aenter__(self) -> OpenAICompatibleBackend:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def complete(self, messages: Sequence[Message], *, temperature: float, seed: int | None = None) -> ChatResult:
-        """Send one chat request, retrying transient failures (see the module docstring)."""
-        import httpx
+    async def complete(self, messages: Sequence[Message], *, temperature: float, seed: int | None = None,
+                       response_format: dict[str, Any] | None = None) -> ChatResult:
+        """Send one chat request, retrying transient failures (see the module docstring).
 
+        ``response_format`` (an OpenAI ``response_format`` object) is sent as is; a server that
+        answers it with HTTP 400/422 raises :class:`StructuredOutputRefused` so the caller can
+        fall back to free text. A 200 reply that cannot be read raises :class:`MalformedReply`.
+        """
         client = self._get_client()
         body: dict[str, Any] = {"model": self.model, "messages": list(messages), "temperature": temperature}
         if self.max_output_tokens is not None:
             body["max_tokens"] = self.max_output_tokens
         body.update(self.extra_body)
+        if response_format is not None:
+            body["response_format"] = response_format
         url = f"{self.base_url}/chat/completions"
         began = time.perf_counter()
         last_error = "no request sent"
         for retry in range(self.max_retries + 1):
             self.budget.reserve_request()
-            retry_after: float | None = None
             sent = time.perf_counter()
-            try:
-                response = await client.post(url, json=body)
-            except httpx.TimeoutException:
-                last_error = f"no reply within {self.timeout:g} s"
-            except httpx.TransportError as exc:
-                last_error = f"connection error ({type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'})"
-            else:
-                status = response.status_code
-                if status == 200:
-                    try:
-                        result = self._read(response.json())
-                    except (ValueError, KeyError, IndexError, TypeError) as exc:
-                        last_error = f"unreadable reply ({type(exc).__name__}: {self._scrub(str(exc))[:200]})"
-                    else:
-                        result.latency_s = time.perf_counter() - sent
-                        result.elapsed_s = time.perf_counter() - began
-                        result.tries = retry + 1
-                        total = result.usage.get("total_tokens",
-                                                 result.usage.get("prompt_tokens", 0) + result.usage.get("completion_tokens", 0))
-                        self.budget.record_tokens(total)
-                        return result
-                elif status == 429 or status >= 500:
-                    retry_after = _parse_retry_after(response.headers.get("retry-after"))
-                    last_error = f"HTTP {status}: {self._scrub(response.text)[:200]}"
-                else:
-                    raise FatalBackendError(
-                        f"{_public_url(url)} answered HTTP {status}: {self._scrub(response.text)[:300]}"
-                        + (" (check the API key)" if status in (401, 403) else "")
-                        + (" (check --base-url and --model)" if status == 404 else ""),
-                        status=status,
-                    )
+            outcome = await self._post_once(client, url, body, structured=response_format is not None)
+            if isinstance(outcome, ChatResult):
+                outcome.latency_s = time.perf_counter() - sent
+                outcome.elapsed_s = time.perf_counter() - began
+                outcome.tries = retry + 1
+                self.budget.record_tokens(outcome.total_tokens)
+                return outcome
+            last_error, retry_after = outcome
             if retry < self.max_retries:
                 await asyncio.sleep(self._backoff(retry, retry_after))
         raise BackendError(f"{_public_url(url)}: gave up after {self.max_retries + 1} tries; last error: {last_error}")
 
-    @staticmethod
-    def _read(data: dict[str, Any]) -> ChatResult:
-        choice = data["choices"][0]
-        message = choice.get("message") or {}
-        content = message.get("content")
-        if isinstance(content, list):  # content parts
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        reasoning = message.get("reasoning_content") or message.get("reasoning") or message.get("thinking")
-        usage_in = data.get("usage") or {}
-        usage: dict[str, int] = {}
-        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-            if isinstance(usage_in.get(key), int):
-                usage[key] = usage_in[key]
-        details = usage_in.get("completion_tokens_details") or {}
-        if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
-            usage["reasoning_tokens"] = details["reasoning_tokens"]
-        return ChatResult(
-            text=content or "",
-            reasoning=reasoning if isinstance(reasoning, str) else None,
-            usage=usage,
-            finish_reason=choice.get("finish_reason"),
-            model=data.get("model"),
+    async def _post_once(self, client: Any, url: str, body: dict[str, Any],
+                         structured: bool) -> ChatResult | tuple[str, float | None]:
+        """One try: a result, or ``(error, retry_after)`` to retry; raises what retrying cannot fix."""
+        import httpx
+
+        try:
+            response = await client.post(url, json=body)
+        except httpx.TimeoutException:
+            return f"no reply within {self.timeout:g} s", None
+        except httpx.TransportError as exc:
+            return f"connection error ({type(exc).__name__}: {self.scrub(str(exc)) or 'no detail'})", None
+        status = response.status_code
+        if status == 200:
+            return read_completion(response.content, self.scrub)
+        if status == 429 or status >= 500:
+            return f"HTTP {status}: {self.scrub(response.text)[:200]}", _parse_retry_after(
+                response.headers.get("retry-after")
+            )
+        detail = self.scrub(response.text)[:300]
+        if structured and status in (400, 422):
+            raise StructuredOutputRefused(f"{_public_url(url)} refused response_format (HTTP {status}): {detail}",
+                                          status=status)
+        raise FatalBackendError(
+            f"{_public_url(url)} answered HTTP {status}: {detail}"
+            + (" (check the API key)" if status in (401, 403) else "")
+            + (" (check --base-url and --model)" if status == 404 else ""),
+            status=status,
         )
+
+
+def _clean(text: str) -> str:
+    """A decoded JSON string made writable: lone surrogates (``"\\ud800"``) become U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _optional_str(value: object) -> str | None:
+    return _clean(value) if isinstance(value, str) else None
+
+
+def _reply_content(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return _clean(content)
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
+        texts: list[str] = []
+        for i, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("text", ""), str):
+                raise MalformedReply(f"message.content[{i}] must be a text part {{'text': str}}, "
+                                     f"got {_kind(part)}")
+            texts.append(part.get("text", ""))
+        return _clean("".join(texts))
+    raise MalformedReply(f"message.content must be a string or a list of text parts, got {_kind(content)}")
+
+
+def _reply_usage(data: dict[str, Any]) -> dict[str, int]:
+    usage_in = data.get("usage")
+    if usage_in is None:
+        return {}
+    if not isinstance(usage_in, dict):
+        raise MalformedReply(f"'usage' must be an object of token counts, got {_kind(usage_in)}")
+    usage: dict[str, int] = {}
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        if _is_count(usage_in.get(key)):
+            usage[key] = usage_in[key]
+    details = usage_in.get("completion_tokens_details")
+    if isinstance(details, dict) and _is_count(details.get("reasoning_tokens")):
+        usage["reasoning_tokens"] = details["reasoning_tokens"]
+    return usage
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def _kind(value: object) -> str:
+    """What a JSON value is, for a rejection detail: its type and a short preview."""
+    name = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+    try:
+        preview = repr(value)
+    except (ValueError, RecursionError):  # ints past the str-conversion limit, very deep structures
+        preview = "…"
+    return f"{name} {preview[:60] + '…' if len(preview) > 60 else preview}"
+
+
+def read_completion(raw: bytes, scrub: Callable[[str], str] = lambda text: text) -> ChatResult:
+    """Read a chat-completions response body, checking every type on the way.
+
+    Raises :class:`MalformedReply` (its ``detail`` and ``raw`` passed through ``scrub``) for a body
+    that is not JSON, nests deeper than Python can decode, holds a number too long to convert, or
+    has the wrong shape: ``choices`` not a non-empty array of objects, ``message`` not an object,
+    ``content`` neither a string, ``null`` nor text parts, ``usage`` not an object.
+    """
+    # Scrubbed before it is cut, so a key straddling the cut cannot leave its first half behind.
+    preview = scrub(raw.decode("utf-8", "replace"))[:_RAW_KEPT_BYTES]
+    try:
+        try:
+            data = json.loads(raw)
+        except RecursionError:
+            raise MalformedReply("the reply body nests deeper than Python's recursion limit") from None
+        except UnicodeDecodeError:
+            raise MalformedReply("the reply body is not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise MalformedReply(f"the reply body is not JSON ({exc.msg} at character {exc.pos})") from None
+        except ValueError as exc:  # e.g. an integer longer than sys.get_int_max_str_digits()
+            raise MalformedReply(f"the reply body cannot be decoded ({str(exc).split(':')[0].strip()[:120]})") from None
+        if not isinstance(data, dict):
+            raise MalformedReply(f"the reply must be a JSON object, got {_kind(data)}")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise MalformedReply(f"'choices' must be a non-empty array, got {_kind(choices)}")
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise MalformedReply(f"choices[0] must be an object, got {_kind(choice)}")
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise MalformedReply(f"choices[0].message must be an object, got {_kind(message)}")
+        text = _reply_content(message)
+        usage = _reply_usage(data)
+    except MalformedReply as exc:
+        exc.detail = scrub(exc.detail)
+        exc.args = (exc.detail,)
+        exc.raw = preview
+        raise
+    reasoning = message.get("reasoning_content") or message.get("reasoning") or message.get("thinking")
+    return ChatResult(
+        text=text,
+        reasoning=_optional_str(reasoning),
+        usage=usage,
+        finish_reason=_optional_str(choice.get("finish_reason")),
+        model=_optional_str(data.get("model")),
+    )
 
 
 class TransformersBackend:
@@ -392,11 +549,14 @@ class TransformersBackend:
                                                          trust_remote_code=self.trust_remote_code, **{dtype_kw: dtype})
         except (OSError, ValueError) as exc:
             raise FatalBackendError(f"local_model {self.model_path!r} cannot be loaded: {exc}") from None
-        self._model = model.to(self.device).eval()
+        self._model = model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' stubs: .to(str) is fine
 
     def _prompt(self, messages: Sequence[Message]) -> str:
         if getattr(self._tokenizer, "chat_template", None):
-            return self._tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+            prompt: str = self._tokenizer.apply_chat_template(
+                list(messages), add_generation_prompt=True, tokenize=False
+            )
+            return prompt
         return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
     def _generate(self, messages: Sequence[Message], temperature: float, seed: int | None) -> ChatResult:

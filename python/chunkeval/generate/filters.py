@@ -18,8 +18,8 @@ Embedding models differ in how their cosines spread: recalibrate both thresholds
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -72,7 +72,8 @@ def _unit_rows(vectors: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name} holds NaN or infinite values; check the embedder")
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
     # A zero vector has no direction: its cosine to anything is 0, not NaN.
-    return np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+    unit: np.ndarray = np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+    return unit
 
 
 def max_similarity(question_vector: np.ndarray, accepted_vectors: np.ndarray) -> float | None:
@@ -83,7 +84,9 @@ def max_similarity(question_vector: np.ndarray, accepted_vectors: np.ndarray) ->
     q = _unit_rows(question_vector, "question_vector")[0]
     rows = _unit_rows(accepted, "accepted_vectors")
     if rows.shape[1] != q.shape[0]:
-        raise ValueError(f"accepted_vectors have dimension {rows.shape[1]}, the question vector {q.shape[0]}; use one embedder")
+        raise ValueError(
+            f"accepted_vectors have dimension {rows.shape[1]}, the question vector {q.shape[0]}; use one embedder"
+        )
     return float((rows @ q).max())
 
 
@@ -92,11 +95,16 @@ def excerpt_similarities(question_vector: np.ndarray, excerpt_vectors: np.ndarra
     q = _unit_rows(question_vector, "question_vector")[0]
     rows = _unit_rows(excerpt_vectors, "excerpt_vectors")
     if rows.shape[1] != q.shape[0]:
-        raise ValueError(f"excerpt_vectors have dimension {rows.shape[1]}, the question vector {q.shape[0]}; use one embedder")
-    return rows @ q
+        raise ValueError(
+            f"excerpt_vectors have dimension {rows.shape[1]}, the question vector {q.shape[0]}; use one embedder"
+        )
+    cosines: np.ndarray = rows @ q
+    return cosines
 
 
-def is_near_duplicate(question_vector: np.ndarray, accepted_vectors: np.ndarray, threshold: float) -> tuple[bool, float | None]:
+def is_near_duplicate(
+    question_vector: np.ndarray, accepted_vectors: np.ndarray, threshold: float
+) -> tuple[bool, float | None]:
     """``(duplicate, max cosine)``: duplicate when the max cosine to an accepted question is ≥ ``threshold``."""
     best = max_similarity(question_vector, accepted_vectors)
     return (best is not None and best >= threshold), best

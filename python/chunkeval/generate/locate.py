@@ -22,8 +22,8 @@ offset carried over from the previous reference).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -256,7 +256,8 @@ def tag_pieces(window_text: str, piece_chars: int = 100) -> tuple[str, list[int]
                 end = cut
         bounds.append(end)
         position = end
-    tagged = "".join(f"<p id={i}>{window_text[a:b]}</p>" for i, (a, b) in enumerate(zip(bounds, bounds[1:])))
+    pairs = zip(bounds, bounds[1:], strict=False)
+    tagged = "".join(f"<p id={i}>{window_text[a:b]}</p>" for i, (a, b) in enumerate(pairs))
     return tagged, bounds
 
 

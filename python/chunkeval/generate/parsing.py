@@ -13,10 +13,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, only a lone surrogate is one
+
 __all__ = [
     "AnswerError",
     "ParsedAnswer",
     "parse_answer",
+    "parse_verdict",
+    "VERDICTS",
     "strip_reasoning",
     "extract_json_object",
     "validate_answer",
@@ -24,6 +28,8 @@ __all__ = [
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
+
+_MAX_PIECE_ID_DIGITS = 18
 
 #: Longest question accepted; a longer one is the model rambling, not a question.
 MAX_QUESTION_CHARS = 1000
@@ -85,6 +91,11 @@ def _json_objects(text: str) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             position = text.find("{", position + 1)
             continue
+        except RecursionError:
+            # Every later "{" is inside the same nest: trying each would only repeat the failure.
+            raise AnswerError("malformed_json", "the reply's JSON nests deeper than Python's recursion limit") from None
+        except ValueError as exc:  # a number past sys.get_int_max_str_digits(): not a model's answer
+            raise AnswerError("malformed_json", f"the reply's JSON cannot be decoded ({_first_clause(exc)})") from None
         if isinstance(value, dict):
             found.append(value)
         position = text.find("{", end)
@@ -94,7 +105,8 @@ def _json_objects(text: str) -> list[dict[str, Any]]:
 def extract_json_object(text: str) -> dict[str, Any]:
     """The answer object in a reply: a fenced block first, else the last object with a ``question`` key.
 
-    Raises ``AnswerError("empty_reply")`` for an empty reply, ``AnswerError("no_json")`` when the reply holds no ``{`` at all and
+    Raises ``AnswerError("empty_reply")`` for an empty reply, ``AnswerError("no_json")`` when the
+    reply holds no ``{`` at all and
     ``AnswerError("malformed_json")`` when it holds braces but no decodable object.
     """
     if not text.strip():
@@ -114,12 +126,16 @@ def extract_json_object(text: str) -> dict[str, Any]:
 
 def _as_piece_id(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise AnswerError("schema", f"{where} must be an integer piece id, got {value!r}")
+        raise AnswerError("schema", f"{where} must be an integer piece id, got {_value_preview(value)}")
     if isinstance(value, str):
-        if not value.strip().isdigit():
-            raise AnswerError("schema", f"{where} must be an integer piece id, got {value!r}")
-        value = int(value.strip())
-    return value
+        digits = value.strip()
+        # isdecimal, not isdigit: "²" is a digit that int() refuses.
+        if not digits.isdecimal() or len(digits) > _MAX_PIECE_ID_DIGITS:
+            raise AnswerError("schema", f"{where} must be an integer piece id, got {_preview(value, 40)}")
+        return int(digits)
+    if value.bit_length() > 63:
+        raise AnswerError("schema", f"{where} must be an integer piece id, got a {value.bit_length()}-bit number")
+    return int(value)
 
 
 def validate_answer(obj: Any, approximate: bool = False) -> ParsedAnswer:
@@ -129,50 +145,100 @@ def validate_answer(obj: Any, approximate: bool = False) -> ParsedAnswer:
     reference may be ``{"content": str}``; in approximate mode ``[first, last]`` or a single id.
     The number of references is not capped here: the *too many references* filter decides.
     """
+    question = _check_question(obj)
+    return _validate_references(obj.get("references", obj.get("excerpts")), approximate, question)
+
+
+def _check_question(obj: Any) -> str:
+    """The answer object's ``question``, whitespace collapsed; an :class:`AnswerError` when unusable."""
     if not isinstance(obj, dict):
         raise AnswerError("schema", f"the answer must be a JSON object, got {type(obj).__name__}")
     question = obj.get("question")
     if question is None:
         raise AnswerError("schema", "the answer has no 'question' field")
     if not isinstance(question, str) or not question.strip():
-        raise AnswerError("schema", f"'question' must be a non-empty string, got {question!r}")
-    question = " ".join(question.split())
+        raise AnswerError("schema", f"'question' must be a non-empty string, got {_value_preview(question)}")
+    question = _clean(" ".join(question.split()))
     if len(question) > MAX_QUESTION_CHARS:
         raise AnswerError("schema", f"'question' is {len(question)} characters long (limit {MAX_QUESTION_CHARS})")
-    references = obj.get("references", obj.get("excerpts"))
+    return question
+
+
+def _validate_references(references: Any, approximate: bool, question: str) -> ParsedAnswer:
     if references is None:
         raise AnswerError("schema", "the answer has no 'references' field")
     if not isinstance(references, list) or not references:
-        raise AnswerError("schema", f"'references' must be a non-empty list, got {_preview(json.dumps(references))}")
+        raise AnswerError("schema", f"'references' must be a non-empty list, got {_value_preview(references)}")
     if approximate:
         ranges: list[tuple[int, int]] = []
         for i, ref in enumerate(references):
             if isinstance(ref, dict):
                 if "start_piece" not in ref or "end_piece" not in ref:
-                    raise AnswerError("schema", f"reference {i} needs 'start_piece' and 'end_piece', got keys {sorted(ref)}")
+                    raise AnswerError(
+                        "schema",
+                        f"reference {i} needs 'start_piece' and 'end_piece', got keys {_value_preview(sorted(ref))}",
+                    )
                 first, last = ref["start_piece"], ref["end_piece"]
             elif isinstance(ref, list) and len(ref) == 2:
                 first, last = ref
             elif isinstance(ref, (int, str)) and not isinstance(ref, bool):
                 first = last = ref
             else:
-                raise AnswerError("schema", f"reference {i} must be {{'start_piece', 'end_piece'}}, got {ref!r}")
-            ranges.append((_as_piece_id(first, f"reference {i} start_piece"), _as_piece_id(last, f"reference {i} end_piece")))
+                raise AnswerError(
+                    "schema", f"reference {i} must be {{'start_piece', 'end_piece'}}, got {_value_preview(ref)}"
+                )
+            ranges.append(
+                (_as_piece_id(first, f"reference {i} start_piece"), _as_piece_id(last, f"reference {i} end_piece"))
+            )
         return ParsedAnswer(question=question, piece_ranges=tuple(ranges))
     excerpts: list[str] = []
     for i, ref in enumerate(references):
         if isinstance(ref, dict) and isinstance(ref.get("content"), str):
             ref = ref["content"]
         if not isinstance(ref, str):
-            raise AnswerError("schema", f"reference {i} must be a string quoted from the text, got {_preview(json.dumps(ref))}")
+            raise AnswerError(
+                "schema", f"reference {i} must be a string quoted from the text, got {_value_preview(ref)}"
+            )
         if not ref.strip():
             raise AnswerError("schema", f"reference {i} is empty")
-        excerpts.append(ref)
+        excerpts.append(_clean(ref))
     return ParsedAnswer(question=question, excerpts=tuple(excerpts))
 
 
-def parse_answer(text: str, approximate: bool = False) -> ParsedAnswer:
-    """Reply text → :class:`ParsedAnswer` (strip reasoning, extract the object, validate)."""
+def parse_answer(text: str, approximate: bool = False, *, question_only: bool = False) -> ParsedAnswer:
+    """Reply text → :class:`ParsedAnswer` (strip reasoning, extract the object, validate).
+
+    ``question_only`` (unanswerable questions): only ``question`` is read; references, if the model
+    added any anyway, are ignored.
+    """
+    obj = _answer_object(text)
+    if question_only:
+        return ParsedAnswer(question=_check_question(obj))
+    return validate_answer(obj, approximate)
+
+
+VERDICTS = ("yes", "partial", "no")
+
+
+def parse_verdict(text: str) -> tuple[str, str]:
+    """A grounding check's reply → ``(verdict, reason)``; :class:`AnswerError` ``verify_unreadable``
+    when it holds no ``{"verdict": yes|partial|no, "reason": str}`` object."""
+    try:
+        obj = _answer_object(text)
+    except AnswerError as exc:
+        raise AnswerError("verify_unreadable", exc.detail) from None
+    verdict = obj.get("verdict") if isinstance(obj, dict) else None
+    if not isinstance(verdict, str) or verdict.strip().lower() not in VERDICTS:
+        raise AnswerError(
+            "verify_unreadable", f"'verdict' must be one of {', '.join(VERDICTS)}, got {_value_preview(verdict)}"
+        )
+    reason = obj.get("reason", "")
+    if not isinstance(reason, str):
+        raise AnswerError("verify_unreadable", f"'reason' must be a string, got {_value_preview(reason)}")
+    return verdict.strip().lower(), _clean(" ".join(reason.split()))[:MAX_QUESTION_CHARS]
+
+
+def _answer_object(text: str) -> Any:
     answer, reasoning = strip_reasoning(text)
     try:
         obj = extract_json_object(answer)
@@ -183,10 +249,31 @@ def parse_answer(text: str, approximate: bool = False) -> ParsedAnswer:
         try:
             obj = extract_json_object(reasoning)
         except AnswerError:
-            raise AnswerError("unfinished_reasoning", f"the reply stops inside <think> without an answer: {_preview(reasoning)}") from None
-    return validate_answer(obj, approximate)
+            raise AnswerError(
+                "unfinished_reasoning", f"the reply stops inside <think> without an answer: {_preview(reasoning)}"
+            ) from None
+    return obj
 
 
 def _preview(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _value_preview(value: Any, limit: int = 120) -> str:
+    """A decoded JSON value as it appeared, shortened; never raises (deep nests, huge numbers)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):
+        text = f"<{type(value).__name__}>"
+    return _preview(text, limit)
+
+
+def _first_clause(exc: BaseException) -> str:
+    """``"Exceeds the limit (4300 digits) for integer string conversion"`` out of its longer message."""
+    return str(exc).split(":")[0].strip()[:120]
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (a ``"\\ud800"`` escape decodes to one) become U+FFFD: they cannot be written as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text)

@@ -23,15 +23,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 __all__ = [
     "PROMPT_VERSION",
     "PLACEHOLDERS",
     "USER_SEPARATOR",
     "PromptTemplate",
+    "answer_response_format",
+    "answer_schema",
     "default_template",
+    "kind_template",
+    "verify_messages",
+    "verdict_response_format",
+    "VERIFY_VERSION",
     "load_template",
 ]
 
@@ -95,6 +102,57 @@ Reply with the JSON object only.
 """
 
 
+_MULTI_V1 = """\
+You write evaluation questions for a retrieval system. You are shown two parts of one document,
+taken from places far apart. Write ONE question whose answer needs facts from BOTH parts: someone
+who has read only one of them cannot answer it fully.
+
+Rules:
+1. The question is specific and makes sense on its own: someone who has not seen the text must
+   understand it (never write "in the text", "in part 1", "the author").
+2. "references" lists every passage needed to answer the question: at least one from part 1 and at
+   least one from part 2, 2 to {max_references} passages in all, each copied character for
+   character from its part (same words, punctuation and capitalisation), preferably whole
+   sentences. Do not paraphrase, shorten with "..." or join passages.
+3. Do not repeat or rephrase any of the previous questions.
+4. Reply with one JSON object and nothing else:
+{"question": "...", "references": ["passage from part 1", "passage from part 2"]}
+=== user ===
+Previous questions (do not repeat them):
+{previous_questions}
+
+The two parts of the document:
+{window}
+
+Reply with the JSON object only.
+"""
+
+_UNANSWERABLE_V1 = """\
+You write evaluation questions for a retrieval system. You are shown part of a document. Write ONE
+question that a reader of this document could plausibly ask, on its topic and about the people,
+places or things it names, but that the text does NOT answer: the answer is neither stated nor
+implied anywhere in it. These questions test that a system admits it has no evidence.
+
+Rules:
+1. The question is specific and makes sense on its own (never write "in the text", "the author").
+2. It must not be answerable from the text, not even partly; do not ask about something the text
+   says is unknown.
+3. Do not repeat or rephrase any of the previous questions.
+4. Reply with one JSON object and nothing else:
+{"question": "..."}
+=== user ===
+Previous questions (do not repeat them):
+{previous_questions}
+
+Text:
+<document>
+{window}
+</document>
+
+Reply with the JSON object only.
+"""
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """A system + user template; ``render`` fills the placeholders listed in the module docstring."""
@@ -138,11 +196,22 @@ def _split(text: str, source: str) -> tuple[str, str]:
     lines = text.splitlines(keepends=True)
     marks = [i for i, line in enumerate(lines) if line.strip() == USER_SEPARATOR]
     if len(marks) > 1:
-        raise ValueError(f"prompt template {source}: the separator line {USER_SEPARATOR!r} appears "
-                         f"{len(marks)} times (lines {[m + 1 for m in marks]}); keep one, between system and user parts")
+        raise ValueError(
+            f"prompt template {source}: the separator line {USER_SEPARATOR!r} appears "
+            f"{len(marks)} times (lines {[m + 1 for m in marks]}); keep one, between system and user parts"
+        )
     if not marks:
         return "", text
     return "".join(lines[: marks[0]]).rstrip("\n"), "".join(lines[marks[0] + 1:])
+
+
+def kind_template(kind: str) -> PromptTemplate:
+    """The built-in template of a question kind other than ``single`` (``multi``, ``unanswerable``)."""
+    texts = {"multi": _MULTI_V1, "unanswerable": _UNANSWERABLE_V1}
+    if kind not in texts:
+        raise ValueError(f"kind: no built-in template for {kind!r}; known: {', '.join(texts)}")
+    system, user = _split(texts[kind], "builtin")
+    return PromptTemplate(system=system, user=user, version=PROMPT_VERSION, source="builtin")
 
 
 def default_template(approximate: bool = False) -> PromptTemplate:
@@ -159,7 +228,9 @@ def load_template(path: str | os.PathLike[str]) -> PromptTemplate:
     except FileNotFoundError:
         raise ValueError(f"prompt_file: {os.fspath(path)!r} does not exist; pass an existing template file") from None
     except UnicodeDecodeError as exc:
-        raise ValueError(f"prompt_file: {os.fspath(path)!r} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+        raise ValueError(
+            f"prompt_file: {os.fspath(path)!r} is not UTF-8 text ({exc.reason}); save it as UTF-8"
+        ) from None
     system, user = _split(text, os.fspath(path))
     if "{window}" not in system + user:
         raise ValueError(f"prompt_file: {os.fspath(path)!r} has no {{window}} placeholder; the model must see the "
@@ -167,3 +238,63 @@ def load_template(path: str | os.PathLike[str]) -> PromptTemplate:
     if not user.strip():
         raise ValueError(f"prompt_file: {os.fspath(path)!r} has an empty user part after {USER_SEPARATOR!r}")
     return PromptTemplate(system=system, user=user, version="custom", source=os.fspath(path))
+
+
+def answer_schema(approximate: bool = False, max_references: int = 5) -> dict[str, Any]:
+    """The JSON schema of the answer object the templates ask for (exact or approximate mode)."""
+    if approximate:
+        piece = {"type": "integer", "minimum": 0}
+        item: dict[str, Any] = {"type": "object", "properties": {"start_piece": piece, "end_piece": piece},
+                                "required": ["start_piece", "end_piece"], "additionalProperties": False}
+    else:
+        item = {"type": "string"}
+    return {
+        "type": "object",
+        "properties": {
+            "question": {"type": "string"},
+            "references": {"type": "array", "items": item, "minItems": 1, "maxItems": max_references},
+        },
+        "required": ["question", "references"],
+        "additionalProperties": False,
+    }
+
+
+def question_only_schema() -> dict[str, Any]:
+    """The JSON schema of an unanswerable question's answer: ``{"question": str}``."""
+    return {"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"],
+            "additionalProperties": False}
+
+
+def answer_response_format(approximate: bool = False, max_references: int = 5, *,
+                           question_only: bool = False) -> dict[str, Any]:
+    """``response_format`` for structured output: OpenAI's ``json_schema`` form, which vLLM, SGLang,
+    llama.cpp server, LM Studio and Ollama's OpenAI endpoint also take (they constrain decoding to it)."""
+    schema = question_only_schema() if question_only else answer_schema(approximate, max_references)
+    return {"type": "json_schema", "json_schema": {"name": "chunkeval_question", "strict": True, "schema": schema}}
+
+
+#: Bump whenever the grounding check's wording changes: verdicts record it.
+VERIFY_VERSION = "v1"
+
+_VERIFY_SYSTEM = """\
+You check evaluation questions for a retrieval system. You are given a question and passages from a
+document. Decide whether the passages, and nothing else, answer the question: "yes" when they
+state everything the answer needs, "partial" when they answer only part of it or need outside
+knowledge, "no" when they do not answer it. Reply with one JSON object and nothing else:
+{"verdict": "yes", "reason": "one short sentence"}"""
+
+
+def verify_messages(question: str, passages: Sequence[str]) -> list[dict[str, str]]:
+    """The grounding check's chat messages for one question and the passages it must rest on."""
+    shown = "\n\n".join(f'<passage n="{i}">\n{text}\n</passage>' for i, text in enumerate(passages, start=1))
+    user = f"Question: {question}\n\nPassages:\n{shown}\n\nReply with the JSON object only."
+    return [{"role": "system", "content": _VERIFY_SYSTEM}, {"role": "user", "content": user}]
+
+
+def verdict_response_format() -> dict[str, Any]:
+    """``response_format`` of the grounding check: ``{"verdict": yes|partial|no, "reason": str}``."""
+    schema = {"type": "object",
+              "properties": {"verdict": {"type": "string", "enum": ["yes", "partial", "no"]},
+                             "reason": {"type": "string"}},
+              "required": ["verdict", "reason"], "additionalProperties": False}
+    return {"type": "json_schema", "json_schema": {"name": "chunkeval_verdict", "strict": True, "schema": schema}}
