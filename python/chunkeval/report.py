@@ -870,8 +870,10 @@ def _resolve_dataset(dataset: Any, table: pa.Table) -> tuple[Dataset | None, str
 
     if isinstance(dataset, datasets.Dataset):
         return dataset, ""
+    # The explorer shows the questions the results hold: rows the evaluation skipped as invalid
+    # are skipped here too, rather than failing the report.
     if dataset is not None:
-        return datasets.load(dataset), ""
+        return datasets.load(dataset, on_invalid="skip"), ""
     records = [c["dataset"] for c in provenance(table).values()
                if isinstance(c, dict) and isinstance(c.get("dataset"), dict)]
     sources = sorted({str(d["source"]) for d in records if d.get("source")})
@@ -883,7 +885,7 @@ def _resolve_dataset(dataset: Any, table: pa.Table) -> tuple[Dataset | None, str
     candidates = [*sources, *names]
     for attempt in (a for source in candidates for a in _loadable(source)):
         try:
-            data = datasets.load(attempt)
+            data = datasets.load(attempt, on_invalid="skip")
         except (ValueError, TypeError, OSError):
             continue
         fingerprints = {str(d["fingerprint"]) for d in records if d.get("fingerprint")}
