@@ -21,7 +21,7 @@ def fixed_chunks(doc: int, length: int, size: int) -> list[tuple[int, int, int]]
 def score(refs, ret, chunks, backend, **kw):
     return span_metrics(
         RaggedSpans.from_lists(refs), RaggedSpans.from_lists(ret),
-        None if chunks is None else Spans(*zip(*chunks)), backend=backend, **kw,
+        None if chunks is None else Spans(*zip(*chunks, strict=True)), backend=backend, **kw,
     )
 
 

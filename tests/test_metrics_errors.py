@@ -7,7 +7,6 @@ import pyarrow as pa
 import pytest
 
 from chunkeval import RaggedSpans, Spans, span_metrics
-
 from conftest import BACKENDS
 
 CHUNKS = Spans([0, 0, 1], [0, 10, 0], [10, 20, 10])
@@ -38,14 +37,18 @@ def test_malformed_ragged_spans(offsets, doc, start, end, message):
 
 
 def test_integral_floats_and_other_int_dtypes_are_accepted_without_changing_values():
-    r = RaggedSpans(np.array([0, 1], dtype=np.int32), np.array([0], dtype=np.uint8), [2.0], np.array([8], dtype=np.int16))
+    r = RaggedSpans(np.array([0, 1], dtype=np.int32), np.array([0], dtype=np.uint8), [2.0], np.array([8],
+        dtype=np.int16))
     assert r.start.dtype == np.int64 and r.start.tolist() == [2] and r.end.tolist() == [8]
 
 
-def test_int64_columns_are_not_copied():
+def test_writeable_int64_columns_are_copied_and_read_only_ones_shared():
     start = np.array([2, 4], dtype=np.int64)
     s = Spans(np.zeros(2, dtype=np.int64), start, start + 1)
-    assert np.shares_memory(s.start, start)
+    assert not np.shares_memory(s.start, start)
+    frozen = start.copy()
+    frozen.flags.writeable = False
+    assert np.shares_memory(Spans([0, 0], frozen, frozen + 1).start, frozen)
 
 
 def test_wrong_types():
@@ -117,7 +120,8 @@ def test_core_rejects_bad_buffers_without_crashing():
     with pytest.raises(ValueError):  # offsets end past the rows
         core.span_metrics(i64(0, 5), i64(0), i64(0), i64(5), i64(0, 1), i64(0), i64(0), i64(5), None, i64(1), 0, 0, 1)
     with pytest.raises(ValueError):  # columns disagree
-        core.span_metrics(i64(0, 1), i64(0, 0), i64(0), i64(5), i64(0, 1), i64(0), i64(0), i64(5), None, i64(1), 0, 0, 1)
+        core.span_metrics(i64(0, 1), i64(0, 0), i64(0), i64(5), i64(0, 1), i64(0), i64(0), i64(5), None, i64(1), 0,
+                          0, 1)
     with pytest.raises(ValueError):  # reversed span
         core.span_metrics(i64(0, 1), i64(0), i64(6), i64(5), i64(0, 1), i64(0), i64(0), i64(5), None, i64(1), 0, 0, 1)
     with pytest.raises(ValueError):  # auto needs chunks

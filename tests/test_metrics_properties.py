@@ -12,9 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chunkeval
-from chunkeval import RaggedSpans, Spans, span_metrics
-
 from chroma_procedure import precision_omega_and_count, retrieval_scores
+from chunkeval import RaggedSpans, Spans, span_metrics
 from conftest import BACKENDS
 
 DOC_LEN = 60
@@ -66,7 +65,7 @@ def batches(draw, single_doc_questions=False):
 
 def run(refs, rets, chunks, backend, **kw):
     return span_metrics(
-        RaggedSpans.from_lists(refs), RaggedSpans.from_lists(rets), Spans(*zip(*chunks)),
+        RaggedSpans.from_lists(refs), RaggedSpans.from_lists(rets), Spans(*zip(*chunks, strict=True)),
         backend=backend, num_threads=1, **kw,
     )
 
@@ -156,7 +155,7 @@ def test_splitting_spans_changes_nothing_in_set_semantics(batch, rnd):
 def test_chroma_semantics_reproduce_the_toolkit_procedure(batch, k):
     refs, rets, chunks = batch
     r = run(refs, rets, chunks, BACKENDS[0], semantics="chroma", k=k)
-    for q, (qrefs, qret) in enumerate(zip(refs, rets)):
+    for q, (qrefs, qret) in enumerate(zip(refs, rets, strict=True)):
         doc = qrefs[0][0]
         ranges = [(s, e) for _, s, e in qrefs]
         omega, count = precision_omega_and_count(ranges, [(s, e) for d, s, e in chunks if d == doc])

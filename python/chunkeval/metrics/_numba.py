@@ -1,3 +1,6 @@
+# mypy: disable-error-code="no-untyped-def, no-untyped-call"
+# (The @njit kernels take numpy arrays and scalars; Numba ignores annotations, so they are left
+# unannotated. The two public entry points, build_chunk_index and span_metrics_numba, are typed.)
 """Numba backend of the span-metrics engine (``docs/engine.md``).
 
 Layered as in ranx: ``_score_question`` is the ``@njit(cache=True)`` kernel for one question;
@@ -33,8 +36,6 @@ _MIN_BLOCK_QUESTIONS = 512
 _SMALL_SORT = 24
 # Subtrees at or below this level are scanned linearly (at most 2**(level+1) - 1 contiguous rows).
 _SCAN_LEVEL = 2
-# Up to this many reference segments, overlaps are found by a linear walk instead of a binary search.
-_LINEAR_SEGMENTS = 8
 # Questions ahead whose chunk rows are prefetched, and at most this many references of each.
 _PREFETCH_DISTANCE = 4
 _PREFETCH_REFERENCES = 8
@@ -44,13 +45,20 @@ _KEY_RANK_BITS = 6
 _KEY_START_BITS = 38
 _KEY_DOC_BITS = 64 - _KEY_RANK_BITS - _KEY_START_BITS - 1
 _KEY_RANK_LIMIT = 1 << _KEY_RANK_BITS
+# The first-cover sweep over longer lists sorts (doc, start << 20 | rank) pairs: ranks < 2**20
+# (the per-question bound) and starts < 2**43 (positions are <= 2**32) fit in a positive int64.
+_SWEEP_RANK_BITS = 20
 # Explicit DFS stack for the interval tree: (node, level) pairs, at most two pending per level.
 _STACK_SIZE = 512
 
 # The hot kernels never allocate, so they are compiled without the NRT: otherwise every call
 # increfs and decrefs each array argument with an atomic, which costs more than the arithmetic of
 # a typical question and, under prange, bounces the inputs' refcount cache lines between cores.
-_kernel = njit(cache=True, error_model="numpy", _nrt=False)
+_kernel = njit(cache=True, error_model="numpy", _nrt=False)  # type: ignore[call-overload]
+
+#: What build_chunk_index returns: nine int64/float64 arrays and the dense flag.
+ChunkIndexTuple = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                        np.ndarray, int]
 
 _KMODE_LIST = 0
 _KMODE_ALL = 1
@@ -128,7 +136,7 @@ def _sort_order(doc: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarr
     return np.lexsort((end, start, doc)).astype(np.int64, copy=False)
 
 
-def build_chunk_index(chunk_doc: np.ndarray, chunk_start: np.ndarray, chunk_end: np.ndarray) -> tuple:
+def build_chunk_index(chunk_doc: np.ndarray, chunk_start: np.ndarray, chunk_end: np.ndarray) -> ChunkIndexTuple:
     """Index a chunking once so that many calls can reuse it (``docs/engine.md`` §2).
 
     Returns the tuple ``(order, rows, max_end, doc_ids, doc_offsets, root_level, ends_sorted,
@@ -176,12 +184,15 @@ def build_chunk_index(chunk_doc: np.ndarray, chunk_start: np.ndarray, chunk_end:
         ok = (ends_sorted != 0) & (span > 0)
         rows_per_unit[ok] = (count[ok] - 1).astype(np.float64) / span[ok].astype(np.float64)
     dense = 1 if n_docs and int(doc_ids[-1]) - int(doc_ids[0]) + 1 == n_docs else 0
+    for arr in (order, rows, max_end, doc_ids, doc_offsets, root_level, ends_sorted, first_end, rows_per_unit):
+        arr.flags.writeable = False
     return (order, rows, max_end, doc_ids, doc_offsets, root_level, ends_sorted, first_end, rows_per_unit, dense)
 
 
 @_kernel
-def _tree_query(rows, max_end, o, n, root_level, x, y, out, n_out, stack):
-    """Append to ``out`` every row ``o + i`` of one doc block with ``start < x`` and ``end > y``.
+def _tree_query(rows, max_end, o, n, root_level, x, touch, y, out, n_out, stack):
+    """Append to ``out`` every row ``o + i`` of one doc block with ``start - touch < x`` and
+    ``end > y`` (``start < x + touch`` written so that nothing can overflow).
 
     Returns the new count; rows past ``out``'s capacity are counted but not written (the caller
     grows the buffer and asks again). Rows come out in no particular order.
@@ -202,7 +213,7 @@ def _tree_query(rows, max_end, o, n, root_level, x, y, out, n_out, stack):
             if hi > n:
                 hi = n
             for t in range(lo, hi):
-                if rows[2 * (o + t)] >= x:
+                if rows[2 * (o + t)] - touch >= x:
                     break
                 if rows[2 * (o + t) + 1] > y:
                     if n_out < cap:
@@ -216,7 +227,7 @@ def _tree_query(rows, max_end, o, n, root_level, x, y, out, n_out, stack):
             stack[sp + 1] = k - 1
             sp += 2
             continue
-        if rows[2 * (o + i)] < x:
+        if rows[2 * (o + i)] - touch < x:
             if rows[2 * (o + i) + 1] > y:
                 if n_out < cap:
                     out[n_out] = o + i
@@ -237,6 +248,8 @@ def _guess_row(first_end, rpu, n, y):
     if y <= first_end:
         return 0
     guess = np.float64(y - first_end) * rpu
+    if not guess > 0.0:
+        return 0  # also NaN: a hint must stay inside the block whatever the index holds
     if guess >= np.float64(n - 1):
         return n - 1
     return np.int64(guess)
@@ -296,6 +309,10 @@ def _find_block(doc_ids, dense, d):
     return -1
 
 
+def _prefetch_python(arr, idx):
+    """With NUMBA_DISABLE_JIT=1 (a coverage run) the kernels are plain Python: no cache hint."""
+
+
 @intrinsic
 def _prefetch(typingctx, arr, idx):
     """A cache hint: start loading ``arr[idx]`` (never faults)."""
@@ -316,13 +333,17 @@ def _prefetch(typingctx, arr, idx):
     return sig, codegen
 
 
+if getattr(numba.config, "DISABLE_JIT", 0):
+    _prefetch = _prefetch_python  # type: ignore[assignment]  # noqa: F811 - an intrinsic cannot run as Python
+
+
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
 
 
 @_kernel
-def _sort_rows(idx, n, key1, key2, tmp):
+def _sort_rows(idx, n, key1, key2, tmp):  # noqa: C901 - a hot kernel, kept in one piece
     """Stable sort of ``idx[:n]`` by ``(key1[idx], key2[idx])``; ``tmp`` has room for ``n``."""
     if n <= _SMALL_SORT:
         for i in range(1, n):
@@ -432,24 +453,6 @@ def _sort_values(a, n):
 
 
 @_kernel
-def _seg_lower(seg_doc, seg_e, nseg, d, a):
-    """First segment with ``doc > d`` or ``(doc == d and e > a)``, or 0 when there are few (the
-    cursor of ``_overlap`` then walks there faster than a binary search would jump)."""
-    if nseg <= _LINEAR_SEGMENTS:
-        return 0
-    lo = 0
-    hi = nseg
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        sd = seg_doc[mid]
-        if sd < d or (sd == d and seg_e[mid] <= a):
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@_kernel
 def _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, a, b):
     """``(ov, wov, cursor)`` of span ``(d, a, b)`` against the segments.
 
@@ -504,7 +507,7 @@ def _write_metrics(recall, precision, iou, q, col, chroma, inter, inter_w, r_len
 
 
 @_kernel
-def _rank_clustered(t0, n, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m, nseg,
+def _rank_clustered(t0, n, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m, nseg,  # noqa: C901 - a hot kernel, kept in one piece
                     u_s, u_e, keys, add_i, add_w, add_r):  # fmt: skip
     """The ranked-list pass of ``docs/engine.md`` §3, arranged as in the C++ core: sort the first
     ``n`` rows by (doc, start) on packed keys and split them into clusters of rows that overlap each
@@ -624,21 +627,186 @@ def _rank_clustered(t0, n, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, s
         i = j
 
 
+@_kernel
+def _heap_push(heap, hn, v):
+    """Push ``v`` onto the binary min-heap ``heap[:hn]``; returns the new size."""
+    i = hn
+    while i > 0:
+        parent = (i - 1) >> 1
+        if heap[parent] <= v:
+            break
+        heap[i] = heap[parent]
+        i = parent
+    heap[i] = v
+    return hn + 1
+
+
+@_kernel
+def _heap_pop(heap, hn):
+    """Remove the smallest entry of ``heap[:hn]``; returns the new size."""
+    hn -= 1
+    v = heap[hn]
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= hn:
+            break
+        if child + 1 < hn and heap[child + 1] < heap[child]:
+            child += 1
+        if heap[child] >= v:
+            break
+        heap[i] = heap[child]
+        i = child
+    if hn > 0:
+        heap[i] = v
+    return hn
+
+
+@_kernel
+def _sort_pairs(a, b, n, ta, tb):
+    """Sort the pairs ``(a[i], b[i])`` of ``i < n`` in place (the ``b`` are distinct); ``ta``, ``tb``
+    have room for ``n``. Insertion-sorted runs, then bottom-up merges that read the values
+    sequentially (an index sort would fetch each key from a random place)."""
+    run = 16
+    for s in range(0, n, run):
+        e = min(s + run, n)
+        for i in range(s + 1, e):
+            va = a[i]
+            vb = b[i]
+            j = i - 1
+            while j >= s and (a[j] > va or (a[j] == va and b[j] > vb)):
+                a[j + 1] = a[j]
+                b[j + 1] = b[j]
+                j -= 1
+            a[j + 1] = va
+            b[j + 1] = vb
+    sa = a
+    sb = b
+    da = ta
+    db = tb
+    swapped = False
+    width = run
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i = lo
+            j = mid
+            t = lo
+            while i < mid and j < hi:
+                if sa[j] < sa[i] or (sa[j] == sa[i] and sb[j] < sb[i]):
+                    da[t] = sa[j]
+                    db[t] = sb[j]
+                    j += 1
+                else:
+                    da[t] = sa[i]
+                    db[t] = sb[i]
+                    i += 1
+                t += 1
+            while i < mid:
+                da[t] = sa[i]
+                db[t] = sb[i]
+                i += 1
+                t += 1
+            while j < hi:
+                da[t] = sa[j]
+                db[t] = sb[j]
+                j += 1
+                t += 1
+        sa, da = da, sa
+        sb, db = db, sb
+        swapped = not swapped
+        width *= 2
+    if swapped:
+        for i in range(n):
+            a[i] = sa[i]
+            b[i] = sb[i]
+
+
+@_kernel
+def _rank_sweep(t0, n, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m, nseg,  # noqa: C901 - a hot kernel, kept in one piece
+                sd, sb, ss, sr, heap, add_i, add_w, add_r):  # fmt: skip
+    """What each of the first ``n`` ranks adds, for a list of any length in O(n log n).
+
+    A position joins the union of the first ``k`` rows at the smallest rank that covers it. Sweep
+    the rows in (doc, start) order with a min-heap of the ranks of the rows covering the sweep
+    position (a row whose end has passed leaves the heap when it reaches the top): between two
+    consecutive events (a start, or the end of the top row) the heap's top is that smallest rank,
+    and the piece is measured against the reference segments with a cursor that only moves forward.
+    ``sd``, ``sb``, ``ss``, ``sr`` and ``heap`` are scratch with room for ``n``; the sorted rows end
+    up as (doc ``sd``, start ``ss``, rank ``sr``). ``add_*[r]`` receive rank ``r``'s new
+    (I, I_w, R_len), as the rank-order merge would compute them.
+    """
+    packable = n <= (1 << _SWEEP_RANK_BITS)
+    for r in range(n):
+        add_i[r] = 0
+        add_w[r] = 0
+        add_r[r] = 0
+        if ret_start[t0 + r] >> (63 - _SWEEP_RANK_BITS) != 0:
+            packable = False  # negative or >= 2**43: only a caller that skipped validation
+    if packable:
+        # Sort (doc, start << 20 | rank) pairs by value; then unpack start and rank.
+        for r in range(n):
+            sd[r] = ret_doc[t0 + r]
+            sb[r] = (ret_start[t0 + r] << _SWEEP_RANK_BITS) | r
+        _sort_pairs(sd, sb, n, ss, sr)
+        mask = (1 << _SWEEP_RANK_BITS) - 1
+        for i in range(n):
+            ss[i] = sb[i] >> _SWEEP_RANK_BITS
+            sr[i] = sb[i] & mask
+    else:
+        for r in range(n):
+            sr[r] = t0 + r
+        _sort_rows(sr, n, ret_doc, ret_start, ss)
+        for i in range(n):
+            sd[i] = ret_doc[sr[i]]
+            ss[i] = ret_start[sr[i]]
+            sr[i] -= t0
+    sc = 0
+    i = 0
+    while i < n:
+        d = sd[i]
+        p = ss[i]
+        hn = 0
+        while True:
+            while i < n and sd[i] == d and ss[i] <= p:
+                hn = _heap_push(heap, hn, sr[i])
+                i += 1
+            while hn > 0 and ret_end[t0 + heap[0]] <= p:
+                hn = _heap_pop(heap, hn)
+            more = i < n and sd[i] == d
+            if hn == 0:
+                if not more:
+                    break
+                p = ss[i]
+                continue
+            r = heap[0]
+            nxt = ret_end[t0 + r]
+            if more and ss[i] < nxt:
+                nxt = ss[i]
+            ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, p, nxt)
+            add_r[r] += nxt - p
+            add_i[r] += ov
+            add_w[r] += wov
+            p = nxt
+
+
 # --------------------------------------------------------------------------------------------
 # Per-question kernel
 # --------------------------------------------------------------------------------------------
 
 
 @_kernel
-def _score_question(
+def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece for speed
     q,
     ref_offsets, ref_doc, ref_start, ref_end,
     ret_offsets, ret_doc, ret_start, ret_end,
-    has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
+    has_chunks, ci_rows, ci_max_end, ci_doc_ids,
+    ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
     recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
-    r_doc, r_s, r_e, ebuf, stack, keys, add_i, add_w, add_r,
+    r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
 ):  # fmt: skip
     """Score question ``q`` into the output rows. Returns 0, or the evidence-buffer size needed
     when ``ebuf`` was too small (nothing is written then; the caller grows it and calls again)."""
@@ -708,8 +876,8 @@ def _score_question(
         nev_int = 0
         for t in range(nseg):
             if nev_int > 0 and ev_doc[nev_int - 1] == seg_doc[t] and seg_s[t] <= ev_e[nev_int - 1]:
-                if seg_e[t] > ev_e[nev_int - 1]:
-                    ev_e[nev_int - 1] = seg_e[t]
+                # Segments are disjoint and sorted, so this one ends past the interval.
+                ev_e[nev_int - 1] = seg_e[t]
             else:
                 ev_doc[nev_int] = seg_doc[t]
                 ev_s[nev_int] = seg_s[t]
@@ -741,19 +909,20 @@ def _score_question(
                 if ci_ends_sorted[blk]:
                     first = 0
                     for t in range(g, h):
-                        x = ev_e[t] + touch
+                        x = ev_e[t]
                         y = ev_s[t] - touch
                         i = _first_end_after(ci_rows, o, n, _guess_row(ci_first_end[blk], ci_rpu[blk], n, y), y)
                         if i < first:
                             i = first
                         while i < n:
                             cs = ci_rows[2 * (o + i)]
-                            if cs >= x:
+                            if cs - touch >= x:  # cs >= x + touch, without the overflow at 2**63
                                 break
                             ce = ci_rows[2 * (o + i) + 1]
                             n_ev += 1
                             sc, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w = _cstar_add(
-                                seg_doc, seg_s, seg_e, seg_m, nseg, sc, have, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w, d, cs, ce)
+                                seg_doc, seg_s, seg_e, seg_m, nseg, sc,
+                                have, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w, d, cs, ce)
                             have = True
                             i += 1
                         if i > first:
@@ -763,7 +932,7 @@ def _score_question(
                     cnt = 0
                     for t in range(g, h):
                         cnt = _tree_query(ci_rows, ci_max_end, o, n, lvl,
-                                          ev_e[t] + touch, ev_s[t] - touch, ebuf, cnt, stack)  # fmt: skip
+                                          ev_e[t], touch, ev_s[t] - touch, ebuf, cnt, stack)  # fmt: skip
                     if cnt > ebuf.shape[0]:
                         if cnt > need:
                             need = cnt
@@ -778,7 +947,8 @@ def _score_question(
                             ce = ci_rows[2 * p + 1]
                             n_ev += 1
                             sc, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w = _cstar_add(
-                                seg_doc, seg_s, seg_e, seg_m, nseg, sc, have, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w, d, cs, ce)
+                                seg_doc, seg_s, seg_e, seg_m, nseg, sc,
+                                have, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w, d, cs, ce)
                             have = True
             g = h
         if have:
@@ -812,109 +982,36 @@ def _score_question(
     else:
         steps = n_ev if n_ev < n_ret else n_ret
 
+    # What each rank adds (I, I_w, R_len) comes from one of two passes: packed keys and clusters
+    # for short lists whose docs and starts fit the key, the first-cover sweep for every other list.
+    too_wide = 0
     if steps <= _KEY_RANK_LIMIT:
-        # Packed sort keys (doc << 44 | start << 6 | rank) when every doc and start fits.
-        too_wide = 0
         for step in range(steps):
             row = t0 + step
             too_wide |= (ret_doc[row] >> _KEY_DOC_BITS) | (ret_start[row] >> _KEY_START_BITS)
-        if too_wide == 0:
-            _rank_clustered(t0, steps, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m, nseg,
-                            r_s, r_e, keys, add_i, add_w, add_r)  # fmt: skip
-            inter = 0
-            inter_w = 0
-            r_len = 0
-            ret_sum = 0
-            rank = 0
-            n_cols = n_ks if k_mode == _KMODE_LIST else 1
-            for col in range(n_cols):
-                upto = steps
-                if k_mode == _KMODE_LIST and ks[col] < steps:
-                    upto = ks[col]
-                while rank < upto:
-                    inter += add_i[rank]
-                    inter_w += add_w[rank]
-                    r_len += add_r[rank]
-                    ret_sum += ret_end[t0 + rank] - ret_start[t0 + rank]
-                    rank += 1
-                _write_metrics(recall, precision, iou, q, col, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
-            return 0
-
+    if steps <= _KEY_RANK_LIMIT and too_wide == 0:
+        _rank_clustered(t0, steps, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m, nseg,
+                        r_s, r_e, keys, add_i, add_w, add_r)  # fmt: skip
+    else:
+        _rank_sweep(t0, steps, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m, nseg,
+                    r_doc, r_s, r_t1, r_t2, r_e, add_i, add_w, add_r)  # fmt: skip
     inter = 0
     inter_w = 0
     r_len = 0
     ret_sum = 0
-    nr = 0
-    kp = 0
-    for step in range(steps):
-        row = t0 + step
-        d = ret_doc[row]
-        a = ret_start[row]
-        b = ret_end[row]
-        ret_sum += b - a
-        # First interval of R that touches or follows [a, b).
-        lo = 0
-        hi = nr
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if r_doc[mid] < d or (r_doc[mid] == d and r_e[mid] < a):
-                lo = mid + 1
-            else:
-                hi = mid
-        pos = lo
-        j = pos
-        cur = a
-        new_s = a
-        sc = -1
-        while j < nr and r_doc[j] == d and r_s[j] <= b:
-            if r_s[j] > cur:
-                if sc < 0:
-                    sc = _seg_lower(seg_doc, seg_e, nseg, d, cur)
-                ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, cur, r_s[j])
-                r_len += r_s[j] - cur
-                inter += ov
-                inter_w += wov
-            if r_s[j] < new_s:
-                new_s = r_s[j]
-            if r_e[j] > cur:
-                cur = r_e[j]
-            j += 1
-        if cur < b:
-            if sc < 0:
-                sc = _seg_lower(seg_doc, seg_e, nseg, d, cur)
-            ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, d, cur, b)
-            r_len += b - cur
-            inter += ov
-            inter_w += wov
-            cur = b
-        # Replace R[pos:j] by the merged interval [new_s, cur).
-        removed = j - pos
-        if removed == 0:
-            for t in range(nr, pos, -1):
-                r_doc[t] = r_doc[t - 1]
-                r_s[t] = r_s[t - 1]
-                r_e[t] = r_e[t - 1]
-            nr += 1
-        elif removed > 1:
-            shift = removed - 1
-            for t in range(pos + 1, nr - shift):
-                r_doc[t] = r_doc[t + shift]
-                r_s[t] = r_s[t + shift]
-                r_e[t] = r_e[t + shift]
-            nr -= shift
-        r_doc[pos] = d
-        r_s[pos] = new_s
-        r_e[pos] = cur
-        if k_mode == _KMODE_LIST and kp < n_ks and ks[kp] == step + 1:
-            _write_metrics(recall, precision, iou, q, kp, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
-            kp += 1
-    if k_mode == _KMODE_LIST:
-        # Cut-offs beyond the list score the whole list.
-        while kp < n_ks:
-            _write_metrics(recall, precision, iou, q, kp, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
-            kp += 1
-    else:
-        _write_metrics(recall, precision, iou, q, 0, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
+    rank = 0
+    n_cols = n_ks if k_mode == _KMODE_LIST else 1
+    for col in range(n_cols):
+        upto = steps
+        if k_mode == _KMODE_LIST and ks[col] < steps:
+            upto = ks[col]
+        while rank < upto:
+            inter += add_i[rank]
+            inter_w += add_w[rank]
+            r_len += add_r[rank]
+            ret_sum += ret_end[t0 + rank] - ret_start[t0 + rank]
+            rank += 1
+        _write_metrics(recall, precision, iou, q, col, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
     return 0
 
 
@@ -928,11 +1025,12 @@ def _score_range(
     q0, q1,
     ref_offsets, ref_doc, ref_start, ref_end,
     ret_offsets, ret_doc, ret_start, ret_end,
-    has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
+    has_chunks, ci_rows, ci_max_end, ci_doc_ids,
+    ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
     recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
-    r_doc, r_s, r_e, ebuf, stack, keys, add_i, add_w, add_r,
+    r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
 ):  # fmt: skip
     """Score questions from ``q0`` on; stop at the first one whose evidence does not fit ``ebuf``.
 
@@ -953,16 +1051,17 @@ def _score_range(
                 if blk >= 0:
                     o = ci_doc_offsets[blk]
                     n = ci_doc_offsets[blk + 1] - o
-                    _prefetch(ci_rows, 2 * (o + _guess_row(ci_first_end[blk], ci_rpu[blk], n, ref_start[r])))
+                    _prefetch(ci_rows, 2 * (o + _guess_row(ci_first_end[blk], ci_rpu[blk], n, ref_start[r])))  # type: ignore[call-arg]
         need = _score_question(
             q,
             ref_offsets, ref_doc, ref_start, ref_end,
             ret_offsets, ret_doc, ret_start, ret_end,
-            has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
+            has_chunks, ci_rows, ci_max_end, ci_doc_ids,
+            ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
             recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
-            r_doc, r_s, r_e, ebuf, stack, keys, add_i, add_w, add_r,
+            r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
         )  # fmt: skip
         if need > 0:
             return q, need
@@ -974,7 +1073,8 @@ def _score_block(
     q0, q1,
     ref_offsets, ref_doc, ref_start, ref_end,
     ret_offsets, ret_doc, ret_start, ret_end,
-    has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
+    has_chunks, ci_rows, ci_max_end, ci_doc_ids,
+    ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
     recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
 ):  # fmt: skip
@@ -1001,14 +1101,19 @@ def _score_block(
     ev_doc = np.empty(seg_cap, np.int64)
     ev_s = np.empty(seg_cap, np.int64)
     ev_e = np.empty(seg_cap, np.int64)
+    # Ranked-list scratch: the sweep's sorted rows, merge buffers and heap (the packed pass uses
+    # r_s and r_e as its cluster union), and what each rank adds.
     r_doc = np.empty(max_ret + 1, np.int64)
     r_s = np.empty(max_ret + 1, np.int64)
     r_e = np.empty(max_ret + 1, np.int64)
+    r_t1 = np.empty(max_ret + 1, np.int64)
+    r_t2 = np.empty(max_ret + 1, np.int64)
     ebuf = np.empty(64, np.int64)
     keys = np.empty(2 * _KEY_RANK_LIMIT, np.int64)
-    add_i = np.empty(_KEY_RANK_LIMIT, np.int64)
-    add_w = np.empty(_KEY_RANK_LIMIT, np.int64)
-    add_r = np.empty(_KEY_RANK_LIMIT, np.int64)
+    n_add = max(max_ret, _KEY_RANK_LIMIT)
+    add_i = np.empty(n_add, np.int64)
+    add_w = np.empty(n_add, np.int64)
+    add_r = np.empty(n_add, np.int64)
     stack = np.empty(_STACK_SIZE, np.int64)
     q = q0
     while q < q1:
@@ -1016,11 +1121,12 @@ def _score_block(
             q, q1,
             ref_offsets, ref_doc, ref_start, ref_end,
             ret_offsets, ret_doc, ret_start, ret_end,
-            has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
+            has_chunks, ci_rows, ci_max_end, ci_doc_ids,
+            ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
             recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
-            r_doc, r_s, r_e, ebuf, stack, keys, add_i, add_w, add_r,
+            r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
         )  # fmt: skip
         if need > 0:
             ebuf = np.empty(max(need, 2 * ebuf.shape[0]), np.int64)
@@ -1031,7 +1137,8 @@ def _score_parallel(
     n_blocks,
     ref_offsets, ref_doc, ref_start, ref_end,
     ret_offsets, ret_doc, ret_start, ret_end,
-    has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
+    has_chunks, ci_rows, ci_max_end, ci_doc_ids,
+    ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
     recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
 ):  # fmt: skip
@@ -1043,7 +1150,8 @@ def _score_parallel(
             q0, q1,
             ref_offsets, ref_doc, ref_start, ref_end,
             ret_offsets, ret_doc, ret_start, ret_end,
-            has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
+            has_chunks, ci_rows, ci_max_end, ci_doc_ids,
+            ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
             recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
         )  # fmt: skip
@@ -1053,18 +1161,82 @@ def _score_parallel(
 # Entry point
 # --------------------------------------------------------------------------------------------
 
+# Stand-ins for a missing chunk index, read-only like a real one (one compiled signature for both).
 _EMPTY = np.zeros(0, dtype=np.int64)
 _EMPTY_F = np.zeros(0, dtype=np.float64)
+_ONE_ZERO = np.zeros(1, dtype=np.int64)
+for _a in (_EMPTY, _EMPTY_F, _ONE_ZERO):
+    _a.flags.writeable = False
+
+
+@njit(cache=True)
+def _first_bad_offset(offsets, n_rows):
+    """-1 when ``offsets`` is valid CSR over ``n_rows`` rows (first 0, never decreasing, last
+    ``n_rows``), else the first entry that breaks it."""
+    n = offsets.shape[0]
+    if n == 0 or offsets[0] != 0:
+        return 0
+    for i in range(1, n):
+        if offsets[i] < offsets[i - 1] or offsets[i] > n_rows:
+            return i
+    if offsets[n - 1] != n_rows:
+        return n - 1
+    return -1
+
+
+@njit(cache=True)
+def _index_problem(n_rows, rows, max_end, doc_ids, doc_offsets, root_level, ends_sorted, first_end, rpu, dense):
+    """0 when a chunk index is consistent enough that no query can read outside it, else a code."""
+    n_docs = doc_ids.shape[0]
+    if rows.shape[0] != 2 * n_rows or max_end.shape[0] != n_rows:
+        return 1
+    if (doc_offsets.shape[0] != n_docs + 1 or root_level.shape[0] != n_docs or ends_sorted.shape[0] != n_docs
+            or first_end.shape[0] != n_docs or rpu.shape[0] != n_docs):
+        return 2
+    if doc_offsets[0] != 0 or doc_offsets[n_docs] != n_rows:
+        return 3
+    for b in range(n_docs):
+        if doc_offsets[b + 1] <= doc_offsets[b]:
+            return 3
+        if root_level[b] < 0 or root_level[b] > 62:
+            return 4
+        if b > 0 and doc_ids[b] <= doc_ids[b - 1]:
+            return 5
+    if dense != 0 and (n_docs == 0 or doc_ids[n_docs - 1] - doc_ids[0] != n_docs - 1):
+        return 5
+    return 0
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    if not a.flags.writeable and a.flags.c_contiguous:
+        return a
+    v: np.ndarray = np.ascontiguousarray(a).view()
+    v.flags.writeable = False
+    return v
+
+
+def _check_inputs(name: str, offsets: np.ndarray, doc: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+    for col, arr in (("offsets", offsets), ("doc", doc), ("start", start), ("end", end)):
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.int64 or arr.ndim != 1:
+            raise TypeError(f"{name}_{col} must be a 1-D int64 numpy array; try np.ascontiguousarray(x, "
+                            f"dtype=np.int64)")
+    if not (doc.shape[0] == start.shape[0] == end.shape[0]):
+        raise ValueError(f"{name}_doc, {name}_start and {name}_end must have the same length, not "
+                         f"{doc.shape[0]}, {start.shape[0]} and {end.shape[0]}")
+    bad = int(_first_bad_offset(offsets, doc.shape[0]))
+    if bad >= 0:
+        raise ValueError(f"{name}_offsets: entry {bad} breaks the CSR layout over {doc.shape[0]} rows "
+                         "(offsets start at 0, never decrease and end at the number of rows)")
 
 
 def _resolve_threads(num_threads: int | None) -> int:
-    limit = int(numba.config.NUMBA_NUM_THREADS)
+    limit = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
     if num_threads is None or num_threads <= 0:
         return limit
     return max(1, min(int(num_threads), limit))
 
 
-def span_metrics_numba(
+def span_metrics_numba(  # noqa: C901 - one check per argument
     ref_offsets: np.ndarray,
     ref_doc: np.ndarray,
     ref_start: np.ndarray,
@@ -1073,7 +1245,7 @@ def span_metrics_numba(
     ret_doc: np.ndarray,
     ret_start: np.ndarray,
     ret_end: np.ndarray,
-    chunk_index: tuple | None,
+    chunk_index: ChunkIndexTuple | None,
     ks: np.ndarray,
     k_mode: int,
     semantics: int,
@@ -1095,10 +1267,23 @@ def span_metrics_numba(
         raise ValueError(f"semantics must be 0 (set) or 1 (chroma), got {semantics}")
     if k_mode == _KMODE_AUTO and chunk_index is None:
         raise ValueError("k='auto' needs the chunking (pass chunks) to count evidence chunks")
-    ks = np.ascontiguousarray(ks, dtype=np.int64)
+    # The arrays may have been built by anyone: re-check every offset the kernels index with, so
+    # that no input can make them read out of bounds or loop forever.
+    _check_inputs("ref", ref_offsets, ref_doc, ref_start, ref_end)
+    _check_inputs("ret", ret_offsets, ret_doc, ret_start, ret_end)
+    # Read-only views (zero-copy) of whatever came in: one compiled signature for every caller.
+    ref_offsets, ref_doc, ref_start, ref_end, ret_offsets, ret_doc, ret_start, ret_end = (
+        _read_only(a) for a in (ref_offsets, ref_doc, ref_start, ref_end, ret_offsets, ret_doc, ret_start, ret_end)
+    )
+    if ref_offsets.shape[0] != ret_offsets.shape[0]:
+        raise ValueError("ref_offsets and ret_offsets must have the same length (n_questions + 1), not "
+                         f"{ref_offsets.shape[0]} and {ret_offsets.shape[0]}")
+    ks = np.array(ks, dtype=np.int64)  # a private copy, writeable like every caller's
     if k_mode == _KMODE_LIST:
         if ks.shape[0] == 0:
             raise ValueError("ks must hold at least one cut-off in list mode")
+        if ks[0] < 1 or (ks.shape[0] > 1 and (np.diff(ks) <= 0).any()):
+            raise ValueError("ks must be increasing cut-offs >= 1")
         n_cols = ks.shape[0]
     else:
         n_cols = 1
@@ -1115,15 +1300,24 @@ def span_metrics_numba(
         return recall, precision, iou, precision_omega, coverage, n_evidence_chunks
     if chunk_index is None:
         has_chunks = False
-        ci = (_EMPTY, _EMPTY, _EMPTY, _EMPTY, np.zeros(1, dtype=np.int64), _EMPTY, _EMPTY, _EMPTY, _EMPTY_F, 0)
+        ci = (_EMPTY, _EMPTY, _EMPTY, _EMPTY, _ONE_ZERO, _EMPTY, _EMPTY, _EMPTY, _EMPTY_F, 0)
     else:
         has_chunks = True
         ci = chunk_index
-    _order, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense = ci
+        if not isinstance(ci, tuple) or len(ci) != 10:
+            raise TypeError("chunk_index must be the tuple returned by build_chunk_index")
+        problem = int(_index_problem(ci[0].shape[0], *ci[1:]))
+        if problem:
+            raise ValueError(f"chunk_index is inconsistent (check {problem}); rebuild it with build_chunk_index")
+    (
+        _order, ci_rows, ci_max_end, ci_doc_ids,
+        ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
+    ) = ci
     args = (
         ref_offsets, ref_doc, ref_start, ref_end,
         ret_offsets, ret_doc, ret_start, ret_end,
-        has_chunks, ci_rows, ci_max_end, ci_doc_ids, ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
+        has_chunks, ci_rows, ci_max_end, ci_doc_ids,
+        ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
         ks, k_mode, semantics,
         recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
     )  # fmt: skip

@@ -1,72 +1,116 @@
 """The pure-Python reference backend: the contract (docs/metrics.md) written as directly as possible.
 
-Every span is expanded into the set of ``(doc, position)`` pairs it covers, and every metric is
-the formula from the contract over those sets. It is slow (linear in the number of positions) and
-that is the point: nothing here shares an algorithm with the C++ core or the Numba kernels
-(interval sweeps), so agreement between them is evidence that both are right.
+A set of positions is held as its *union*: the sorted list of disjoint ``(doc, start, end)``
+intervals it consists of, and ``|S|`` is the sum of their lengths. Every metric is then the
+formula from the contract over such sets, with ``|A ∩ B|`` measured by walking two unions side by
+side. Nothing here shares an algorithm with the C++ core or the Numba kernels (which sweep sorted
+endpoints once per question and derive every cut-off from what each rank adds): this backend
+recomputes each cut-off from scratch, so agreement between them is evidence that both are right.
+It is slow (Python loops, a few sorts per cut-off) but never quadratic in a list's length.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from typing import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
 K_LIST, K_ALL, K_AUTO = 0, 1, 2
 SET, CHROMA = 0, 1
 
-
-def _positions(spans: Sequence[tuple[int, int, int]]) -> set[tuple[int, int]]:
-    return {(d, p) for d, s, e in spans for p in range(s, e)}
+Span = tuple[int, int, int]
 
 
-def _rows(doc: np.ndarray, start: np.ndarray, end: np.ndarray, lo: int, hi: int) -> list[tuple[int, int, int]]:
-    return list(zip(doc[lo:hi].tolist(), start[lo:hi].tolist(), end[lo:hi].tolist()))
-
-
-def _ratio(num: int, den: int) -> float:
-    # Python's int / int is correctly rounded, like double(num) / double(den) for counts < 2**53.
-    return num / den
-
-
-def _evidence_chunks(refs, chunks, semantics: int) -> list[int]:
-    """Row ids of the chunks that hold evidence: positive overlap (set) or touching (chroma)."""
-    rows = []
-    for i, (cd, cs, ce) in enumerate(chunks):
-        for rd, rs, re_ in refs:
-            if cd != rd:
-                continue
-            if semantics == SET:
-                hit = max(cs, rs) < min(ce, re_)
-            else:
-                hit = max(cs, rs) <= min(ce, re_)
-            if hit:
-                rows.append(i)
-                break
-    return rows
-
-
-def _question(refs, ret, chunks, cutoffs, semantics):
-    E = _positions(refs)
-    ref_sum = sum(e - s for _, s, e in refs)
-    out_pk = []
-    for k in cutoffs:
-        top = ret[:k]
-        R = _positions(top)
-        inter = len(E & R)
-        if semantics == SET:
-            recall = _ratio(inter, len(E))
-            precision = _ratio(inter, len(R)) if R else 0.0
-            iou = _ratio(inter, len(E | R))
+def union(spans: Iterable[Span]) -> list[Span]:
+    """The set of positions ``spans`` cover, as sorted disjoint intervals (touching ones joined)."""
+    out: list[Span] = []
+    for d, s, e in sorted(spans):
+        if out and out[-1][0] == d and s <= out[-1][2]:
+            if e > out[-1][2]:
+                out[-1] = (d, out[-1][1], e)
         else:
-            ret_sum = sum(e - s for _, s, e in top)
-            unused = sum(len(_positions([r]) - R) for r in refs)
-            recall = _ratio(inter, ref_sum)
-            precision = _ratio(inter, ret_sum) if ret_sum else 0.0
-            iou = _ratio(inter, ret_sum + unused)
-        out_pk.append((recall, precision, iou))
-    return out_pk
+            out.append((d, s, e))
+    return out
+
+
+def measure(u: list[Span]) -> int:
+    """``|S|`` of a union: positions counted once."""
+    return sum(e - s for _, s, e in u)
+
+
+def intersection(a: list[Span], b: list[Span]) -> list[Span]:
+    """``A ∩ B`` of two unions, walking both in order."""
+    out: list[Span] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        (da, sa, ea), (db, sb, eb) = a[i], b[j]
+        if da == db and max(sa, sb) < min(ea, eb):
+            out.append((da, max(sa, sb), min(ea, eb)))
+        # Step past whichever interval ends first (in (doc, end) order).
+        if (da, ea) < (db, eb):
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def overlap_with(span: Span, u: list[Span]) -> int:
+    """``|span ∩ S|`` for one span and a union, starting from a binary search."""
+    d, s, e = span
+    total = 0
+    i = bisect.bisect_left(u, (d, s, s))
+    if i > 0 and u[i - 1][0] == d and u[i - 1][2] > s:
+        i -= 1
+    while i < len(u) and u[i][0] == d and u[i][1] < e:
+        total += max(0, min(e, u[i][2]) - max(s, u[i][1]))
+        i += 1
+    return total
+
+
+def _touches(chunk: Span, evidence: list[Span], semantics: int) -> bool:
+    """Does ``chunk`` overlap the union with positive length (set), or touch it (chroma)?"""
+    d, s, e = chunk
+    i = bisect.bisect_left(evidence, (d, s, s))
+    for j in (i - 1, i):
+        if 0 <= j < len(evidence) and evidence[j][0] == d:
+            lo, hi = max(s, evidence[j][1]), min(e, evidence[j][2])
+            if lo < hi or (semantics == CHROMA and lo <= hi):
+                return True
+    return False
+
+
+def _rows(doc: np.ndarray, start: np.ndarray, end: np.ndarray, lo: int, hi: int) -> list[Span]:
+    return list(zip(doc[lo:hi].tolist(), start[lo:hi].tolist(), end[lo:hi].tolist(), strict=True))
+
+
+def _check(name: str, offsets: np.ndarray, doc: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+    """The arrays may come from anyone: a bad one is a ValueError here, never a wrong number."""
+    if not (len(doc) == len(start) == len(end)):
+        raise ValueError(f"{name}: doc, start and end have lengths {len(doc)}, {len(start)}, {len(end)}; they must "
+                         f"agree")
+    if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(doc) or (np.diff(offsets) < 0).any():
+        raise ValueError(f"{name}_offsets are not CSR offsets over {len(doc)} rows (first 0, never decreasing, last "
+                         f"{len(doc)})")
+    if len(doc) and ((start < 0).any() or (end <= start).any() or (doc < 0).any()):
+        row = int(np.argmax((start < 0) | (end <= start) | (doc < 0)))
+        raise ValueError(f"{name}: row {row} is not a span (doc >= 0, 0 <= start < end)")
+
+
+def _scores(E: list[Span], refs: list[Span], top: list[Span], semantics: int) -> tuple[float, float, float]:
+    """(recall, precision, iou) of one question on the retrieved rows ``top``."""
+    R = union(top)
+    inter = measure(intersection(E, R))
+    if semantics == SET:
+        size_r = measure(R)
+        return inter / measure(E), (inter / size_r if size_r else 0.0), inter / (measure(E) + size_r - inter)
+    # Chroma: the union of every (retrieved ∩ reference) piece is E ∩ R (touching pieces are empty);
+    # the denominators are plain sums, and "unused" is each reference minus R, summed.
+    ref_sum = sum(e - s for _, s, e in refs)
+    ret_sum = sum(e - s for _, s, e in top)
+    unused = sum((e - s) - overlap_with((d, s, e), R) for d, s, e in refs)
+    return inter / ref_sum, (inter / ret_sum if ret_sum else 0.0), inter / (ret_sum + unused)
 
 
 def span_metrics_reference(
@@ -86,6 +130,10 @@ def span_metrics_reference(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Score every question; same signature and outputs as the compiled backends (docs/engine.md)."""
     del num_threads  # the reference is deliberately single-threaded
+    _check("ref", ref_offsets, ref_doc, ref_start, ref_end)
+    _check("ret", ret_offsets, ret_doc, ret_start, ret_end)
+    if len(ref_offsets) != len(ret_offsets):
+        raise ValueError("ref_offsets and ret_offsets must have the same length (n_questions + 1)")
     nq = len(ref_offsets) - 1
     ncols = len(ks) if k_mode == K_LIST else 1
     recall = np.zeros((nq, ncols))
@@ -94,27 +142,36 @@ def span_metrics_reference(
     omega = np.full(nq, math.nan)
     coverage = np.full(nq, math.nan)
     n_evidence = np.full(nq, -1, dtype=np.int64)
-    chunk_rows = _rows(*chunks, 0, len(chunks[0])) if chunks is not None else None
+    by_doc: dict[int, list[Span]] = {}
+    if chunks is not None:
+        _check("chunks", np.array([0, len(chunks[0])]), *chunks)
+        for d, s, e in _rows(*chunks, 0, len(chunks[0])):
+            by_doc.setdefault(d, []).append((d, s, e))
     for q in range(nq):
         refs = _rows(ref_doc, ref_start, ref_end, int(ref_offsets[q]), int(ref_offsets[q + 1]))
         ret = _rows(ret_doc, ret_start, ret_end, int(ret_offsets[q]), int(ret_offsets[q + 1]))
-        if chunk_rows is not None:
-            evidence = _evidence_chunks(refs, chunk_rows, semantics)
+        if not refs:
+            raise ValueError(f"references: question {q} has no reference span")
+        E = union(refs)
+        if chunks is not None:
+            # Evidence chunks: every chunk of the question's documents that overlaps E (set) or
+            # touches a reference (chroma; touching E is the same thing).
+            docs = sorted({d for d, _, _ in E})
+            evidence = [c for d in docs for c in by_doc.get(d, []) if _touches(c, E, semantics)]
             n_evidence[q] = len(evidence)
-            E = _positions(refs)
-            C = _positions([chunk_rows[i] for i in evidence])
-            omega[q] = _ratio(len(E & C), len(E | C))
+            C = union(evidence)
+            both = measure(intersection(E, C))
+            omega[q] = both / (measure(E) + measure(C) - both)
             if semantics == SET:
-                coverage[q] = _ratio(len(E & C), len(E))
+                coverage[q] = both / measure(E)
             else:
-                ref_sum = sum(e - s for _, s, e in refs)
-                coverage[q] = _ratio(sum(len(_positions([r]) & C) for r in refs), ref_sum)
+                coverage[q] = sum(overlap_with(r, C) for r in refs) / sum(e - s for _, s, e in refs)
         if k_mode == K_LIST:
             cutoffs = [int(k) for k in ks]
         elif k_mode == K_ALL:
             cutoffs = [len(ret)]
         else:
             cutoffs = [min(int(n_evidence[q]), len(ret))]
-        for j, (r, p, i) in enumerate(_question(refs, ret, chunk_rows, cutoffs, semantics)):
-            recall[q, j], precision[q, j], iou[q, j] = r, p, i
+        for j, k in enumerate(cutoffs):
+            recall[q, j], precision[q, j], iou[q, j] = _scores(E, refs, ret[:k], semantics)
     return recall, precision, iou, omega, coverage, n_evidence

@@ -12,8 +12,9 @@ import contextlib
 import math
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence, Union
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,7 +32,8 @@ _NUMBA_LOCK = threading.Lock()
 # Below this many questions threads cost more than they save.
 _MIN_QUESTIONS_PER_THREAD = 2048
 
-KArg = Union[None, int, Sequence[int], Literal["auto"]]
+KArg = int | Sequence[int] | Literal["auto"] | None
+BackendName = Literal["cpp", "numba", "python"]
 
 
 def _load_cpp() -> Any:
@@ -50,9 +52,9 @@ def _load_numba() -> Any:
     return _numba
 
 
-def available_backends() -> list[str]:
+def available_backends() -> list[BackendName]:
     """Backends that can run here, fastest first (``"python"`` is always available)."""
-    names = []
+    names: list[BackendName] = []
     if _load_cpp() is not None:
         names.append("cpp")
     if _load_numba() is not None:
@@ -94,7 +96,7 @@ class SpanMetrics:
     def multi_k(self) -> bool:
         return self.recall.ndim == 2
 
-    def at(self, k: int) -> "SpanMetrics":
+    def at(self, k: int) -> SpanMetrics:
         """The result for one cut-off of a multi-``k`` result."""
         if not self.multi_k:
             raise ValueError(f"k: this result has the single cut-off {self.k!r}; .at() selects from a sequence of k")
@@ -116,13 +118,14 @@ class SpanMetrics:
         groups = self.groups if groups is None else np.asarray(groups)
         if self.multi_k:
             return {"k": list(self.k), "at_k": {k: self.at(k).summary(groups) for k in self.k}}
-        out = _aggregate(self, np.ones(self.n_questions, dtype=bool))
+        out: dict[str, Any] = dict(_aggregate(self, np.ones(self.n_questions, dtype=bool)))
         out["k"] = self.k
         out["semantics"] = self.semantics
         out["n_questions"] = self.n_questions
         if groups is not None:
             if len(groups) != self.n_questions:
-                raise ValueError(f"groups: {len(groups)} labels for {self.n_questions} questions; pass one label per question")
+                raise ValueError(f"groups: {len(groups)} labels for {self.n_questions} questions; pass one label "
+                                 f"per question")
             out["corpora_scores"] = {
                 str(g): _aggregate(self, groups == g) for g in _ordered_unique(groups)
             }
@@ -202,12 +205,13 @@ def _as_spans(x: Any, name: str) -> Spans:
         for i, r in enumerate(rows):
             if len(r) != 3:
                 raise ValueError(f"{name}: row {i} is {r!r}; each chunk is a (doc, start, end) triple")
-        doc, start, end = zip(*rows) if rows else ((), (), ())
+        doc, start, end = zip(*rows, strict=True) if rows else ((), (), ())
         return Spans(list(doc), list(start), list(end), name=name)
-    raise TypeError(f"{name} must be a chunkeval.Spans (or a pyarrow table, or a list of (doc, start, end)), got {type(x).__name__}")
+    raise TypeError(f"{name} must be a chunkeval.Spans (or a pyarrow table, or a list of (doc, start, end)), got "
+                    f"{type(x).__name__}")
 
 
-def _parse_k(k: KArg) -> tuple[int, np.ndarray, Any]:
+def _parse_k(k: KArg) -> tuple[int, np.ndarray, Any]:  # noqa: C901 - one branch per accepted form of k
     if k is None:
         return K_ALL, np.zeros(0, dtype=np.int64), None
     if isinstance(k, str):
@@ -271,9 +275,44 @@ def _check_docs_known(spans: Spans, known: np.ndarray, name: str) -> None:
         )
 
 
+# Rows a question may hold (references) or score (retrieved rows up to the deepest cut-off): with
+# positions <= 2**32 (spans.POSITION_BOUND), every count a metric divides is then <= 2**53 and exact.
+MAX_ROWS_PER_QUESTION = 2**20
+
+
+def _check_rows_per_question(counts: np.ndarray, name: str, what: str, fix: str) -> None:
+    if counts.size == 0:
+        return
+    q = int(np.argmax(counts))
+    if counts[q] > MAX_ROWS_PER_QUESTION:
+        raise ValueError(
+            f"{name}: question {q} {what} {int(counts[q])} rows, more than 2**20 ({MAX_ROWS_PER_QUESTION}) per "
+            f"question, the bound under which every count stays exact; {fix}"
+        )
+
+
+def _scored_rows(retrieved: RaggedSpans, k_mode: int, ks: np.ndarray) -> np.ndarray:
+    """Rows of each question a call with a fixed cut-off (a list, or all rows) scores."""
+    counts = retrieved.counts()
+    if k_mode == K_LIST:
+        scored: np.ndarray = np.minimum(counts, ks[-1])
+        return scored
+    return counts
+
+
+def cpu_affinity_count() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except OSError:
+            pass
+    return os.cpu_count() or 1
+
+
 def _resolve_threads(num_threads: int | None, n_questions: int) -> int:
     if num_threads is None:
-        num_threads = os.cpu_count() or 1
+        num_threads = cpu_affinity_count()
     if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
         raise TypeError(f"num_threads must be an int or None, got {type(num_threads).__name__}")
     if num_threads < 1:
@@ -283,7 +322,8 @@ def _resolve_threads(num_threads: int | None, n_questions: int) -> int:
 
 def _chunk_index(chunks: Spans, backend: str, module: Any) -> Any:
     # A chunking is usually scored against many batches (every k, every embedder of a sweep):
-    # build its interval index once and keep it on the Spans object.
+    # build its interval index once and keep it on the Spans object. Its columns are read-only and
+    # owned by it (spans.py), so the index can never describe other values than the columns.
     cached = chunks._index_cache.get(backend)
     if cached is None:
         if backend == "cpp":
@@ -296,7 +336,7 @@ def _chunk_index(chunks: Spans, backend: str, module: Any) -> Any:
     return cached
 
 
-def span_metrics(
+def span_metrics(  # noqa: C901 - one check per argument
     references: Any,
     retrieved: Any,
     chunks: Any = None,
@@ -332,12 +372,15 @@ def span_metrics(
     k:
         ``None``: each question's whole retrieved list; an ``int``: its first ``k``; an increasing
         sequence: every cut-off in one pass (metrics become ``(n_questions, len(k))``); ``"auto"``:
-        each question's first ``n_evidence_chunks`` (Chroma's ``retrieve=-1``).
+        each question's first ``n_evidence_chunks`` (Chroma's ``retrieve=-1``). A question may score
+        at most 2**20 retrieved rows (and hold at most 2**20 references); rows past the deepest
+        cut-off are validated but not scored. Positions are bounded by 2**32 (see
+        docs/metrics.md, *Bounds*): under these bounds every ratio is exact.
     backend:
         ``"cpp"``, ``"numba"``, ``"python"`` or ``"auto"`` (the fastest available).
     num_threads:
-        Threads across questions for the compiled backends; ``None`` uses every core. Batches under
-        2,048 questions per thread run on fewer threads.
+        Threads across questions for the compiled backends; ``None`` uses every CPU the process
+        may run on (its affinity mask). Batches under 2,048 questions per thread run on fewer threads.
     doc_lengths:
         Optional length of every document (indexed by doc id): then a span past its document's end
         or naming an unknown document is rejected.
@@ -354,10 +397,15 @@ def span_metrics(
     empty = references.counts() == 0
     if empty.any():
         q = int(np.argmax(empty))
-        raise ValueError(f"references: question {q} has no reference span; every question needs at least one (drop the question)")
+        raise ValueError(f"references: question {q} has no reference span; every question needs at least one (drop "
+                         f"the question)")
     if semantics not in _SEMANTICS:
         raise ValueError(f"semantics: {semantics!r} is not one of 'set', 'chroma'")
     k_mode, ks, k_label = _parse_k(k)
+    _check_rows_per_question(references.counts(), "references", "has", "split the question")
+    if k_mode != K_AUTO:
+        # With k='auto' the depth is each question's n_evidence_chunks, checked after scoring.
+        _check_rows_per_question(_scored_rows(retrieved, k_mode, ks), "retrieved", "scores", "pass a smaller k")
     if chunks is not None:
         chunks = _as_spans(chunks, "chunks")
         known = chunks._index_cache.get("docs")
@@ -375,7 +423,8 @@ def span_metrics(
     if groups is not None:
         groups = np.asarray(groups)
         if groups.ndim != 1 or len(groups) != references.n_questions:
-            raise ValueError(f"groups: expected one label per question ({references.n_questions}), got shape {groups.shape}")
+            raise ValueError(f"groups: expected one label per question ({references.n_questions}), got shape "
+                             f"{groups.shape}")
 
     if backend == "auto":
         # Try the compiled core first: importing Numba (and SciPy with it) costs a quarter second.
@@ -383,12 +432,14 @@ def span_metrics(
     if backend == "cpp":
         module = _load_cpp()
         if module is None:
-            raise ValueError("backend='cpp': the compiled extension chunkeval._core is not built; reinstall with `pip install .` or use backend='auto'")
+            raise ValueError("backend='cpp': the compiled extension chunkeval._core is not built; reinstall with "
+                             "`pip install .` or use backend='auto'")
         kernel = module.span_metrics
     elif backend == "numba":
         module = _load_numba()
         if module is None:
-            raise ValueError("backend='numba': numba is not installed; `pip install chunkeval[numba]` or use backend='auto'")
+            raise ValueError("backend='numba': numba is not installed; `pip install chunkeval[numba]` or use "
+                             "backend='auto'")
         kernel = module.span_metrics_numba
     elif backend == "python":
         module = _reference
@@ -404,6 +455,9 @@ def span_metrics(
             retrieved.offsets, retrieved.doc, retrieved.start, retrieved.end,
             index, ks, k_mode, _SEMANTICS[semantics], threads,
         )
+    if k_mode == K_AUTO:
+        _check_rows_per_question(np.minimum(retrieved.counts(), n_evidence), "retrieved", "scores",
+                                 "k='auto' scores n_evidence_chunks rows, so pass an int k or truncate the list")
     if k_mode != K_LIST or not isinstance(k_label, tuple):
         recall, precision, iou = recall[:, 0], precision[:, 0], iou[:, 0]
     return SpanMetrics(recall, precision, iou, omega, coverage, n_evidence, k_label, semantics, backend, groups)
