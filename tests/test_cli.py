@@ -484,3 +484,32 @@ def test_a_bad_dataset_row_is_one_line_with_file_row_column_and_fix(tmp_path: Pa
     line = _user_error(capsys, ["evaluate", str(data)])
     assert line.startswith(f"chunkeval evaluate: error: {data / 'questions.csv'} row 2, column references: ")
     assert "past the end of corpus 'notes' (50 chars)" in line and "--on-invalid skip" in line
+
+
+def test_metrics_on_parquet_folders_equals_metrics_on_files(parquet_files: dict[str, str], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # The same spans as two aligned parts per folder: part i of both holds the same questions.
+    for name, columns in (("references", REFERENCES), ("retrieved", RETRIEVED)):
+        folder = tmp_path / f"{name}-parts"
+        folder.mkdir()
+        for part, question in enumerate(("q-worked", "q-two")):
+            rows = [i for i, q in enumerate(columns["question_id"]) if q == question]
+            _write({k: [v[i] for i in rows] for k, v in columns.items()}, folder / f"part-{part}.parquet")
+    single = tmp_path / "single.parquet"
+    assert main(_metrics(parquet_files, "--k", "1,2", "--out", str(single))) == 0
+    folders = {"references": str(tmp_path / "references-parts"), "retrieved": str(tmp_path / "retrieved-parts"),
+               "chunks": parquet_files["chunks"]}
+    out = tmp_path / "job"
+    assert main(_metrics(folders, "--k", "1,2", "--out", str(out))) == 0
+    printed = capsys.readouterr().out
+    assert "2 questions in" in printed and "k=2: recall 0.7500, precision 0.2750" in printed  # (0.5 + 1) / 2, (5/20 + 15/50) / 2
+
+    from chunkeval.results import read_results
+
+    def key(row: dict) -> tuple:
+        return row["question_id"], row["k"]
+
+    metric_names = ("recall", "precision", "iou", "precision_omega", "coverage", "n_evidence_chunks", "retrieved_spans")
+    expected = {key(r): [r[m] for m in metric_names] for r in pq.read_table(single).to_pylist()}
+    got = {key(r): [r[m] for m in metric_names] for r in read_results(out).to_pylist()}
+    assert got == expected

@@ -226,10 +226,52 @@ def _add_metrics(sub: Any) -> None:
                    help="a question with no retrieved row stops the run (error) or scores as retrieving nothing (zero)")
     p.add_argument("--backend", choices=["auto", "cpp", "numba", "python"], default="auto",
                    help="metrics engine; all compute the same numbers (auto: the fastest available)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="with Parquet folders (or --engine ray): stream them part by part in this process, or "
+                        "one Ray task per part (pip install 'chunkeval[distributed]'); --out is then a folder")
+    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
     p.add_argument("--threads", type=int, default=None, help="threads for the metrics engine (default: all cores)")
     p.add_argument("--out", default=None, help="write the results table (.parquet, or .csv without the list columns)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_run_metrics)
+
+
+def _run_metrics_job(args: argparse.Namespace) -> int:
+    """``metrics`` on Parquet datasets (folders of parts): streamed in bounded memory, locally or on Ray."""
+    from . import distributed
+    from .results import read_results
+
+    if not args.out:
+        raise UserError("scoring Parquet folders writes one results part per input part: pass --out FOLDER")
+    out = Path(args.out)
+    if out.suffix.lower() in (".parquet", ".csv"):
+        raise UserError(f"--out {args.out}: scoring Parquet folders writes a folder of parts; pass a folder name")
+    if args.group_column or args.on_missing != "error":
+        raise UserError("--group-column and --on-missing apply to single files; drop them for Parquet folders")
+    if args.engine == "ray":
+        job = distributed.score_parquet_ray(args.references, args.retrieved, args.chunks, out, k=args.k,
+                                            semantics=args.semantics, ray_address=args.ray_address)
+    else:
+        job = distributed.score_parquet_local(args.references, args.retrieved, args.chunks, out, k=args.k,
+                                              semantics=args.semantics)
+    table = read_results(job.parts)
+    means: dict[int, list[float]] = {}
+    for row in table.select(["k", "recall", "precision", "iou"]).to_pylist():
+        acc = means.setdefault(row["k"], [0, 0.0, 0.0, 0.0])
+        acc[0] += 1
+        for i, name in enumerate(("recall", "precision", "iou"), start=1):
+            acc[i] += row[name]
+    summary = {str(k): {"n_questions": int(acc[0]), "recall_mean": acc[1] / acc[0], "precision_mean": acc[2] / acc[0],
+                        "iou_mean": acc[3] / acc[0]} for k, acc in means.items()}
+    if args.json:
+        print(json.dumps({"questions": job.questions, "parts": len(job.parts), "seconds": job.seconds,
+                          "at_k": summary}, indent=2))
+    else:
+        for k, row in summary.items():
+            print(f"k={k}: recall {row['recall_mean']:.4f}, precision {row['precision_mean']:.4f}, "
+                  f"iou {row['iou_mean']:.4f} over {row['n_questions']} questions")
+        print(f"{job.questions} questions in {len(job.parts)} part(s), {job.seconds:.1f} s: {out}")
+    return EXIT_OK
 
 
 def _run_metrics(args: argparse.Namespace) -> int:
@@ -239,6 +281,8 @@ def _run_metrics(args: argparse.Namespace) -> int:
     from . import results as rs
     from .span_files import read_span_files
 
+    if args.engine == "ray" or Path(args.references).is_dir() or Path(args.retrieved).is_dir():
+        return _run_metrics_job(args)
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
         raise UserError(f"--out {args.out}: use a .parquet or .csv file name")

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHROMA_AUTO_MAX_RESULTS", "Embedder", "GroupOutput", "Scoring", "SearchOutput", "UnitSpans",
-    "chunk_stage", "documents_table", "embed_stage", "parse_k", "retrieved_spans", "run_group",
+    "GroupPlan", "chunk_stage", "documents_table", "embed_stage", "group_tables", "parse_k", "plan_group",
+    "retrieved_spans", "run_group",
     "score_stage", "search_stage", "unit_stage", "vectors_of",
 ]
 
@@ -429,6 +430,61 @@ class GroupOutput:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class GroupPlan:
+    """What a group's stages share: the chunk spans, the spans in each scoring's units, the search
+    depth that serves every scorer, and each chunk's and question's corpus."""
+
+    spans: Spans
+    unit_spans: dict[str, UnitSpans]
+    k_search: int
+    chunk_corpus: np.ndarray
+    question_corpus: np.ndarray
+    question_ids: list[str]
+
+
+def plan_group(dataset: Dataset, documents: pa.Table, chunks: pa.Table, scorers: Sequence[Scorer],
+               unit_tokenizer: Any = "cl100k_base") -> GroupPlan:
+    """Map the spans into every scoring's units once, and size the one search that serves them all:
+    the largest cut-off, or Chroma's auto rule in each scoring's units and semantics (the evidence
+    chunks are counted there)."""
+    spans = chunk_spans(chunks)
+    refs = dataset.references()
+    texts = list(dataset.texts)
+    unit_spans = {u: unit_stage(refs, spans, texts, u, unit_tokenizer) for u in dict.fromkeys(s.units for s in scorers)}
+    evidence = {(s.units, s.semantics): evidence_counts(unit_spans[s.units], s.semantics)
+                for s in scorers if s.k == "auto"}
+    k_search = max(search_size(s.k, evidence.get((s.units, s.semantics))) for s in scorers)
+    corpus_of_doc = np.asarray(documents.column("corpus_id").to_pylist(), dtype=object)
+    question_corpus = np.asarray([q["corpus_id"] for q in dataset.questions], dtype=object)
+    question_ids = [str(q["question_id"]) for q in dataset.questions]
+    return GroupPlan(spans, unit_spans, k_search, corpus_of_doc[spans.doc], question_corpus, question_ids)
+
+
+def group_tables(plan: GroupPlan, scorers: Sequence[Scorer], scorings: Mapping[tuple[str, str], Scoring],
+                 search: SearchOutput, attributes: rs.Configuration,
+                 cost: Mapping[str, int | None]) -> dict[str, pa.Table]:
+    """The results rows of every configuration of a group: one table per ``config_id``."""
+    tables: dict[str, pa.Table] = {}
+    chunk_corpus = plan.chunk_corpus.tolist()
+    start, end = plan.spans.start, plan.spans.end
+    for scorer in scorers:
+        scoring = scorings[(scorer.units, scorer.semantics)]
+        for column, (cutoff, cid) in enumerate(zip(scoring.cutoffs, scorer.config_ids, strict=True)):
+            config = replace(attributes, k=cutoff, units=scorer.units, semantics=scorer.semantics)
+            scored = scoring.scored[:, column]
+            ids_at = [row[:n][row[:n] >= 0] for row, n in zip(search.ids, scored, strict=True)]
+            scores_at = [row[:n][ids_row[:n] >= 0] for row, ids_row, n in zip(search.scores, search.ids, scored,
+                                                                               strict=True)]
+            tables[cid] = rs.results_table(
+                config, cid, question_ids=plan.question_ids, corpus_ids=plan.question_corpus.tolist(),
+                metrics=scoring.at(column), retrieved_ids=ids_at, retrieved_scores=scores_at,
+                retrieved_spans=[[(chunk_corpus[i], int(start[i]), int(end[i])) for i in row.tolist()]
+                                 for row in ids_at],
+                cost=cost)
+    return tables
+
+
 def run_group(
     dataset: Dataset, chunker: Chunker, embedder: Any, scorers: Sequence[Scorer], attributes: rs.Configuration, *,
     retrieval: str = "hnsw", scope: str = "global", hnsw: Mapping[str, Any] | None = None,
@@ -444,12 +500,9 @@ def run_group(
     timings: dict[str, float] = {}
     t = time.perf_counter()
     documents = documents_table(dataset)
-    texts = list(dataset.texts)
     if chunks is None:
         chunks = chunk_stage(documents, chunker, show_progress=show_progress)
-    spans = chunk_spans(chunks)
-    refs = dataset.references()
-    unit_spans = {u: unit_stage(refs, spans, texts, u, unit_tokenizer) for u in dict.fromkeys(s.units for s in scorers)}
+    plan = plan_group(dataset, documents, chunks, scorers, unit_tokenizer)
     timings["chunk"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -462,44 +515,23 @@ def run_group(
     stats_after = dict(getattr(embedder, "stats", {}) or {})
     timings["embed"] = time.perf_counter() - t
 
-    # One search serves every scorer: the largest cut-off, or Chroma's auto rule in each scoring's
-    # units and semantics (the evidence chunks are counted there).
-    evidence = {(s.units, s.semantics): evidence_counts(unit_spans[s.units], s.semantics)
-                for s in scorers if s.k == "auto"}
-    k_search = max(search_size(s.k, evidence.get((s.units, s.semantics))) for s in scorers)
-    corpus_of_doc = np.asarray(documents.column("corpus_id").to_pylist(), dtype=object)
-    question_corpus = np.asarray([q["corpus_id"] for q in dataset.questions], dtype=object)
-    search = search_stage(chunk_vectors, question_vectors, k_search, method=retrieval, scope=scope,
-                          chunk_corpus=corpus_of_doc[spans.doc], question_corpus=question_corpus,
+    search = search_stage(chunk_vectors, question_vectors, plan.k_search, method=retrieval, scope=scope,
+                          chunk_corpus=plan.chunk_corpus, question_corpus=plan.question_corpus,
                           hnsw=hnsw, check_recall=check_recall)
     timings.update(search.timings)
 
     t = time.perf_counter()
-    question_ids = [str(q["question_id"]) for q in dataset.questions]
+    scorings: dict[tuple[str, str], Scoring] = {
+        (s.units, s.semantics): score_stage(plan.unit_spans[s.units], search.ids, k=s.k, semantics=s.semantics,
+                                            groups=plan.question_corpus, num_threads=num_threads)
+        for s in scorers}
     cost = {"n_chunks": len(chunks), "embedded_tokens": _embedded_tokens(embedder, chunks),
             "index_bytes": search.index_bytes}
-    chunk_corpus = corpus_of_doc[spans.doc].tolist()
-    tables: dict[str, pa.Table] = {}
-    scorings: dict[tuple[str, str], Scoring] = {}
-    for scorer in scorers:
-        scoring = score_stage(unit_spans[scorer.units], search.ids, k=scorer.k, semantics=scorer.semantics,
-                              groups=question_corpus, num_threads=num_threads)
-        scorings[(scorer.units, scorer.semantics)] = scoring
-        for column, (cutoff, cid) in enumerate(zip(scoring.cutoffs, scorer.config_ids, strict=True)):
-            config = replace(attributes, k=cutoff, units=scorer.units, semantics=scorer.semantics)
-            ids_at = [row[:n][row[:n] >= 0] for row, n in zip(search.ids, scoring.scored[:, column], strict=True)]
-            scores_at = [row[:n][ids_row[:n] >= 0] for row, ids_row, n in
-                         zip(search.scores, search.ids, scoring.scored[:, column], strict=True)]
-            tables[cid] = rs.results_table(
-                config, cid, question_ids=question_ids, corpus_ids=question_corpus.tolist(),
-                metrics=scoring.at(column), retrieved_ids=ids_at, retrieved_scores=scores_at,
-                retrieved_spans=[[(chunk_corpus[i], int(spans.start[i]), int(spans.end[i])) for i in row.tolist()]
-                                 for row in ids_at],
-                cost=cost)
+    tables = group_tables(plan, scorers, scorings, search, attributes, cost)
     timings["score"] = time.perf_counter() - t
     embedding_stats = {key: value - stats_before.get(key, 0) for key, value in stats_after.items()
                        if isinstance(value, (int, float)) and isinstance(stats_before.get(key, 0), (int, float))}
-    return GroupOutput(tables, scorings, chunks, search, k_search, question_vectors, embedding_stats, timings)
+    return GroupOutput(tables, scorings, chunks, search, plan.k_search, question_vectors, embedding_stats, timings)
 
 
 def _embedded_tokens(embedder: Any, chunks: pa.Table) -> int | None:
