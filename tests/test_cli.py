@@ -502,7 +502,8 @@ def test_metrics_on_parquet_folders_equals_metrics_on_files(parquet_files: dict[
     out = tmp_path / "job"
     assert main(_metrics(folders, "--k", "1,2", "--out", str(out))) == 0
     printed = capsys.readouterr().out
-    assert "2 questions in" in printed and "k=2: recall 0.7500, precision 0.2750" in printed  # (0.5 + 1) / 2, (5/20 + 15/50) / 2
+    # recall@2 = (0.5 + 1) / 2, precision@2 = (5/20 + 15/50) / 2
+    assert "2 questions in" in printed and "k=2: recall 0.7500, precision 0.2750" in printed
 
     from chunkeval.results import read_results
 
