@@ -14,6 +14,15 @@ from typing import Any
 
 from .adapters import OffsetChunker, TextChunker, import_function
 from .base import Chunker, chunk_texts
+from .ecosystem import (
+    LIBRARIES,
+    LibraryChunker,
+    from_chonkie,
+    from_langchain,
+    from_llamaindex,
+    library_chunker_from_spec,
+    library_spec,
+)
 from .fixed import FixedTokenChunker
 from .recursive import DEFAULT_SEPARATORS, RecursiveChunker
 from .semantic import ClusterSemanticChunker, EmbedderLike, embedder_label
@@ -26,12 +35,16 @@ __all__ = [
     "ClusterSemanticChunker",
     "EmbedderLike",
     "FixedTokenChunker",
+    "LibraryChunker",
     "RecursiveChunker",
     "SentenceChunker",
     "OffsetChunker",
     "TextChunker",
     "DEFAULT_SEPARATORS",
     "chunk_texts",
+    "from_chonkie",
+    "from_langchain",
+    "from_llamaindex",
     "get_chunker",
     "sentence_spans",
 ]
@@ -46,7 +59,10 @@ def get_chunker(spec: str | Mapping[str, Any] | Chunker, *,
     ``recursive:400:200:strip``, ``recursive:400:0:tokenizer=cl100k_base``, ``sentence:5``,
     ``semantic:400``, ``semantic:400:50:chars:embedder=all-MiniLM-L6-v2``
     (``cluster_semantic:`` is the same type), ``offsets:mypkg.split:paragraphs`` and
-    ``text:mypkg.split:sentences:overlapping`` for an importable splitting function. Every
+    ``text:mypkg.split:sentences:overlapping`` for an importable splitting function,
+    ``langchain:RecursiveCharacterTextSplitter:chunk_size=400,chunk_overlap=50``,
+    ``llamaindex:SentenceSplitter:chunk_size=256`` and ``chonkie:TokenChunker:chunk_size=200`` for
+    another library's splitter (:mod:`chunkeval.chunkers.ecosystem`). Every
     chunker's ``get_chunker(chunker.spec)`` is equal to it (for the adapters: when their function
     can be imported by name).
 
@@ -92,6 +108,8 @@ def _semantic_embedder(named: object, given: EmbedderLike | str | None, where: s
 
 
 def _from_string(spec: str, embedder: EmbedderLike | str | None) -> Chunker:
+    if spec.strip().partition(":")[0].lower() in LIBRARIES:
+        return library_chunker_from_spec(spec)
     kind, params = parse_spec(spec)
     if kind in ("offsets", "text"):
         return _adapter(kind, params, spec)
@@ -144,6 +162,8 @@ def _from_dict(spec: Mapping[str, Any], embedder: EmbedderLike | str | None) -> 
                                                 "'embedder': 'all-MiniLM-L6-v2'}")
     elif kind in builders:
         builder = builders[kind]
+    elif kind in LIBRARIES:
+        return _library_from_dict(spec)
     elif kind in ("offsets", "text"):
         raise ValueError(
             f"chunker spec type {kind!r} wraps a Python function and cannot be rebuilt from a dict; "
@@ -159,4 +179,18 @@ def _from_dict(spec: Mapping[str, Any], embedder: EmbedderLike | str | None) -> 
         if "unexpected keyword" in str(exc) or "positional argument" in str(exc):
             raise ValueError(f"chunker spec {dict(spec)!r}: {exc}") from None
         raise
+    return chunker
+
+
+def _library_from_dict(spec: Mapping[str, Any]) -> Chunker:
+    """A library chunker from its ``config()``: ``{"type": "langchain", "class": ..., "options": {...}}``."""
+    params = dict(spec)
+    options = params.get("options", {})
+    if not isinstance(params.get("class"), str) or not isinstance(options, Mapping):
+        raise ValueError(f"chunker spec {params!r}: a {params['type']} spec dict needs 'class' (a str) and "
+                         "'options' (a dict), as LibraryChunker.config() writes")
+    chunker = library_chunker_from_spec(library_spec(params["type"], params["class"], options))
+    name = params.get("name")
+    if isinstance(name, str):
+        chunker.name = name
     return chunker

@@ -35,6 +35,7 @@ Chunker specs are <type>:<field>:...; omitted fields take defaults; key=value se
 Options: size= overlap= tokenizer= (fixed, recursive); length=tokens|chars strip=true|false
   separators=<JSON list> (recursive); sentences_per_chunk= (sentence); max_size= piece_size=
   length= tokenizer= embedder= (semantic); name= (offsets, text). JSON strings may hold ':'.
+Other libraries: langchain:<Class>[:k=v,...] llamaindex:<Class>[:k=v,...] chonkie:<Class>[:k=v,...]
 Examples: fixed:200:0  fixed:200:50:chars  recursive:400:200  recursive:400:200:strip
   recursive:400:0:tokenizer=cl100k_base  recursive:800:0:chars:separators=["\\n\\n","\\n"," ",""]
   sentence:5  semantic:400  semantic:400:50:chars  semantic:400:embedder=all-MiniLM-L6-v2
