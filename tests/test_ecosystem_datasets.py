@@ -153,3 +153,12 @@ def test_beir_layout_errors(tmp_path: Path) -> None:
     write_jsonl(root / "corpus.jsonl", [{"_id": "d1"}])
     with pytest.raises(DatasetError, match=r"corpus\.jsonl line 1: needs _id \(a string\) and text"):
         load_beir(root)
+
+
+def test_datasets_load_detects_a_beir_folder(tmp_path: Path) -> None:
+    from chunkeval import datasets
+
+    root = beir(tmp_path, "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t2\n")
+    data = datasets.load(root)
+    assert [(q["question_id"], q["corpus_id"]) for q in data.questions] == [("q1", "d1"), ("q2", "d2")]
+    assert data.questions == load_beir(root).questions

@@ -736,6 +736,11 @@ def load(
             "nor a directory",
             fix="pass a folder with corpora/ and questions.jsonl|csv|parquet, or load(corpora=..., questions=...)",
         )
+    if (path / "corpus.jsonl").is_file() and (path / "queries.jsonl").is_file() and (path / "qrels").is_dir():
+        # A BEIR-layout folder: each relevant document is a whole-document reference.
+        from .ecosystem_datasets import load_beir
+
+        return load_beir(path, name=name, on_invalid=on_invalid)
     corpus_candidates = [p for p in (path / "corpora", path / "corpora.parquet", path / "corpora.jsonl") if p.exists()]
     if len(corpus_candidates) != 1:
         found = [p.name for p in corpus_candidates]
