@@ -44,15 +44,18 @@ struct Config {
     int64_t scale = 1;
     int64_t batch = 1000000;
     int64_t repeat = 1;
+    int64_t long_rows = int64_t{1} << 20;  // rows of the one-question long-list cases (0: skip them)
 };
 
 void usage() {
     std::printf(
         "usage: chunkeval_bench [--docs N] [--chunks N] [--questions N] [--k N] [--refs-max N]\n"
         "                       [--threads N] [--seed N] [--scale N] [--batch N] [--repeat N]\n"
+        "                       [--long-rows N]\n"
         "Each flag also reads from CHUNKEVAL_BENCH_<FLAG> (e.g. CHUNKEVAL_BENCH_REFS_MAX); flags win.\n"
         "--scale multiplies docs, chunks and questions. --batch is the questions generated and scored\n"
-        "at a time. --repeat keeps the fastest of N runs of each measurement.\n");
+        "at a time. --repeat keeps the fastest of N runs of each measurement. --long-rows is the length\n"
+        "of the one-question retrieved lists timed at the end (at most 2^20; 0 skips them).\n");
 }
 
 int64_t parse_int(const char* text, const char* what) {
@@ -83,6 +86,7 @@ Config parse_config(int argc, char** argv) {
         {"--scale", "CHUNKEVAL_BENCH_SCALE", &config.scale},
         {"--batch", "CHUNKEVAL_BENCH_BATCH", &config.batch},
         {"--repeat", "CHUNKEVAL_BENCH_REPEAT", &config.repeat},
+        {"--long-rows", "CHUNKEVAL_BENCH_LONG_ROWS", &config.long_rows},
     };
     for (const Flag& flag : flags) {
         if (const char* env = std::getenv(flag.env)) *flag.value = parse_int(env, flag.env);
@@ -107,8 +111,10 @@ Config parse_config(int argc, char** argv) {
     }
     if (config.threads <= 0) config.threads = hardware_concurrency();
     if (config.docs < 1 || config.chunks < config.docs || config.questions < 1 || config.k < 1 ||
-        config.refs_max < 1 || config.scale < 1 || config.batch < 1 || config.repeat < 1) {
-        std::fprintf(stderr, "chunkeval_bench: need docs >= 1, chunks >= docs, and every count >= 1\n");
+        config.refs_max < 1 || config.scale < 1 || config.batch < 1 || config.repeat < 1 || config.long_rows < 0 ||
+        config.long_rows > kMaxRowsPerQuestion) {
+        std::fprintf(stderr,
+                     "chunkeval_bench: need docs >= 1, chunks >= docs, every count >= 1, long-rows in [0, 2^20]\n");
         std::exit(2);
     }
     config.docs *= config.scale;
@@ -347,6 +353,73 @@ Measurement best_of(int64_t repeat, F&& run) {
     return best;
 }
 
+// One question with a long retrieved list, on one thread: the ranked-list pass must be O(n log n)
+// whatever the layout (issue 8: a cluster ranked right to left was quadratic, > 60 s at 2^20 rows).
+// Cases: random corpus chunks (many small clusters of duplicates), random spans of 1..2000 chars
+// inside one 2^22-char document (one giant cluster, nested and overlapping), and one cluster
+// ranked right to left (each row overlaps the next, every new row lands in front).
+void bench_long_lists(const Config& config, const Corpus& corpus, const ChunkIndex& index, std::mt19937_64& rng) {
+    const int64_t n = config.long_rows;
+    if (n == 0) return;
+    const uint64_t n_docs = static_cast<uint64_t>(config.docs);
+    struct Case {
+        const char* name;
+        std::vector<int64_t> doc, start, end;
+    };
+    std::vector<Case> cases(3);
+    cases[0].name = "random corpus chunks";
+    cases[1].name = "random spans, 1 doc";
+    cases[2].name = "1 cluster right-to-left";
+    constexpr int64_t kLongDoc = int64_t{1} << 22;
+    for (int64_t r = 0; r < n; ++r) {
+        const int64_t doc = static_cast<int64_t>(rng() % n_docs);
+        const int64_t length = corpus.doc_length[static_cast<size_t>(doc)];
+        const int64_t window = static_cast<int64_t>(rng() % static_cast<uint64_t>((length + kWindow - 1) / kWindow));
+        cases[0].doc.push_back(doc);
+        cases[0].start.push_back(window * kWindow);
+        cases[0].end.push_back(std::min(window * kWindow + kWindow, length));
+        const int64_t width = 1 + static_cast<int64_t>(rng() % 2000);
+        const int64_t start = static_cast<int64_t>(rng() % static_cast<uint64_t>(kLongDoc - width));
+        cases[1].doc.push_back(0);
+        cases[1].start.push_back(start);
+        cases[1].end.push_back(start + width);
+        cases[2].doc.push_back(0);
+        cases[2].start.push_back(n - 1 - r);
+        cases[2].end.push_back(n + 1 - r);
+    }
+    // Eight references in doc 0, inside every case's range.
+    std::vector<int64_t> ref_doc(8, 0), ref_start, ref_end, ref_offsets{0, 8};
+    for (int i = 0; i < 8; ++i) {
+        const int64_t start = static_cast<int64_t>(rng() % static_cast<uint64_t>(std::max<int64_t>(1, n - 600)));
+        ref_start.push_back(start);
+        ref_end.push_back(start + 50 + static_cast<int64_t>(rng() % 551));
+    }
+    const std::vector<int64_t> ret_offsets{0, n};
+    const std::vector<int64_t> ks{1, 10, 100, 1000, n};
+    std::printf("\nlong lists: one question, %" PRId64 " retrieved rows, ks=[1,10,100,1000,%" PRId64 "], 1 thread\n", n,
+                n);
+    std::printf("%-26s %-7s %9s %9s %12s\n", "case", "sem", "wall s", "cpu s", "rows/s");
+    for (Case& c : cases) {
+        const RaggedSpanView references{ref_offsets.data(), 1, SpanView{ref_doc.data(), ref_start.data(), ref_end.data(), 8}};
+        const RaggedSpanView retrieved{ret_offsets.data(), 1, SpanView{c.doc.data(), c.start.data(), c.end.data(), n}};
+        for (Semantics semantics : {Semantics::set, Semantics::chroma}) {
+            Outputs out;
+            out.resize(1, static_cast<int64_t>(ks.size()));
+            MetricsOptions options;
+            options.k_mode = KMode::list;
+            options.semantics = semantics;
+            options.ks = ks.data();
+            options.n_ks = static_cast<int64_t>(ks.size());
+            options.num_threads = 1;
+            const Measurement m = best_of(config.repeat, [&] {
+                span_metrics(references, retrieved, &index, options, out.view());
+            });
+            std::printf("%-26s %-7s %9.3f %9.3f %12s\n", c.name, semantics == Semantics::set ? "set" : "chroma",
+                        m.wall, m.cpu, si(static_cast<double>(n) / m.wall).c_str());
+        }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -463,6 +536,7 @@ int main(int argc, char** argv) {
     }
     std::printf("\n1-thread and %d-thread outputs identical: %s; checksum %.6f (floor %" PRId64 ")\n", threads,
                 mismatches == 0 ? "yes" : "NO", checksum, floor_sum);
+    bench_long_lists(config, corpus, index, rng);
     std::printf("peak RSS: %.1f MiB\n", peak_rss_mib());
     return mismatches == 0 ? 0 : 1;
 }

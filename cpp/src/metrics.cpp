@@ -42,9 +42,21 @@ struct RankedRow {
     int64_t rank;
 };
 
-// Measures and sums of measures. Unsigned, so that absurd inputs (sums past 2^63) wrap instead of
-// overflowing into undefined behaviour; every count the engine divides is exact below 2^53, and
-// every difference taken of counts is of a larger count minus a part of it.
+// Measures and sums of measures.
+//
+// Why every count is exact (the bounds are kMaxPosition = 2^32 and kMaxRowsPerQuestion = 2^20 of
+// spans.hpp, checked on every row before it is used):
+//  - a span, a segment or any piece of one is at most 2^32 long (0 <= start < end <= 2^32);
+//  - a question has at most 2^20 references, so a segment's mult is <= 2^20, a product
+//    piece * mult is <= 2^52, and E_len <= ref_sum = Σ |reference| <= 2^20 * 2^32 = 2^52;
+//    any weighted overlap (I_w, cs_in_E_w) is a part of ref_sum, so <= 2^52 too;
+//  - it scores at most 2^20 retrieved rows, so R_len <= ret_sum <= 2^52, and I <= E_len;
+//  - C* lies in the documents that hold a reference (at most 2^20 of them), within positions
+//    [0, 2^32] of each, so cs_len <= 2^52 and cs_in_E <= E_len.
+// Every denominator is a sum of two of these minus a part of one of them: E_len + R_len - I,
+// ret_sum + (ref_sum - I_w) and E_len + cs_len - cs_in_E are all <= 2^53. Every integer up to 2^53
+// is a double, so double(a) / double(b) is the exact ratio a / b rounded once, and no sum ever
+// comes near 2^64 (unsigned, so that even a broken invariant would wrap, never be undefined).
 using Count = uint64_t;
 
 Count length(int64_t start, int64_t end) noexcept { return static_cast<Count>(end - start); }
@@ -121,6 +133,7 @@ public:
         }
     }
 
+    static constexpr size_t kSmallCluster = 16;        // larger clusters take sweep_cluster
     static constexpr int64_t kPrefetchDistance = 4;    // questions ahead
     static constexpr int64_t kPrefetchReferences = 8;  // at most this many per question
 
@@ -132,6 +145,7 @@ private:
     void evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w) const;
     void rank_retrieved(int64_t question, int64_t limit);
     void insert_in_cluster(const RankedRow& row, RankedCounts& counts);
+    void sweep_cluster(const RankedRow* rows, size_t n, RankedCounts* counts);
     template <Semantics S>
     void write_column(int64_t question, int64_t column, const RankedCounts& counts) const;
 
@@ -155,6 +169,11 @@ private:
     std::vector<RankedRow> rows_by_rank_;
     std::vector<Span> cluster_union_;        // [0, cluster_size_): union of a cluster's rows so far
     size_t cluster_size_ = 0;
+    struct LiveRow {
+        int64_t rank;
+        int64_t end;
+    };
+    std::vector<LiveRow> live_;  // sweep_cluster's heap of the rows covering the sweep position
     Count evidence_len_ = 0;   // E_len = |∪ references|
     Count reference_sum_ = 0;  // ref_sum = Σ |reference|
 };
@@ -176,6 +195,7 @@ void QuestionScorer::load_references(int64_t question) {
     if (!(0 <= lo && lo <= hi && hi <= references_.spans.size)) {
         throw std::invalid_argument(offsets_changed_message("ref_offsets", question));
     }
+    // At most kMaxRowsPerQuestion rows: validate_metrics_inputs checked every question's count.
     const size_t n = static_cast<size_t>(hi - lo);
     const SpanView& spans = references_.spans;
     Span* refs = scratch(refs_, n);
@@ -334,7 +354,7 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
             piece_doc = doc;
             piece_start = chunk_start;
             piece_end = chunk_end;
-        });
+        }, last_row);
     }
     if (have_piece) flush_piece();
 }
@@ -352,27 +372,41 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
     RankedRow* by_rank = scratch(rows_by_rank_, n);
     RankedRow* rows = scratch(ranked_, n);  // sorted by (doc, start)
     RankedCounts* counts = scratch(rank_counts_, n);
-    // Sort keys: usually every doc id and start fits in one 64-bit word with the rank in its low
-    // bits (docs below 2^20, starts below 2^38, at most 64 rows), and comparing words is cheaper
-    // than comparing and moving 32-byte rows.
-    constexpr int kRankBits = 6;
-    constexpr int kStartBits = 38;
+    // Sort keys: usually the doc id, the start and the rank fit in one 64-bit word (rank in the
+    // low rank_bits, just enough for n rows; the start, below 2^32 by the bounds, in the next 32;
+    // the doc id in the rest: below 2^26 for up to 64 rows, 2^12 at 2^20 rows), and comparing words
+    // is cheaper than comparing and moving 32-byte rows. Wider doc ids take the general sort.
+    constexpr int kStartBits = 32;
+    // 6 bits up to 64 rows (nearly every list: then every shift is a constant), else the bit width
+    // of n - 1.
     uint64_t* keys = scratch(sort_keys_, n);
-    uint64_t too_wide = n > (size_t{1} << kRankBits) ? 1 : 0;
-    for (size_t rank = 0; rank < n; ++rank) {
-        const int64_t row = lo + static_cast<int64_t>(rank);
-        const int64_t doc = spans.doc[row];
-        const int64_t start = spans.start[row];
-        const int64_t end = spans.end[row];
-        if (!span_row_ok(start, end)) {
-            throw std::invalid_argument(bad_span_message("retrieved", row, start, end));
+    const auto pack = [&](auto rank_bits_tag) {
+        const int rank_bits = rank_bits_tag;
+        const int doc_shift = kStartBits + rank_bits;
+        uint64_t wide = 0;
+        for (size_t rank = 0; rank < n; ++rank) {
+            const int64_t row = lo + static_cast<int64_t>(rank);
+            const int64_t doc = spans.doc[row];
+            const int64_t start = spans.start[row];
+            const int64_t end = spans.end[row];
+            if (!span_row_ok(start, end)) {
+                throw std::invalid_argument(bad_span_message("retrieved", row, start, end));
+            }
+            by_rank[rank] = RankedRow{doc, start, end, static_cast<int64_t>(rank)};
+            counts[rank] = RankedCounts{0, 0, 0, length(start, end)};
+            wide |= static_cast<uint64_t>(doc) >> (64 - doc_shift);
+            keys[rank] = static_cast<uint64_t>(doc) << doc_shift | static_cast<uint64_t>(start) << rank_bits |
+                         static_cast<uint64_t>(rank);
         }
-        by_rank[rank] = RankedRow{doc, start, end, static_cast<int64_t>(rank)};
-        counts[rank] = RankedCounts{0, 0, 0, length(start, end)};
-        too_wide |= (static_cast<uint64_t>(doc) >> (64 - kRankBits - kStartBits)) |
-                    (static_cast<uint64_t>(start) >> kStartBits);
-        keys[rank] = static_cast<uint64_t>(doc) << (kStartBits + kRankBits) |
-                     static_cast<uint64_t>(start) << kRankBits | static_cast<uint64_t>(rank);
+        return wide;
+    };
+    int rank_bits = 6;
+    uint64_t too_wide = 0;
+    if (n <= 64) {
+        too_wide = pack(std::integral_constant<int, 6>{});
+    } else {
+        while ((size_t{1} << rank_bits) < n) ++rank_bits;
+        too_wide = pack(rank_bits);
     }
     if (too_wide != 0) {
         std::copy(by_rank, by_rank + n, rows);
@@ -390,7 +424,8 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
         }
     } else {
         sort_small(keys, keys + n, [](uint64_t a, uint64_t b) { return a < b; });
-        for (size_t i = 0; i < n; ++i) rows[i] = by_rank[keys[i] & ((uint64_t{1} << kRankBits) - 1)];
+        const uint64_t rank_mask = (uint64_t{1} << rank_bits) - 1;
+        for (size_t i = 0; i < n; ++i) rows[i] = by_rank[keys[i] & rank_mask];
     }
 
     const Segment* segments = segments_.data();
@@ -416,14 +451,66 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
                 c.intersection += piece;
                 c.weighted_intersection += piece * static_cast<Count>(segments[s].mult);
             }
-        } else {
+        } else if (j - i <= kSmallCluster) {
+            // Duplicates and a few overlapping chunks: merge in rank order, at most kSmallCluster
+            // intervals to shift per row.
             sort_small(rows + i, rows + j, [](const RankedRow& a, const RankedRow& b) { return a.rank < b.rank; });
             scratch(cluster_union_, j - i + 1);
             cluster_size_ = 0;
             for (size_t t = i; t < j; ++t) insert_in_cluster(rows[t], counts[rows[t].rank]);
+        } else {
+            sweep_cluster(rows + i, j - i, counts);
         }
         i = j;
     }
+}
+
+// A large cluster in O(m log m): sweep its rows (sorted by start) left to right, keeping a heap of
+// the rows that cover the sweep position, smallest rank on top (rows that ended are dropped when
+// they surface). Between two consecutive boundaries the covering rows do not change, and the piece
+// is new to the union exactly at the smallest covering rank: that rank gets it. The rank-order
+// merge gives each rank the same positions, so every count is the same integer.
+void QuestionScorer::sweep_cluster(const RankedRow* rows, size_t n, RankedCounts* counts) {
+    LiveRow* heap = scratch(live_, n);
+    size_t size = 0;
+    const auto later = [](const LiveRow& a, const LiveRow& b) { return a.rank > b.rank; };
+    const int64_t doc = rows[0].doc;
+    // Consecutive pieces of one rank are credited as one, so overlap() runs once per run.
+    int64_t owner = -1;
+    int64_t piece_lo = 0;
+    int64_t piece_hi = 0;
+    const auto flush = [&]() {
+        if (owner < 0) return;
+        RankedCounts& c = counts[owner];
+        c.retrieved_union += length(piece_lo, piece_hi);
+        overlap(doc, piece_lo, piece_hi, c.intersection, c.weighted_intersection);
+    };
+    size_t next = 0;
+    int64_t pos = rows[0].start;
+    while (true) {
+        for (; next < n && rows[next].start == pos; ++next) {
+            heap[size++] = LiveRow{rows[next].rank, rows[next].end};
+            std::push_heap(heap, heap + size, later);
+        }
+        while (size > 0 && heap[0].end <= pos) {
+            std::pop_heap(heap, heap + size, later);
+            --size;
+        }
+        // A cluster has no gap (each row starts before the reach of the rows before it), so the
+        // heap runs empty only past the last row.
+        if (size == 0) break;
+        const int64_t stop = next < n ? std::min(heap[0].end, rows[next].start) : heap[0].end;
+        if (heap[0].rank == owner) {  // pieces are contiguous (no gap): pos == piece_hi
+            piece_hi = stop;
+        } else {
+            flush();
+            owner = heap[0].rank;
+            piece_lo = pos;
+            piece_hi = stop;
+        }
+        pos = stop;
+    }
+    flush();
 }
 
 // Merges a row into the union of its cluster's earlier rows (all of one doc, sorted, disjoint);
@@ -434,14 +521,10 @@ void QuestionScorer::insert_in_cluster(const RankedRow& row, RankedCounts& count
     const int64_t doc = row.doc;
     const int64_t start = row.start;
     const int64_t end = row.end;
-    // First interval not entirely before [start, end); touching ones merge.
+    // First interval not entirely before [start, end); touching ones merge. At most kSmallCluster
+    // intervals: a linear scan.
     size_t first = 0;
-    if (n <= 16) {
-        while (first < n && intervals[first].end < start) ++first;
-    } else {
-        first = static_cast<size_t>(
-            std::partition_point(intervals, intervals + n, [start](const Span& s) { return s.end < start; }) - intervals);
-    }
+    while (first < n && intervals[first].end < start) ++first;
     size_t past = first;
     int64_t covered_to = start;  // [start, covered_to) is known covered or counted
     int64_t merged_start = start;
@@ -524,6 +607,9 @@ void QuestionScorer::score(int64_t question) {
     } else if (options_.k_mode == KMode::automatic) {
         limit = std::min(n_retrieved, n_evidence);
     }
+    if (limit > kMaxRowsPerQuestion) {
+        throw std::invalid_argument(too_many_rows_message("retrieved", question, limit));
+    }
     // Rows past the deepest cut-off are not scored, but they are still input: check them too.
     const SpanView& spans = retrieved_.spans;
     for (int64_t row = lo + limit; row < hi; ++row) {
@@ -605,16 +691,30 @@ void validate_metrics_inputs(const RaggedSpanView& references, const RaggedSpanV
         throw std::invalid_argument("num_threads is " + std::to_string(options.num_threads) +
                                     "; use a positive count, or 0 for every hardware thread");
     }
+    // Rows per question, in question order (auto mode's scored count is known only while scoring:
+    // the scorer checks that one).
+    const int64_t deepest =
+        options.k_mode == KMode::list ? options.ks[options.n_ks - 1] : std::numeric_limits<int64_t>::max();
+    for (int64_t q = 0; q < references.n_groups; ++q) {
+        const int64_t n_references = references.offsets[q + 1] - references.offsets[q];
+        if (n_references > kMaxRowsPerQuestion) {
+            throw std::invalid_argument(too_many_rows_message("references", q, n_references));
+        }
+        const int64_t scored = std::min(retrieved.offsets[q + 1] - retrieved.offsets[q], deepest);
+        if (options.k_mode != KMode::automatic && scored > kMaxRowsPerQuestion) {
+            throw std::invalid_argument(too_many_rows_message("retrieved", q, scored));
+        }
+    }
 }
 
 void span_metrics(const RaggedSpanView& references, const RaggedSpanView& retrieved,
                   const ChunkIndex* chunks, const MetricsOptions& options, const MetricsOutputs& out) {
     validate_metrics_inputs(references, retrieved, chunks, options);
-    auto run = [&](auto semantics_tag) {
+    auto run = [&](const MetricsOptions& opts, auto semantics_tag) {
         constexpr Semantics S = decltype(semantics_tag)::value;
-        parallel_for(references.n_groups, options.num_threads,
+        parallel_for(references.n_groups, opts.num_threads,
                      [&](int, int64_t begin, int64_t end, const std::atomic<bool>& stop) {
-                         QuestionScorer scorer(references, retrieved, chunks, options, out);
+                         QuestionScorer scorer(references, retrieved, chunks, opts, out);
                          for (int64_t question = begin; question < end; ++question) {
                              if (stop.load(std::memory_order_relaxed)) return;
                              if (question + QuestionScorer::kPrefetchDistance < end) {
@@ -624,17 +724,26 @@ void span_metrics(const RaggedSpanView& references, const RaggedSpanView& retrie
                          }
                      });
     };
-    try {
-        if (options.semantics == Semantics::set) {
-            run(std::integral_constant<Semantics, Semantics::set>{});
+    const auto run_all = [&](const MetricsOptions& opts) {
+        if (opts.semantics == Semantics::set) {
+            run(opts, std::integral_constant<Semantics, Semantics::set>{});
         } else {
-            run(std::integral_constant<Semantics, Semantics::chroma>{});
+            run(opts, std::integral_constant<Semantics, Semantics::chroma>{});
         }
+    };
+    try {
+        run_all(options);
     } catch (const std::invalid_argument&) {
         // Span rows are checked as the workers read them, so with several threads the row reported
-        // need not be the first bad one. Report the first, so the message never depends on timing.
+        // need not be the first bad one. Report the first, so the message never depends on timing:
+        // the first bad span row, else the first question (in order) that fails on one thread.
         validate_span_rows("references", references.spans);
         validate_span_rows("retrieved", retrieved.spans);
+        if (effective_threads(references.n_groups, options.num_threads) > 1) {
+            MetricsOptions sequential = options;
+            sequential.num_threads = 1;
+            run_all(sequential);
+        }
         throw;
     }
 }

@@ -29,11 +29,23 @@ void validate_offsets(const char* name, const int64_t* offsets, int64_t n_groups
 }
 
 std::string bad_span_message(const char* name, int64_t row, int64_t start, int64_t end) {
-    std::string message = std::string(name) + " row " + std::to_string(row) + ": [start, end) = [" +
-                          std::to_string(start) + ", " + std::to_string(end) + ") ";
+    const std::string where = std::string(name) + " row " + std::to_string(row) + ": ";
+    if (start >= 0 && start < end) {  // then end > kMaxPosition
+        return where + "end " + std::to_string(end) + " is past the bound 2**32 (" + std::to_string(kMaxPosition) +
+               "); positions must satisfy 0 <= start < end <= 2**32, so that every count stays exact";
+    }
+    std::string message = where + "[start, end) = [" + std::to_string(start) + ", " + std::to_string(end) + ") ";
     message += start < 0 ? "has a negative start" : "is empty or reversed";
-    message += "; spans are half-open with 0 <= start < end";
+    message += "; spans are half-open with 0 <= start < end <= 2**32";
     return message;
+}
+
+std::string too_many_rows_message(const char* name, int64_t question, int64_t rows) {
+    const bool retrieved = std::string(name) == "retrieved";
+    return std::string(name) + ": question " + std::to_string(question) + (retrieved ? " scores " : " has ") +
+           std::to_string(rows) + " rows, more than 2**20 (" + std::to_string(kMaxRowsPerQuestion) +
+           ") per question, the bound under which every count stays exact; " +
+           (retrieved ? "pass a smaller k" : "split the question's references");
 }
 
 void validate_span_rows(const char* name, const SpanView& spans) {

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cinttypes>
+#include <climits>
 #include <cstdio>
 #include <functional>
 #include <random>
@@ -670,6 +672,22 @@ void test_chunk_index_queries() {
                 CHECK(static_cast<int64_t>(got.size()) == expected);
                 CHECK(got_start == sum_start);
                 CHECK(got_end == sum_end);
+                // Skipping the rows up to after_row emits exactly the later ones, in order.
+                if (!got.empty()) {
+                    const int64_t after = got[rng() % got.size()] - static_cast<int64_t>(rng() % 2);
+                    std::vector<int64_t> later;
+                    for (int64_t row : got) {
+                        if (row > after) later.push_back(row);
+                    }
+                    std::vector<int64_t> skipped;
+                    auto keep = [&](int64_t row) { skipped.push_back(row); };
+                    if (inclusive) {
+                        index.query<true>(doc, x, y, keep, after);
+                    } else {
+                        index.query<false>(doc, x, y, keep, after);
+                    }
+                    CHECK(skipped == later);
+                }
             }
         }
     }
@@ -677,9 +695,9 @@ void test_chunk_index_queries() {
 
 void test_far_coordinates() {
     // The same questions with doc ids spread far apart (not dense 0..n-1) and every position moved
-    // by 2^39: metrics only depend on lengths and on which doc a span is in, so every number must
-    // stay the same, while the index's doc lookup and the retrieved-row sort take their general
-    // paths (ids past 2^20 and starts past 2^38 do not fit the packed sort key).
+    // up to the bound 2^32: metrics only depend on lengths and on which doc a span is in, so every
+    // number must stay the same, while the index's doc lookup and the retrieved-row sort take their
+    // general paths (ids past 2^26 do not fit the packed sort key).
     std::mt19937_64 rng(2024);
     std::vector<Span> chunks;
     for (int64_t d = 0; d < kDocs; ++d) {
@@ -693,7 +711,7 @@ void test_far_coordinates() {
         const int n_ret = static_cast<int>(rng() % 14);
         for (int i = 0; i < n_ret; ++i) q.retrieved.push_back(chunks[rng() % chunks.size()]);
     }
-    const int64_t shift = int64_t{1} << 39;
+    const int64_t shift = kMaxPosition - 64;  // the last position, 2^32, is an end
     auto far = [shift](Span s) { return Span{(s.doc + 1) * (int64_t{1} << 40) + s.doc * 12345, s.start + shift, s.end + shift}; };
     std::vector<Span> far_chunks;
     for (const Span& s : chunks) far_chunks.push_back(far(s));
@@ -747,9 +765,476 @@ void test_threads_agree() {
     CHECK(effective_threads(5000, 3) == 3);
 }
 
+
+// ---- issue 8: bounds, exactness at the bounds, long lists ----
+
+void test_bounds_rejected() {
+    // Regression: with no upper bound, three references [0, 2^63 - 1) in docs 0, 1, 2 and two of
+    // them retrieved summed past 2^64 (uint64 wrap) and gave recall 2.0; and [0, 2^53 + 1) against
+    // [1, 2^53 + 1) rounded the counts and gave recall 1.0. Both now name the row and the bound.
+    const int64_t huge = INT64_MAX;
+    const Batch wrap({Question{{{0, 0, huge}, {1, 0, huge}, {2, 0, huge}}, {{0, 0, huge}, {1, 0, huge}}}});
+    CHECK_THROWS(score(wrap, nullptr, KMode::all, Semantics::set, {}),
+                 "references row 0: end 9223372036854775807 is past the bound 2**32 (4294967296)");
+    const int64_t a = (int64_t{1} << 53) + 1;
+    const Batch rounding({Question{{{0, 0, a}}, {{0, 1, a}}}});
+    CHECK_THROWS(score(rounding, nullptr, KMode::all, Semantics::chroma, {}),
+                 "references row 0: end 9007199254740993 is past the bound 2**32");
+    // One past the bound, in each array; the retrieved row past the deepest cut-off too.
+    const Batch ref_past({Question{{{0, 5, kMaxPosition + 1}}, {{0, 0, 10}}}});
+    CHECK_THROWS(score(ref_past, nullptr, KMode::all, Semantics::set, {}), "references row 0: end 4294967297");
+    const Batch ret_past({Question{{{0, 0, 10}}, {{0, 0, 10}, {0, 0, kMaxPosition + 1}}}});
+    CHECK_THROWS(score(ret_past, nullptr, KMode::all, Semantics::set, {}), "retrieved row 1: end 4294967297");
+    CHECK_THROWS(score(ret_past, nullptr, KMode::list, Semantics::set, {1}), "retrieved row 1: end 4294967297");
+    CHECK_THROWS(make_index({{0, 0, 10}, {3, kMaxPosition, kMaxPosition + 7}}), "chunks row 1: end 4294967303");
+    // A start at the bound is a span past it; a reversed span says so first.
+    const Batch start_at({Question{{{0, kMaxPosition, kMaxPosition}}, {}}});
+    CHECK_THROWS(score(start_at, nullptr, KMode::all, Semantics::set, {}), "is empty or reversed");
+    // The end 2^32 itself is fine.
+    const Batch at_bound({Question{{{0, kMaxPosition - 10, kMaxPosition}}, {{0, kMaxPosition - 5, kMaxPosition}}}});
+    const Results res = score(at_bound, nullptr, KMode::all, Semantics::set, {});
+    CHECK_SAME(res.r(0, 0), 0.5);
+    CHECK_SAME(res.p(0, 0), 1.0);
+}
+
+void test_exact_at_the_bounds() {
+    // The issue's first example at the largest legal length: three references [0, 2^32) in docs
+    // 0, 1, 2, two of them retrieved. I = 2 * 2^32, E_len = 3 * 2^32: recall exactly 2/3 (it was
+    // 2.0 with a wrapped sum), precision 1, iou 2/3.
+    const int64_t m = kMaxPosition;
+    const Batch three({Question{{{0, 0, m}, {1, 0, m}, {2, 0, m}}, {{0, 0, m}, {1, 0, m}}}});
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        const Results res = score(three, nullptr, KMode::all, sem, {});
+        CHECK_SAME(res.r(0, 0), 2.0 / 3.0);
+        CHECK_SAME(res.p(0, 0), 1.0);
+        CHECK_SAME(res.j(0, 0), 2.0 / 3.0);
+    }
+
+    // The largest counts the bounds allow: 2^20 references [0, 2^32) in docs 0..2^20-1 (E_len =
+    // ref_sum = 2^52), all but the last retrieved, then the last twice (2^20 + 1 rows, k = 2^20).
+    // @2^20 - 1: I = (2^20 - 1) 2^32: recall = precision-denominator ratio (2^20 - 1) / 2^20,
+    // precision 1, iou (2^20 - 1) / 2^20. @2^20: everything: 1, 1, 1. The extra row is not scored.
+    // Chunks = the references: C* = E, precision_omega 1, coverage 1, 2^20 evidence chunks.
+    {
+        const int64_t n = kMaxRowsPerQuestion;
+        Batch batch({Question{}});
+        for (int64_t d = 0; d < n; ++d) {
+            batch.ref_doc.push_back(d);
+            batch.ref_start.push_back(0);
+            batch.ref_end.push_back(m);
+            batch.ret_doc.push_back(n - 1 - d);  // ranked in reverse doc order
+            batch.ret_start.push_back(0);
+            batch.ret_end.push_back(m);
+        }
+        batch.ret_doc.push_back(0);
+        batch.ret_start.push_back(0);
+        batch.ret_end.push_back(m);
+        batch.ref_offsets = {0, n};
+        batch.ret_offsets = {0, n + 1};
+        const ChunkIndex index(SpanView{batch.ref_doc.data(), batch.ref_start.data(), batch.ref_end.data(), n});
+        for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+            const Results res = score(batch, &index, KMode::list, sem, {n - 1, n});
+            CHECK_SAME(res.r(0, 0), ratio(n - 1, n));
+            CHECK_SAME(res.p(0, 0), 1.0);
+            CHECK_SAME(res.j(0, 0), ratio(n - 1, n));
+            CHECK_SAME(res.r(0, 1), 1.0);
+            CHECK_SAME(res.p(0, 1), 1.0);
+            CHECK_SAME(res.j(0, 1), 1.0);
+            CHECK(res.n_evidence_chunks[0] == n);
+            CHECK_SAME(res.precision_omega[0], 1.0);
+            CHECK_SAME(res.coverage[0], 1.0);
+        }
+        // k_mode all scores 2^20 + 1 rows: one too many.
+        CHECK_THROWS(score(batch, &index, KMode::all, Semantics::set, {}),
+                     "retrieved: question 0 scores 1048577 rows, more than 2**20 (1048576) per question");
+        CHECK_THROWS(score(batch, &index, KMode::list, Semantics::set, {n + 1}), "pass a smaller k");
+        // auto: min(2^20 evidence chunks, 2^20 + 1 rows) = 2^20: fine, and the whole union.
+        const Results automatic = score(batch, &index, KMode::automatic, Semantics::set, {});
+        CHECK_SAME(automatic.r(0, 0), 1.0);
+        // One more reference row: too many.
+        batch.ref_doc.push_back(0);
+        batch.ref_start.push_back(0);
+        batch.ref_end.push_back(1);
+        batch.ref_offsets = {0, n + 1};
+        CHECK_THROWS(score(batch, &index, KMode::list, Semantics::set, {1}),
+                     "references: question 0 has 1048577 rows, more than 2**20 (1048576) per question");
+    }
+
+    // The deepest nesting: 2^20 copies of [0, 2^32) in one doc, so one segment of mult 2^20 and
+    // ref_sum = 2^52; retrieved [0, 2^32) once: I = 2^32, I_w = 2^52.
+    // set: recall 1, precision 1, iou 1. chroma: recall I / ref_sum = 2^-20, precision 1,
+    // iou = I / (ret_sum + ref_sum - I_w) = 2^32 / 2^32 = 1.
+    {
+        const int64_t n = kMaxRowsPerQuestion;
+        Batch batch({Question{}});
+        batch.ref_doc.assign(static_cast<size_t>(n), 7);
+        batch.ref_start.assign(static_cast<size_t>(n), 0);
+        batch.ref_end.assign(static_cast<size_t>(n), m);
+        batch.ret_doc = {7};
+        batch.ret_start = {0};
+        batch.ret_end = {m};
+        batch.ref_offsets = {0, n};
+        batch.ret_offsets = {0, 1};
+        const ChunkIndex index = make_index({{7, 0, m}});
+        const Results set = score(batch, &index, KMode::all, Semantics::set, {});
+        CHECK_SAME(set.r(0, 0), 1.0);
+        CHECK_SAME(set.j(0, 0), 1.0);
+        const Results chroma = score(batch, &index, KMode::all, Semantics::chroma, {});
+        CHECK_SAME(chroma.r(0, 0), std::ldexp(1.0, -20));
+        CHECK_SAME(chroma.p(0, 0), 1.0);
+        CHECK_SAME(chroma.j(0, 0), 1.0);
+        CHECK_SAME(chroma.coverage[0], 1.0);
+    }
+}
+
+void test_auto_mode_row_bound() {
+    // auto mode scores min(n_evidence_chunks, len) rows, known only while scoring: 2^20 + 1 unit
+    // chunks under one reference and as many retrieved rows must be refused there, in question
+    // order (question 1; question 0 is fine).
+    const int64_t n = kMaxRowsPerQuestion + 1;
+    Batch batch({Question{{{0, 0, 5}}, {{0, 0, 5}}}, Question{}});
+    std::vector<Span> chunks;
+    for (int64_t i = 0; i < n; ++i) {
+        chunks.push_back(Span{1, i, i + 1});
+        batch.ret_doc.push_back(1);
+        batch.ret_start.push_back(i);
+        batch.ret_end.push_back(i + 1);
+    }
+    batch.ref_doc.push_back(1);
+    batch.ref_start.push_back(0);
+    batch.ref_end.push_back(n);
+    batch.ref_offsets = {0, 1, 2};
+    batch.ret_offsets = {0, 1, 1 + n};
+    const ChunkIndex index = make_index(chunks);
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        CHECK_THROWS(score(batch, &index, KMode::automatic, sem, {}),
+                     "retrieved: question 1 scores 1048577 rows, more than 2**20 (1048576)");
+    }
+    const Results capped = score(batch, &index, KMode::list, Semantics::set, {n - 1});
+    CHECK_SAME(capped.r(1, 0), ratio(n - 1, n));
+    CHECK(capped.n_evidence_chunks[1] == n);
+}
+
+// An independent count for long lists over short documents: the smallest rank covering each
+// position, then per-cut-off counts from it (no clusters, no sweep, no merge).
+void oracle_long_list(const Question& q, int64_t n_docs, int64_t doc_length, const std::vector<int64_t>& ks,
+                      Semantics sem, std::vector<double>& recall, std::vector<double>& precision,
+                      std::vector<double>& iou) {
+    std::vector<int64_t> min_rank(static_cast<size_t>(n_docs * doc_length), INT64_MAX);
+    std::vector<int64_t> mult(static_cast<size_t>(n_docs * doc_length), 0);
+    int64_t ref_sum = 0;
+    for (const Span& r : q.refs) {
+        ref_sum += r.end - r.start;
+        for (int64_t p = r.start; p < r.end; ++p) ++mult[static_cast<size_t>(r.doc * doc_length + p)];
+    }
+    std::vector<int64_t> ret_prefix(q.retrieved.size() + 1, 0);
+    for (size_t rank = 0; rank < q.retrieved.size(); ++rank) {
+        const Span& s = q.retrieved[rank];
+        ret_prefix[rank + 1] = ret_prefix[rank] + (s.end - s.start);
+        for (int64_t p = s.start; p < s.end; ++p) {
+            int64_t& m = min_rank[static_cast<size_t>(s.doc * doc_length + p)];
+            m = std::min(m, static_cast<int64_t>(rank));
+        }
+    }
+    int64_t e_len = 0;
+    for (int64_t m : mult) e_len += m > 0 ? 1 : 0;
+    recall.clear();
+    precision.clear();
+    iou.clear();
+    for (int64_t k : ks) {
+        int64_t inter = 0, weighted = 0, r_len = 0;
+        for (size_t p = 0; p < min_rank.size(); ++p) {
+            if (min_rank[p] >= k) continue;
+            ++r_len;
+            inter += mult[p] > 0 ? 1 : 0;
+            weighted += mult[p];
+        }
+        const int64_t ret_sum = ret_prefix[static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(q.retrieved.size())))];
+        if (sem == Semantics::set) {
+            recall.push_back(ratio(inter, e_len));
+            precision.push_back(r_len > 0 ? ratio(inter, r_len) : 0.0);
+            iou.push_back(ratio(inter, e_len + r_len - inter));
+        } else {
+            recall.push_back(ratio(inter, ref_sum));
+            precision.push_back(ret_sum > 0 ? ratio(inter, ret_sum) : 0.0);
+            iou.push_back(ratio(inter, ret_sum + (ref_sum - weighted)));
+        }
+    }
+}
+
+void test_long_lists_against_oracle() {
+    // Lists of 17 to 5000 rows over short documents, so clusters of every size (the rank-order
+    // merge up to 16 rows, the sweep above), heavy duplication, nesting, equal starts, rows that
+    // touch, and doc ids that do and do not fit the packed sort key at each rank width. Every
+    // fifth round spreads the question over 12 documents (more than 8: the binary-search lookups).
+    std::mt19937_64 rng(8);
+    const std::vector<int64_t> ks{1, 2, 16, 17, 100, 1000, 5000};
+    for (int round = 0; round < 40; ++round) {
+        const int64_t doc_length = 50 + static_cast<int64_t>(rng() % 400);
+        const int64_t n_docs = round % 5 == 1 ? 12 : kDocs;
+        Question q;
+        const int n_refs = 1 + static_cast<int>(rng() % 40);
+        for (int i = 0; i < n_refs; ++i) {
+            const int64_t doc = static_cast<int64_t>(rng() % static_cast<uint64_t>(n_docs));
+            const int64_t len = 1 + static_cast<int64_t>(rng() % 30);
+            const int64_t start = static_cast<int64_t>(rng() % static_cast<uint64_t>(doc_length - len + 1));
+            q.refs.push_back(Span{doc, start, start + len});
+        }
+        const int n_ret = 17 + static_cast<int>(rng() % (round % 4 == 0 ? 5000 : 300));
+        const int64_t max_len = round % 3 == 0 ? doc_length : 1 + static_cast<int64_t>(rng() % 20);
+        for (int i = 0; i < n_ret; ++i) {
+            const int64_t doc = static_cast<int64_t>(rng() % static_cast<uint64_t>(n_docs));
+            const int64_t len = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(max_len));
+            const int64_t start = static_cast<int64_t>(rng() % static_cast<uint64_t>(doc_length - len + 1));
+            q.retrieved.push_back(Span{doc, start, start + len});
+        }
+        // Doc ids moved to a base where the packed key is just wide enough or just too narrow.
+        const int rank_bits = n_ret <= 64 ? 6 : (n_ret <= 512 ? 9 : 13);
+        const int64_t limit = int64_t{1} << (32 - rank_bits);
+        const int64_t bases[] = {0, limit - n_docs, limit - 1, -5};
+        const int64_t base = bases[round % 4];
+        Question moved = q;
+        for (Span& s : moved.refs) s.doc += base;
+        for (Span& s : moved.retrieved) s.doc += base;
+        const Batch batch({moved});
+        for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+            std::vector<double> r, p, j;
+            oracle_long_list(q, n_docs, doc_length, ks, sem, r, p, j);
+            const Results res = score(batch, nullptr, KMode::list, sem, ks);
+            for (size_t c = 0; c < ks.size(); ++c) {
+                CHECK_SAME(res.r(0, static_cast<int64_t>(c)), r[c]);
+                CHECK_SAME(res.p(0, static_cast<int64_t>(c)), p[c]);
+                CHECK_SAME(res.j(0, static_cast<int64_t>(c)), j[c]);
+            }
+        }
+        if (g_failures > 20) return;
+    }
+}
+
+void test_one_cluster_right_to_left() {
+    // Regression for the quadratic rank-order merge: 2^20 rows (the most a question scores) in one
+    // cluster, ranked right to left: rank r is [N - 1 - r, N + 1 - r), so each row overlaps the
+    // next and every insert landed at the front. This took minutes; it must now finish at once.
+    // Reference [0, N). First k rows: union [N - k, N + 1), R_len k + 1, I = k, ret_sum 2k.
+    // set: recall k/N, precision k/(k + 1), iou k/(N + k + 1 - k) = k/(N + 1).
+    // chroma: recall k/N, precision k/2k, iou k/(2k + N - k) = k/(N + k).
+    const int64_t n = kMaxRowsPerQuestion;
+    Batch batch({Question{{{0, 0, n}}, {}}});
+    for (int64_t r = 0; r < n; ++r) {
+        batch.ret_doc.push_back(0);
+        batch.ret_start.push_back(n - 1 - r);
+        batch.ret_end.push_back(n + 1 - r);
+    }
+    batch.ret_offsets = {0, n};
+    const std::vector<int64_t> ks{1, 1000, n};
+    const Results set = score(batch, nullptr, KMode::list, Semantics::set, ks);
+    const Results chroma = score(batch, nullptr, KMode::list, Semantics::chroma, ks);
+    for (size_t c = 0; c < ks.size(); ++c) {
+        const int64_t k = ks[c];
+        const auto col = static_cast<int64_t>(c);
+        CHECK_SAME(set.r(0, col), ratio(k, n));
+        CHECK_SAME(set.p(0, col), ratio(k, k + 1));
+        CHECK_SAME(set.j(0, col), ratio(k, n + 1));
+        CHECK_SAME(chroma.r(0, col), ratio(k, n));
+        CHECK_SAME(chroma.p(0, col), 0.5);
+        CHECK_SAME(chroma.j(0, col), ratio(k, n + k));
+    }
+}
+
+
+void test_many_references_under_many_chunks() {
+    // Regression for output-sensitive quadratic time in the evidence pass: K copies of one chunk
+    // [0, 2R) over R disjoint references [2i, 2i + 1) made every reference's query emit all K
+    // copies again (K * R = 2^32 emits). Every copy and nothing else is evidence; C* = [0, 2R):
+    // cs_len 2R, cs_in_E = E_len = R: precision_omega R / (R + 2R - R) = 1/2, coverage 1.
+    // With the unit chunks [2i, 2i + 1) as well, ends go down in start order (the tree path):
+    // K + R evidence chunks, the same C*.
+    const int64_t r = 1 << 16;
+    const int64_t k = 1 << 16;
+    Batch batch({Question{}});
+    for (int64_t i = 0; i < r; ++i) {
+        batch.ref_doc.push_back(0);
+        batch.ref_start.push_back(2 * i);
+        batch.ref_end.push_back(2 * i + 1);
+    }
+    batch.ref_offsets = {0, r};
+    std::vector<Span> copies(static_cast<size_t>(k), Span{0, 0, 2 * r});
+    std::vector<Span> with_units = copies;
+    for (int64_t i = 0; i < r; ++i) with_units.push_back(Span{0, 2 * i, 2 * i + 1});
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        const ChunkIndex flat = make_index(copies);
+        const Results a = score(batch, &flat, KMode::all, sem, {});
+        CHECK(a.n_evidence_chunks[0] == k);
+        CHECK_SAME(a.precision_omega[0], 0.5);
+        CHECK_SAME(a.coverage[0], 1.0);
+        const ChunkIndex nested = make_index(with_units);
+        const Results b = score(batch, &nested, KMode::all, sem, {});
+        CHECK(b.n_evidence_chunks[0] == k + r);
+        CHECK_SAME(b.precision_omega[0], 0.5);
+        CHECK_SAME(b.coverage[0], 1.0);
+    }
+}
+
+
+void test_empty_chunking_and_misuse() {
+    // An empty chunking: no evidence. precision_omega = 0/(E_len + 0 - 0) = 0, coverage 0, and
+    // auto mode scores min(0, len) = 0 rows: recall 0, precision 0 (nothing retrieved), iou 0.
+    const ChunkIndex empty = make_index({});
+    CHECK(empty.size() == 0);
+    CHECK(empty.n_docs() == 0);
+    const Batch batch({Question{{{4, 0, 10}}, {{4, 0, 10}}}});
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        const Results res = score(batch, &empty, KMode::automatic, sem, {});
+        CHECK(res.n_evidence_chunks[0] == 0);
+        CHECK_SAME(res.precision_omega[0], 0.0);
+        CHECK_SAME(res.coverage[0], 0.0);
+        CHECK_SAME(res.r(0, 0), 0.0);
+        CHECK_SAME(res.p(0, 0), 0.0);
+        CHECK_SAME(res.j(0, 0), 0.0);
+    }
+    // Sparse doc ids (binary search) and a doc between two known ones: no evidence there.
+    // Doc 50's chunk [0,10) is the evidence of reference doc 50 [2,4): 1 chunk, C* = [0,10),
+    // precision_omega 2/10; doc 20 lies between 10 and 50 and has no chunks.
+    const ChunkIndex sparse = make_index({{10, 0, 10}, {50, 0, 10}, {900000, 0, 10}});
+    const Batch between({Question{{{50, 2, 4}}, {}}, Question{{{20, 2, 4}}, {}}});
+    const Results res = score(between, &sparse, KMode::all, Semantics::set, {});
+    CHECK(res.n_evidence_chunks[0] == 1);
+    CHECK_SAME(res.precision_omega[0], ratio(2, 10));
+    CHECK(res.n_evidence_chunks[1] == 0);
+    CHECK_SAME(res.coverage[1], 0.0);
+
+    // The C++ API called without the Python layer's checks.
+    const std::vector<int64_t> ks{1};
+    MetricsOptions options;
+    options.ks = ks.data();
+    options.n_ks = 1;
+    RaggedSpanView no_offsets{};
+    no_offsets.n_groups = 0;
+    const RaggedSpanView good = batch.references();
+    CHECK_THROWS(validate_metrics_inputs(no_offsets, good, nullptr, options), "ref_offsets must have");
+    CHECK_THROWS(validate_metrics_inputs(good, no_offsets, nullptr, options), "ret_offsets must have");
+    RaggedSpanView negative = good;
+    negative.spans.size = -1;
+    CHECK_THROWS(validate_metrics_inputs(negative, good, nullptr, options), "negative size");
+    CHECK_THROWS(ChunkIndex(SpanView{nullptr, nullptr, nullptr, -3}), "chunks has a negative size");
+    RaggedSpanView null_offsets = good;
+    null_offsets.offsets = nullptr;
+    CHECK_THROWS(validate_metrics_inputs(null_offsets, good, nullptr, options), "ref_offsets must have");
+    CHECK_THROWS(validate_metrics_inputs(good, null_offsets, nullptr, options), "ret_offsets must have");
+    CHECK_THROWS(validate_metrics_inputs(good, negative, nullptr, options), "negative size");
+    MetricsOptions bad = options;
+    bad.k_mode = static_cast<KMode>(-1);
+    CHECK_THROWS(validate_metrics_inputs(good, good, nullptr, bad), "k_mode is -1");
+    bad = options;
+    bad.semantics = static_cast<Semantics>(2);
+    CHECK_THROWS(validate_metrics_inputs(good, good, nullptr, bad), "semantics is 2");
+    bad = options;
+    bad.ks = nullptr;
+    CHECK_THROWS(validate_metrics_inputs(good, good, nullptr, bad), "ks is empty");
+
+    // A bad row in a list longer than 64 rows (the wider packed key), and past the deepest
+    // cut-off, in both semantics.
+    Question long_list{{{0, 0, 10}}, std::vector<Span>(100, Span{0, 0, 10})};
+    long_list.retrieved[70] = Span{0, 3, 3};
+    const Batch long_batch({long_list});
+    for (Semantics sem : {Semantics::set, Semantics::chroma}) {
+        CHECK_THROWS(score(long_batch, nullptr, KMode::all, sem, {}), "retrieved row 70: [start, end) = [3, 3)");
+        CHECK_THROWS(score(long_batch, nullptr, KMode::list, sem, {5}), "retrieved row 70");
+    }
+}
+
+
+// ---- a differential fuzzer: `chunkeval_test_core --fuzz N [SEED]` ----
+//
+// N random batches, each compared number for number with the bitmask oracles above: a random
+// chunking (tilings with gaps, nested and duplicated chunks), 1 to 8 questions with 1 to 6
+// references and 0 to 20 retrieved rows (1 batch in 16: 60 to 110, past the packed-key and
+// small-cluster limits), random semantics, k mode and cut-offs, and then every position moved by
+// the same random shift up to the bound 2^32 and every doc id mapped to a dense, sparse, packed-key
+// edge or negative id. Metrics depend only on lengths and on which doc a span is in, so the oracle
+// on the unmoved batch is the expected answer. Exit status: 0 when every number matched.
+int fuzz(int64_t batches, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    int64_t compared = 0;
+    for (int64_t b = 0; b < batches && g_failures == 0; ++b) {
+        std::vector<Span> chunks;
+        for (int64_t d = 0; d < kDocs; ++d) {
+            const int64_t width = 1 + static_cast<int64_t>(rng() % 20);
+            for (const Span& c : tiling(d, 64, width)) {
+                if (rng() % 8 != 0) chunks.push_back(c);
+            }
+        }
+        const int extra = static_cast<int>(rng() % 6);
+        for (int i = 0; i < extra; ++i) chunks.push_back(random_span(rng, 64));
+        if (!chunks.empty() && rng() % 3 == 0) chunks.push_back(chunks[rng() % chunks.size()]);
+
+        std::vector<Question> questions(1 + rng() % 8);
+        for (Question& q : questions) {
+            const int n_refs = 1 + static_cast<int>(rng() % 6);
+            for (int i = 0; i < n_refs; ++i) q.refs.push_back(random_span(rng, 20));
+            const int n_ret = rng() % 16 == 0 ? 60 + static_cast<int>(rng() % 50) : static_cast<int>(rng() % 21);
+            for (int i = 0; i < n_ret; ++i) {
+                q.retrieved.push_back(rng() % 4 != 0 && !chunks.empty() ? chunks[rng() % chunks.size()]
+                                                                          : random_span(rng, 30));
+            }
+        }
+        const int64_t shift = static_cast<int64_t>(rng() % static_cast<uint64_t>(kMaxPosition - 63));
+        int64_t doc_ids[kDocs];
+        switch (rng() % 4) {
+            case 0: for (int64_t d = 0; d < kDocs; ++d) doc_ids[d] = d; break;
+            case 1: for (int64_t d = 0; d < kDocs; ++d) doc_ids[d] = d * 1000003 + 7; break;
+            case 2: for (int64_t d = 0; d < kDocs; ++d) doc_ids[d] = (int64_t{1} << 26) - 2 + d; break;
+            default: for (int64_t d = 0; d < kDocs; ++d) doc_ids[d] = -1 - d * (int64_t{1} << 40); break;
+        }
+        auto move = [&](Span s) { return Span{doc_ids[s.doc], s.start + shift, s.end + shift}; };
+        std::vector<Span> moved_chunks;
+        for (const Span& c : chunks) moved_chunks.push_back(move(c));
+        std::vector<Question> moved = questions;
+        for (Question& q : moved) {
+            for (Span& r : q.refs) r = move(r);
+            for (Span& r : q.retrieved) r = move(r);
+        }
+        const ChunkIndex index = make_index(moved_chunks);
+        const Batch batch(moved);
+        const Semantics sem = rng() % 2 == 0 ? Semantics::set : Semantics::chroma;
+        const KMode mode = static_cast<KMode>(rng() % 3);
+        std::vector<int64_t> ks;
+        for (int64_t k = 1 + static_cast<int64_t>(rng() % 3); k <= 120; k += 1 + static_cast<int64_t>(rng() % 25)) {
+            ks.push_back(k);
+        }
+        const Results res = score(batch, &index, mode, sem, ks, 1 + static_cast<int>(rng() % 2));
+        for (size_t qi = 0; qi < questions.size(); ++qi) {
+            const Question& q = questions[qi];
+            const auto row = static_cast<int64_t>(qi);
+            const Oracle o = oracle_evidence(q, chunks, sem);
+            CHECK(res.n_evidence_chunks[qi] == o.n_evidence);
+            CHECK_SAME(res.precision_omega[qi], o.precision_omega);
+            CHECK_SAME(res.coverage[qi], o.coverage);
+            for (int64_t c = 0; c < res.n_columns; ++c) {
+                const int64_t k = mode == KMode::list   ? ks[static_cast<size_t>(c)]
+                                  : mode == KMode::all  ? static_cast<int64_t>(q.retrieved.size())
+                                                        : o.n_evidence;
+                double r, p, j;
+                oracle_ranked(q, k, sem, r, p, j);
+                CHECK_SAME(res.r(row, c), r);
+                CHECK_SAME(res.p(row, c), p);
+                CHECK_SAME(res.j(row, c), j);
+                ++compared;
+            }
+        }
+        if (g_failures != 0) std::printf("fuzz: batch %" PRId64 " (seed %" PRIu64 ") differs\n", b, seed);
+    }
+    std::printf("fuzz: %" PRId64 " batches, %" PRId64 " question cut-offs compared, %d failures\n", batches, compared,
+                g_failures);
+    return g_failures == 0 ? 0 : 1;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    if (argc >= 3 && std::string(argv[1]) == "--fuzz") {
+        return fuzz(std::stoll(argv[2]), argc >= 4 ? std::stoull(argv[3]) : 1);
+    }
     const std::vector<std::pair<const char*, std::function<void()>>> tests = {
         {"worked_example", test_worked_example},
         {"touching_spans", test_touching_spans},
@@ -764,6 +1249,13 @@ int main() {
         {"random_against_oracle", test_random_against_oracle},
         {"far_coordinates", test_far_coordinates},
         {"threads_agree", test_threads_agree},
+        {"bounds_rejected", test_bounds_rejected},
+        {"exact_at_the_bounds", test_exact_at_the_bounds},
+        {"auto_mode_row_bound", test_auto_mode_row_bound},
+        {"long_lists_against_oracle", test_long_lists_against_oracle},
+        {"one_cluster_right_to_left", test_one_cluster_right_to_left},
+        {"many_references_under_many_chunks", test_many_references_under_many_chunks},
+        {"empty_chunking_and_misuse", test_empty_chunking_and_misuse},
     };
     for (const auto& [name, test] : tests) {
         const int before = g_failures;

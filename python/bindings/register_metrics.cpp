@@ -144,7 +144,7 @@ void register_metrics(py::module_& m) {
                                       "with an implicit interval tree per document. Copies its input.")
         .def(py::init(&make_chunk_index), py::arg("doc"), py::arg("start"), py::arg("end"),
              "Index chunk spans given as three 1-D C-contiguous int64 arrays of equal length "
-             "(0 <= start < end on every row; ValueError otherwise).")
+             "(0 <= start < end <= 2**32 on every row; ValueError otherwise).")
         .def_property_readonly("size", &chunkeval::ChunkIndex::size, "Number of chunk rows.")
         .def_property_readonly("n_docs", &chunkeval::ChunkIndex::n_docs, "Number of distinct doc ids.")
         .def("__len__", [](const chunkeval::ChunkIndex& index) { return index.size(); })
@@ -170,7 +170,8 @@ void register_metrics(py::module_& m) {
           "n_evidence_chunks): the first three float64 of shape (n_questions, n_cols) with n_cols = len(ks) in "
           "list mode (k_mode=0) and 1 in modes 1 (all) and 2 (auto); the rest one value per question "
           "(NaN, NaN and -1 when chunk_index is None). semantics: 0 = set, 1 = chroma. num_threads: 0 = every "
-          "hardware thread. Bad input raises ValueError naming the array and row.");
+          "hardware thread. Bad input raises ValueError naming the array and row; the bounds are 0 <= start < end <= 2**32 "
+          "and at most 2**20 references and 2**20 scored retrieved rows per question.");
 
     m.def("hardware_concurrency", &chunkeval::hardware_concurrency,
           "Number of hardware threads (std::thread::hardware_concurrency(), at least 1).");

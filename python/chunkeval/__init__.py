@@ -10,7 +10,22 @@ from .metrics import SpanMetrics, available_backends, span_metrics
 from .spans import RaggedSpans, Spans
 from .units import char_spans_to_token_spans
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml); from a bare source tree, the extension's."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("chunkeval")
+    except importlib.metadata.PackageNotFoundError:
+        try:
+            from . import _core  # compiled with the same pyproject.toml version by CMakeLists.txt
+        except ImportError:
+            return "0+unknown"  # neither installed nor built: no version to report
+        return _core.__version__
+
+
+__version__: str = _version()
 
 __all__ = [
     "RaggedSpans",

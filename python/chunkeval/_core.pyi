@@ -8,11 +8,14 @@ copied, and anything else raises ``TypeError``/``ValueError`` saying how to fix 
 import numpy as np
 import numpy.typing as npt
 
+__version__: str
+"""The package version from pyproject.toml, compiled in by CMakeLists.txt (equals ``chunkeval.__version__``)."""
+
 class ChunkIndex:
     """Immutable index over a chunking; copies its input. Reuse it across ``span_metrics`` calls."""
 
     def __init__(self, doc: npt.NDArray[np.int64], start: npt.NDArray[np.int64], end: npt.NDArray[np.int64]) -> None:
-        """Index chunk spans ``[start, end)`` of document ``doc``; ``ValueError`` unless ``0 <= start < end``."""
+        """Index chunk spans ``[start, end)`` of document ``doc``; ``ValueError`` unless ``0 <= start < end <= 2**32``."""
     @property
     def size(self) -> int:
         """Number of chunk rows."""
@@ -53,7 +56,8 @@ def span_metrics(
     question: ``precision_omega`` and ``coverage`` are NaN and ``n_evidence_chunks`` is -1 without
     ``chunk_index``. ``semantics``: 0 = set, 1 = chroma. ``num_threads``: 0 = every hardware thread;
     batches under 2048 questions run on one. The GIL is released while scoring. Bad shapes, offsets,
-    spans (need ``0 <= start < end``) or cut-offs (strictly increasing, ``>= 1``) raise ``ValueError``
+    spans (need ``0 <= start < end <= 2**32``), questions over ``2**20`` references or ``2**20`` scored
+    retrieved rows, or cut-offs (strictly increasing, ``>= 1``) raise ``ValueError``
     naming the array and row; unknown doc ids match no chunk.
     """
 

@@ -29,7 +29,7 @@ public:
     ChunkIndex() = default;
 
     // Copies and indexes the chunks. Throws std::invalid_argument naming `name` and the first bad
-    // row unless every row has 0 <= start < end.
+    // row unless every row has 0 <= start < end <= kMaxPosition (2^32).
     explicit ChunkIndex(const SpanView& chunks, const char* name = "chunks");
 
     int64_t size() const noexcept { return static_cast<int64_t>(rows_.size()); }
@@ -45,9 +45,11 @@ public:
     // Calls emit(row) once per sorted row of document `doc` with
     //   start <  x and end >  y   (Inclusive == false: positive overlap with [y, x))
     //   start <= x and end >= y   (Inclusive == true:  touching counts)
-    // in increasing row order. An unknown doc matches nothing.
+    // in increasing row order, skipping rows <= after_row (a caller that has seen those already:
+    // then the cost is O(log n + new answers), not a pass over every old answer again). An unknown
+    // doc matches nothing.
     template <bool Inclusive, class Emit>
-    void query(int64_t doc, int64_t x, int64_t y, Emit&& emit) const;
+    void query(int64_t doc, int64_t x, int64_t y, Emit&& emit, int64_t after_row = -1) const;
 
     // A hint: a later query(doc, ..., y) will start reading near here. Never faults.
     void prefetch(int64_t doc, int64_t y) const noexcept {
@@ -113,12 +115,14 @@ private:
 };
 
 template <bool Inclusive, class Emit>
-void ChunkIndex::query(int64_t doc, int64_t x, int64_t y, Emit&& emit) const {
+void ChunkIndex::query(int64_t doc, int64_t x, int64_t y, Emit&& emit, int64_t after_row) const {
     const DocInfo* info = find_doc(doc);
     if (info == nullptr) return;
     const int64_t base = info->begin;
     const int64_t n = info->count;
     const Row* rows = rows_.data() + base;
+    const int64_t from = std::max<int64_t>(0, after_row - base + 1);  // first local row to emit
+    if (from >= n) return;
 
     if (info->ends_sorted) {
         // Ends never decrease, so the rows ending after y are a suffix [first, n); of those, the
@@ -156,7 +160,7 @@ void ChunkIndex::query(int64_t doc, int64_t x, int64_t y, Emit&& emit) const {
                 lo = mid + 1;
             }
         }
-        for (int64_t i = lo; i < n && starts_before<Inclusive>(rows[i].start, x); ++i) emit(base + i);
+        for (int64_t i = std::max(lo, from); i < n && starts_before<Inclusive>(rows[i].start, x); ++i) emit(base + i);
         return;
     }
 
@@ -178,15 +182,15 @@ void ChunkIndex::query(int64_t doc, int64_t x, int64_t y, Emit&& emit) const {
         if (f.left_done) {
             // f.node < n here: imaginary nodes never push their right half
             if (!starts_before<Inclusive>(rows[f.node].start, x)) continue;  // nothing further right
-            if (ends_after<Inclusive>(rows[f.node].end, y)) emit(base + f.node);
+            if (f.node >= from && ends_after<Inclusive>(rows[f.node].end, y)) emit(base + f.node);
             stack[top++] = Frame{f.node + half, f.level - 1, false};
             continue;
         }
         const int64_t first = f.node - ((int64_t{1} << f.level) - 1);
-        if (first >= n || !starts_before<Inclusive>(rows[first].start, x)) continue;
+        const int64_t last = std::min(f.node + ((int64_t{1} << f.level) - 1), n - 1);
+        if (first >= n || last < from || !starts_before<Inclusive>(rows[first].start, x)) continue;
         if (f.level <= kScanLevel) {
-            const int64_t last = std::min(f.node + ((int64_t{1} << f.level) - 1), n - 1);
-            for (int64_t i = first; i <= last && starts_before<Inclusive>(rows[i].start, x); ++i) {
+            for (int64_t i = std::max(first, from); i <= last && starts_before<Inclusive>(rows[i].start, x); ++i) {
                 if (ends_after<Inclusive>(rows[i].end, y)) emit(base + i);
             }
             continue;

@@ -43,8 +43,9 @@ int64_t metric_columns(KMode k_mode, int64_t n_ks) noexcept;
 
 // The checks span_metrics runs before it starts: matching question counts, offsets (first 0,
 // non-decreasing, last = row count), mode and semantics values, ks (non-empty, strictly increasing,
-// >= 1 in list mode), and chunks present in automatic mode. Span rows (0 <= start < end) are
-// checked while the kernel reads them. Throws std::invalid_argument.
+// >= 1 in list mode), chunks present in automatic mode, and at most 2^20 references and 2^20
+// scored retrieved rows per question (auto mode's scored count is checked while scoring). Span rows
+// (0 <= start < end <= 2^32) are checked while the kernel reads them. Throws std::invalid_argument.
 void validate_metrics_inputs(const RaggedSpanView& references, const RaggedSpanView& retrieved,
                              const ChunkIndex* chunks, const MetricsOptions& options);
 
@@ -54,10 +55,13 @@ void validate_metrics_inputs(const RaggedSpanView& references, const RaggedSpanV
 // row (the first bad row, whatever the thread count); outputs are then unspecified. Thread-safe
 // for distinct outputs; options.num_threads threads (one below 2048 questions).
 //
-// Every ratio is double(a) / double(b) of exact integer counts, as docs/engine.md requires, while
-// those counts stay below 2^53 (any real text). Counts are kept modulo 2^64, so absurd coordinates
-// whose sums pass 2^63 give meaningless numbers, never undefined behaviour. A question without
-// references divides by zero (NaN); chunkeval.metrics rejects such questions before they get here.
+// Every ratio is double(a) / double(b) of exact integer counts, each <= 2^53, so it is the exact
+// ratio rounded once (docs/engine.md, "Bounds"): rows must have 0 <= start < end <= 2^32, and a
+// question at most 2^20 references and 2^20 scored retrieved rows (rows past the deepest cut-off
+// are checked but not scored); anything else throws, naming the array, the row or question, the
+// value and the bound. Time is O(n log n) in the rows of a question, whatever their layout.
+// A question without references divides by zero (NaN); chunkeval.metrics rejects such questions
+// before they get here.
 void span_metrics(const RaggedSpanView& references, const RaggedSpanView& retrieved,
                   const ChunkIndex* chunks, const MetricsOptions& options, const MetricsOutputs& out);
 

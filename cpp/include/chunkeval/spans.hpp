@@ -33,13 +33,30 @@ struct Span {
 // the offsets never decrease and offsets[n_groups] == n_rows.
 void validate_offsets(const char* name, const int64_t* offsets, int64_t n_groups, int64_t n_rows);
 
+// The engine's bounds (docs/engine.md, "Bounds"). Every position of a reference, retrieved or
+// chunk row satisfies 0 <= start < end <= kMaxPosition, and a question holds at most
+// kMaxRowsPerQuestion references and scores at most kMaxRowsPerQuestion retrieved rows. Under them
+// every count the engine divides is an exact integer <= 2^53, so it is exact as a double too, and
+// every returned ratio is the exact ratio rounded once (the proof is in metrics.cpp, next to Count).
+constexpr int64_t kMaxPosition = int64_t{1} << 32;
+constexpr int64_t kMaxRowsPerQuestion = int64_t{1} << 20;
+
 // Throws std::invalid_argument naming `name` and the first offending row unless every row has
-// 0 <= start < end.
+// 0 <= start < end <= kMaxPosition.
 void validate_span_rows(const char* name, const SpanView& spans);
 
 // The message both validators use, so that checks fused into the kernels read the same.
 std::string bad_span_message(const char* name, int64_t row, int64_t start, int64_t end);
 
-inline bool span_row_ok(int64_t start, int64_t end) noexcept { return start >= 0 && start < end; }
+// The message for a question over kMaxRowsPerQuestion rows: `name` is "references" or
+// "retrieved" (then `rows` counts the scored rows, those up to the deepest cut-off).
+std::string too_many_rows_message(const char* name, int64_t question, int64_t rows);
+
+// As unsigned numbers a negative start or end is above 2^63, so two comparisons do: start < end
+// fails for a negative start with a non-negative end, and end <= 2^32 for every other negative.
+inline bool span_row_ok(int64_t start, int64_t end) noexcept {
+    return (static_cast<uint64_t>(start) < static_cast<uint64_t>(end)) &
+           (static_cast<uint64_t>(end) <= static_cast<uint64_t>(kMaxPosition));
+}
 
 }  // namespace chunkeval
