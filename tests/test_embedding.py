@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -20,6 +21,9 @@ from chunkeval.embedding import (
     read_model_spec,
     resolve_device,
 )
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 MODEL_DIR = bundled_model_dir()
 
@@ -40,15 +44,15 @@ def texts() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def sentence_transformer() -> object:
+def sentence_transformer() -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(MODEL_DIR), device="cpu")
 
 
 @pytest.fixture(scope="module")
-def reference(sentence_transformer: object, texts: list[str]) -> np.ndarray:
-    return sentence_transformer.encode(texts, batch_size=8, convert_to_numpy=True)  # type: ignore[attr-defined]
+def reference(sentence_transformer: SentenceTransformer, texts: list[str]) -> np.ndarray:
+    return np.asarray(sentence_transformer.encode(texts, batch_size=8, convert_to_numpy=True))
 
 
 def n_longer_than(tokenizer: object, texts: list[str], limit: int) -> int:
@@ -270,7 +274,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
         Embedder(tmp_path / "no-config", device="cpu")
     embedder = Embedder(device="cpu", show_progress=False)
     with pytest.raises(TypeError, match="not a single string"):
-        embedder.embed("one text")  # type: ignore[arg-type]
+        embedder.embed("one text")  # a str is a Sequence[str] to the type checker; the call rejects it
     with pytest.raises(TypeError, match=r"texts\[1\] is int"):
         embedder.embed(["a", 3])  # type: ignore[list-item]
     assert embedder.embed([]).shape == (0, 384)

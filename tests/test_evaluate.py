@@ -20,8 +20,8 @@ import pytest
 
 import chunkeval
 from chunkeval import RaggedSpans, Spans, char_spans_to_token_spans, datasets, span_metrics
-from chunkeval.chunkers import OffsetChunker, get_chunker
 from chunkeval._io import write_parquet_atomic
+from chunkeval.chunkers import OffsetChunker, get_chunker
 from chunkeval.evaluate import evaluate
 from chunkeval.tokenizers import get_tokenizer
 
@@ -64,7 +64,9 @@ class FailingEmbedder:
         raise AssertionError("embed() was called: the bad argument was not caught up front")
 
 
-def _subset(corpora: list[str] = [CORPUS], max_questions: int | None = N_QUESTIONS) -> datasets.Dataset:
+def _subset(corpora: list[str] | None = None, max_questions: int | None = N_QUESTIONS) -> datasets.Dataset:
+    if corpora is None:
+        corpora = [CORPUS]
     return datasets.load().subset(corpora=corpora, max_questions=max_questions)
 
 
@@ -109,7 +111,7 @@ def test_default_run_equals_the_engine(default_run) -> None:
 
     ids = table.column("retrieved_chunk_ids").to_pylist()
     scores = table.column("retrieved_scores").to_pylist()
-    for row, row_scores in zip(ids, scores):
+    for row, row_scores in zip(ids, scores, strict=True):
         assert len(row) == 5 and len(set(row)) == 5 and all(0 <= i < len(chunks) for i in row)
         assert row_scores == sorted(row_scores, reverse=True)  # best first
     expected = span_metrics(data.references(), _retrieved(ids, chunks), chunks, k=5, semantics="set")
@@ -214,7 +216,7 @@ def _auto_expectation(refs: RaggedSpans, ids: list[list[int]], chunks: Spans, se
     n_evidence = span_metrics(refs, nothing, chunks, semantics=semantics).n_evidence_chunks
     k_search = min(20, int(n_evidence.max()))
     # Scored on each question's first n_evidence results, cut by hand (not by the engine's k="auto").
-    cut = [row[:n] for row, n in zip(ids, n_evidence.tolist())]
+    cut = [row[:n] for row, n in zip(ids, n_evidence.tolist(), strict=True)]
     return k_search, n_evidence, span_metrics(refs, _retrieved(cut, chunks), chunks, semantics=semantics)
 
 
@@ -228,7 +230,8 @@ def test_k_auto_asks_for_min_20_max_evidence_and_scores_the_first_n_evidence(chu
     ids = result.retrieved.column("retrieved_chunk_ids").to_pylist()
     k_search, n_evidence, expected = _auto_expectation(data.references(), ids, chunks, semantics)
     # Each row of the table holds the part of the ranking its question was scored on.
-    assert result.table.column("retrieved_chunk_ids").to_pylist() == [r[:n] for r, n in zip(ids, n_evidence.tolist())]
+    cut = [r[:n] for r, n in zip(ids, n_evidence.tolist(), strict=True)]
+    assert result.table.column("retrieved_chunk_ids").to_pylist() == cut
     assert set(result.table.column("k").to_pylist()) == {-1}
     assert result.config["retrieval"]["k_search"] == k_search
     assert all(len(row) == k_search for row in ids)  # the retriever was asked for exactly that many
@@ -274,7 +277,7 @@ def test_corpus_scope_never_retrieves_another_corpus(retrieval: str) -> None:
         ids = result.table.column("retrieved_chunk_ids").to_pylist()
         assert all(len(row) == 10 for row in ids)
         chunk_doc = result.chunks.doc
-        foreign = sum(int(chunk_doc[i] != d) for row, d in zip(ids, question_doc.tolist()) for i in row)
+        foreign = sum(int(chunk_doc[i] != d) for row, d in zip(ids, question_doc.tolist(), strict=True) for i in row)
         if scope == "corpus":
             assert foreign == 0
         else:

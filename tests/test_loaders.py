@@ -24,6 +24,8 @@ from chunkeval.loaders import (
     write_corpus_dir,
 )
 
+# The format samples below keep real files' layout (long lines, a header's trailing tab), so their
+# closing quotes carry the lint exemption.
 EDGAR_SUBMISSION = """<SEC-DOCUMENT>0000123456-24-000010.txt : 20240215
 <SEC-HEADER>0000123456-24-000010.hdr.sgml : 20240215
 ACCESSION NUMBER:		0000123456-24-000010
@@ -91,7 +93,7 @@ FILER:
 </TEXT>
 </DOCUMENT>
 </SEC-DOCUMENT>
-"""
+"""  # noqa: E501, W291
 
 JATS_ARTICLE = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE article PUBLIC "-//NLM//DTD JATS (Z39.96) Journal Archiving and Interchange DTD v1.3 20210610//EN" "JATS-archivearticle1-3.dtd">
@@ -133,7 +135,7 @@ JATS_ARTICLE = """<?xml version="1.0" encoding="UTF-8"?>
   <ref-list><ref id="b1"><mixed-citation>Smith J. Statins. 2001.</mixed-citation></ref></ref-list>
  </back>
 </article>
-"""
+"""  # noqa: E501
 
 MEDLINE_SET = """<?xml version="1.0" ?>
 <!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2024//EN" "https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_240101.dtd">
@@ -164,7 +166,7 @@ MEDLINE_SET = """<?xml version="1.0" ?>
   </MedlineCitation>
  </PubmedArticle>
 </PubmedArticleSet>
-"""
+"""  # noqa: E501
 
 THREAT_PAGE = """<!DOCTYPE html>
 <html><head>
@@ -206,7 +208,7 @@ for the fiscal year ended <ix:nonNumeric name="dei:DocumentPeriodEndDate" contex
 <div><span>Item 7.</span></div>
 <p>Sales were flat.</p>
 </body></html>
-"""
+"""  # noqa: E501
 
 
 def _make_pdf(pages: list[list[str]], title: str | None = None) -> bytes:
@@ -315,7 +317,8 @@ def test_edgar_submission(files: dict[str, Path]) -> None:
         "Revenue $ 1,200\nNet income $ 150"
     )
     # Hidden XBRL header, script, style, title, page number, ToC back-link and the exhibit are gone.
-    for absent in ("HIDDEN-CONTEXT", "false", "Not a heading", "font:10pt", "acme-20231231", "Subsidiaries", "Table of Contents"):
+    for absent in ("HIDDEN-CONTEXT", "false", "Not a heading", "font:10pt", "acme-20231231", "Subsidiaries",
+                   "Table of Contents"):
         assert absent not in doc.text
     meta = {k: v for k, v in doc.metadata.items() if k not in ("sections", "path")}
     assert meta == {
@@ -330,7 +333,8 @@ def test_edgar_submission(files: dict[str, Path]) -> None:
     assert texts == [
         "Item 1. Business\n\nAcme makes widgets & gadgets. We sell them worldwide.",
         "Item 1A. Risk Factors\n\nDemand for widgets may fall.",  # ends at the PART II line
-        "ITEM 7. MANAGEMENT\u2019S DISCUSSION AND ANALYSIS\n\nRevenue grew 12% to $1.2 billion.\n\nRevenue $ 1,200\nNet income $ 150",
+        "ITEM 7. MANAGEMENT\u2019S DISCUSSION AND ANALYSIS\n\nRevenue grew 12% to $1.2 billion.\n\n"
+        "Revenue $ 1,200\nNet income $ 150",
     ]
     (mdna,) = select_sections([doc], "7")
     assert mdna.doc_id == "sec:0000123456:10-K:2023-12-31#item7"
@@ -378,14 +382,16 @@ def test_jats_article(files: dict[str, Path]) -> None:
     assert "Smith J." not in doc.text and "Baseline" not in doc.text and "Age" not in doc.text
     meta = {k: v for k, v in doc.metadata.items() if k not in ("sections", "path")}
     assert meta == {"source": "pmc", "pmid": "31234567", "pmcid": "PMC6543210", "doi": "10.1000/jtm.2019.42",
-                    "journal": "Journal of Test Medicine", "year": 2019, "title": "Statins and Myopathy: a cohort study",
+                    "journal": "Journal of Test Medicine", "year": 2019,
+                    "title": "Statins and Myopathy: a cohort study",
                     "article_type": "research-article", "has_body": True}
     sections = {s["title"]: doc.text[s["start"]:s["end"]] for s in doc.metadata["sections"]}
     assert sections["Study aims"] == "Study aims\n\nWe measured the incidence of myopathy."
     assert sections["Introduction"] == (
         "Introduction\n\nStatins lower LDL cholesterol [1]. They are widely prescribed.\n\n"
         "Study aims\n\nWe measured the incidence of myopathy.")
-    assert sections["Abstract"].startswith("Abstract\n\nBackground") and sections["Abstract"].endswith("10,000 patients.")
+    assert sections["Abstract"].startswith("Abstract\n\nBackground")
+    assert sections["Abstract"].endswith("10,000 patients.")
     with_captions = parse_jats(files["jats"], include_captions=True)
     assert with_captions.text.endswith(
         "We followed a cohort of adults.\n\nTable 1 Baseline characteristics.\n\nFigure 1 Flow of participants.")
@@ -396,7 +402,8 @@ def test_jats_parser_never_expands_entities_or_reaches_the_network(tmp_path: Pat
         '<?xml version="1.0"?><!DOCTYPE article [<!ENTITY boom "EXPANDED"> '
         '<!ENTITY ext SYSTEM "http://127.0.0.1:9/secret">]>'
         "<article><front><article-meta><article-id pub-id-type=\"pmid\">1</article-id>"
-        "<title-group><article-title>T &boom; &ext; &amp; x</article-title></title-group></article-meta></front></article>"
+        "<title-group><article-title>T &boom; &ext; &amp; x</article-title></title-group>"
+        "</article-meta></front></article>"
     )
     doc = parse_jats(hostile.encode())
     assert "EXPANDED" not in doc.text and "secret" not in doc.text
@@ -408,7 +415,8 @@ def test_medline_set(files: dict[str, Path]) -> None:
     assert [d.doc_id for d in docs] == ["pmid:11111111", "pmid:22222222"]
     first, second = docs
     assert first.text == (
-        "Aspirin for primary prevention.\n\nBACKGROUND: Aspirin is debated.\n\nRESULTS: Bleeding rose by 0.5% (p < 0.01)."
+        "Aspirin for primary prevention.\n\nBACKGROUND: Aspirin is debated.\n\n"
+        "RESULTS: Bleeding rose by 0.5% (p < 0.01)."
     )
     assert {k: v for k, v in first.metadata.items() if k != "sections"} == {
         "source": "pubmed", "pmid": "11111111", "pmcid": "PMC7000001", "doi": "10.1000/ae.2018.1",
@@ -460,7 +468,8 @@ def test_threat_markdown(files: dict[str, Path]) -> None:
 
 
 def test_count_iocs_refangs() -> None:
-    text = "hxxp://a[.]b/c and http://a.b/c; 10.0.0.1 and 10[.]0[.]0[.]1; 1.2.3.4.5 is no IP; " + "a" * 64 + " " + "b" * 40
+    text = ("hxxp://a[.]b/c and http://a.b/c; 10.0.0.1 and 10[.]0[.]0[.]1; 1.2.3.4.5 is no IP; "
+            + "a" * 64 + " " + "b" * 40)
     assert count_iocs(text) == {"cve": 0, "domain": 1, "ipv4": 1, "md5": 0, "sha1": 1, "sha256": 1, "url": 1}
 
 
@@ -490,7 +499,8 @@ def test_ids_are_stable_and_corpus_dir_round_trips(files: dict[str, Path], tmp_p
     meta = read_corpus_metadata(tmp_path / "corpus")
     assert meta["pmid_11111111"]["doc_id"] == "pmid:11111111"
     assert meta["pmid_11111111"]["metadata"]["journal"] == "Annals of Examples"
-    rows = [json.loads(line) for line in (tmp_path / "corpus" / "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
+    metadata_lines = (tmp_path / "corpus" / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in metadata_lines]
     assert [r["corpus_id"] for r in rows] == list(corpora)
     with pytest.raises(ValueError, match="items 0 and 1 both map to corpus id"):
         documents_to_corpora([docs[0], Document(docs[0].doc_id, "other text")])

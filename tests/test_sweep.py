@@ -18,8 +18,7 @@ import pytest
 
 from chunkeval.chunkers import Chunker, get_chunker
 from chunkeval.cli import main
-from chunkeval.evaluate import evaluate
-from chunkeval.evaluate import configuration
+from chunkeval.evaluate import configuration, evaluate
 from chunkeval.sweep import SweepConfig, _grid_chunkers, load_sweep_config, run_sweep, sweep_config_from_dict
 
 CORPUS = "chatlogs"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -74,7 +76,7 @@ def test_tiktoken_ranges_tile_mixed_text(cl100k: TiktokenTokenizer) -> None:
     data = MIXED.encode("utf-8")
     byte = 0
     whole = 0
-    for token, (start, end) in zip(ids.tolist(), offsets.tolist()):
+    for token, (start, end) in zip(ids.tolist(), offsets.tolist(), strict=True):
         raw = cl100k.decode_bytes([token])
         starts_on_char = byte == len(MIXED[:start].encode("utf-8"))
         ends_on_char = byte + len(raw) == len(MIXED[:end].encode("utf-8"))
@@ -159,7 +161,7 @@ def test_hf_no_truncation_or_padding(minilm: HFTokenizer) -> None:
     assert minilm.count("") == 0
 
 
-def test_get_tokenizer_errors(tmp_path) -> None:
+def test_get_tokenizer_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown tokenizer 'no-such-tokenizer'"):
         get_tokenizer("no-such-tokenizer")
     with pytest.raises(ValueError, match="unknown tiktoken encoding 'nope'"):

@@ -13,7 +13,7 @@ GPT = [np.array([[0, 2], [2, 5], [5, 5], [5, 8]])]
 BERT = {0: np.array([[0, 2], [3, 5], [6, 8]])}
 
 
-def test_positive_overlap_selects_tokens_and_empty_tokens_are_ignored():
+def test_positive_overlap_selects_tokens_and_empty_tokens_are_ignored() -> None:
     spans = Spans([0, 0, 0, 0, 0], [3, 1, 2, 6, 0], [4, 3, 3, 8, 8])
     out = char_spans_to_token_spans(spans, GPT)
     # 'c' -> " cd" (1); 'b ' -> "ab", " cd"; ' ' -> " cd"; 'ef' -> " ef", numbered 2 once the
@@ -22,7 +22,7 @@ def test_positive_overlap_selects_tokens_and_empty_tokens_are_ignored():
     assert out.end.tolist() == [2, 2, 2, 3, 3]
 
 
-def test_a_span_that_covers_no_token():
+def test_a_span_that_covers_no_token() -> None:
     spans = Spans([0, 0], [2, 1], [3, 7])
     with pytest.raises(ValueError, match=r"spans: row 0 \(doc 0, chars \[2, 3\)\) covers no token"):
         char_spans_to_token_spans(spans, BERT)
@@ -30,7 +30,7 @@ def test_a_span_that_covers_no_token():
     assert (out.start.tolist(), out.end.tolist()) == ([0], [3])
 
 
-def test_bad_token_tables():
+def test_bad_token_tables() -> None:
     spans = Spans([1], [0], [2])
     with pytest.raises(ValueError, match="names doc 1, which has no token offsets"):
         char_spans_to_token_spans(spans, GPT)
@@ -40,7 +40,7 @@ def test_bad_token_tables():
         char_spans_to_token_spans(Spans([0], [0], [1]), [np.array([[3, 5], [0, 2]])])
 
 
-def test_metrics_in_tokens_are_the_same_formula_over_token_positions():
+def test_metrics_in_tokens_are_the_same_formula_over_token_positions() -> None:
     # Tokens of 4 chars over a 40-char doc; chunks of 2 tokens; reference chars [6, 13) touches
     # tokens 1..3 -> token span [1, 4); retrieved chunk chars [8, 16) -> tokens [2, 4).
     tokens = [np.stack([np.arange(0, 40, 4), np.arange(4, 44, 4)], axis=1)]

@@ -15,7 +15,9 @@ class ChunkIndex:
     """Immutable index over a chunking; copies its input. Reuse it across ``span_metrics`` calls."""
 
     def __init__(self, doc: npt.NDArray[np.int64], start: npt.NDArray[np.int64], end: npt.NDArray[np.int64]) -> None:
-        """Index chunk spans ``[start, end)`` of document ``doc``; ``ValueError`` unless ``0 <= start < end <= 2**32``."""
+        """Index chunk spans ``[start, end)`` of document ``doc``.
+
+        ``ValueError`` unless ``0 <= start < end <= 2**32``."""
     @property
     def size(self) -> int:
         """Number of chunk rows."""

@@ -151,17 +151,44 @@ class SearchOutput:
         })
 
 
+#: Retrieval methods that read the texts (``chunkeval.retrievers``) rather than only the vectors.
+TEXT_METHODS = ("bm25", "hybrid")
+
+
 def search_stage(
-    chunk_vectors: np.ndarray, question_vectors: np.ndarray, k_search: int, *, method: str = "hnsw",
+    chunk_vectors: np.ndarray | None, question_vectors: np.ndarray | None, k_search: int, *, method: str = "hnsw",
     scope: str = "global", chunk_corpus: np.ndarray | None = None, question_corpus: np.ndarray | None = None,
-    hnsw: Mapping[str, Any] | None = None, check_recall: bool = True,
+    hnsw: Mapping[str, Any] | None = None, check_recall: bool = True, chunk_texts: Sequence[str] | None = None,
+    question_texts: Sequence[str] | None = None,
 ) -> SearchOutput:
-    """Top-``k_search`` chunks per question by cosine; with HNSW also its recall against exact search.
+    """Top-``k_search`` chunks per question: by cosine (``"exact"``, ``"hnsw"``, with HNSW's recall
+    against exact search), by BM25 over the texts (``"bm25"``), or the reciprocal-rank fusion of both
+    (``"hybrid"``; ``hnsw`` then holds the BM25/fusion parameters).
 
     ``scope="corpus"`` searches only the chunks whose corpus (``chunk_corpus``) is the question's
     (``question_corpus``).
     """
     from .retrieval import build_index, recall_at_k
+
+    if method in TEXT_METHODS:
+        from .retrievers import search_texts
+
+        if chunk_texts is None or question_texts is None:
+            raise ValueError(f"retrieval {method!r} reads the texts: pass chunk_texts and question_texts")
+        t = time.perf_counter()
+        text_method: Literal["bm25", "hybrid"] = "bm25" if method == "bm25" else "hybrid"
+        text_scope: Literal["global", "corpus"] = "corpus" if scope == "corpus" else "global"
+        ids, scores, info = search_texts(text_method, chunk_texts=list(chunk_texts),
+                                         question_texts=list(question_texts), k=k_search, chunk_vectors=chunk_vectors,
+                                         question_vectors=question_vectors, scope=text_scope,
+                                         chunk_corpus=chunk_corpus, question_corpus=question_corpus,
+                                         params=dict(hnsw or {}))
+        took = dict(info.get("timings", {}))
+        text_timings = {name: float(took[name]) for name in ("index", "search") if name in took}
+        text_timings.setdefault("search", time.perf_counter() - t)
+        return SearchOutput(ids, scores, None, int(info.get("index_bytes", 0)), text_timings)
+    if chunk_vectors is None or question_vectors is None:
+        raise ValueError(f"retrieval {method!r} searches vectors: pass chunk_vectors and question_vectors")
 
     groups = chunk_corpus if scope == "corpus" else None
     query_groups = question_corpus if scope == "corpus" else None
@@ -425,7 +452,7 @@ class GroupOutput:
     chunks: pa.Table
     search: SearchOutput
     k_search: int
-    question_vectors: np.ndarray
+    question_vectors: np.ndarray | None
     embedding_stats: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -507,17 +534,20 @@ def run_group(
 
     t = time.perf_counter()
     stats_before = dict(getattr(embedder, "stats", {}) or {})
-    # Chunks before questions: precision="auto" calibrates on the first texts it sees.
-    chunk_vectors = vectors_of(embed_stage(chunks, embedder))
-    if question_vectors is None:
-        questions = pa.table({"text": [q["question"] for q in dataset.questions]})
-        question_vectors = vectors_of(embed_stage(questions, embedder))
+    question_texts = [str(q["question"]) for q in dataset.questions]
+    chunk_vectors = None
+    if retrieval != "bm25":  # BM25 alone reads only the texts
+        # Chunks before questions: precision="auto" calibrates on the first texts it sees.
+        chunk_vectors = vectors_of(embed_stage(chunks, embedder))
+        if question_vectors is None:
+            question_vectors = vectors_of(embed_stage(pa.table({"text": question_texts}), embedder))
     stats_after = dict(getattr(embedder, "stats", {}) or {})
     timings["embed"] = time.perf_counter() - t
 
     search = search_stage(chunk_vectors, question_vectors, plan.k_search, method=retrieval, scope=scope,
                           chunk_corpus=plan.chunk_corpus, question_corpus=plan.question_corpus,
-                          hnsw=hnsw, check_recall=check_recall)
+                          hnsw=hnsw, check_recall=check_recall, chunk_texts=chunks.column("text").to_pylist(),
+                          question_texts=question_texts)
     timings.update(search.timings)
 
     t = time.perf_counter()
