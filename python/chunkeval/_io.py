@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["atomic_open", "write_bytes_atomic", "write_text_atomic", "write_parquet_atomic", "append_line_durable"]
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol, cast
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def progress_enabled(show: bool | None = None) -> bool:
@@ -17,19 +21,29 @@ def progress_enabled(show: bool | None = None) -> bool:
     return sys.stderr.isatty()
 
 
-class _Silent:
-    def add_task(self, description: str, total: float | None = None, **_: object) -> int:
-        return 0
+class ProgressBar(Protocol):
+    """The part of ``rich.progress.Progress`` that chunkeval's stages call."""
 
-    def update(self, task: int, **_: object) -> None:
+    def add_task(self, description: str, *, total: float | None = ...) -> TaskID: ...
+
+    def update(self, task_id: TaskID, *, completed: float | None = ..., description: str | None = ...) -> None: ...
+
+    def advance(self, task_id: TaskID, advance: float = ...) -> None: ...
+
+
+class _Silent:
+    def add_task(self, description: str, *, total: float | None = None, **_: object) -> TaskID:
+        return cast("TaskID", 0)
+
+    def update(self, task_id: TaskID, **_: object) -> None:
         pass
 
-    def advance(self, task: int, advance: float = 1) -> None:
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
         pass
 
 
 @contextlib.contextmanager
-def progress(show: bool | None = None) -> Iterator[object]:
+def progress(show: bool | None = None) -> Iterator[ProgressBar]:
     """Yield a ``rich.progress.Progress`` (or a silent stand-in with the same three methods).
 
     Usage: ``with progress(show) as bar: t = bar.add_task("embed", total=n); bar.advance(t, 64)``.
@@ -38,8 +52,14 @@ def progress(show: bool | None = None) -> Iterator[object]:
         yield _Silent()
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(
         TextColumn("[bold]{task.description}"),

@@ -26,9 +26,13 @@ import hashlib
 import os
 import threading
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:  # optional dependencies, imported at run time only by the tokenizers that use them
+    import tiktoken
+    import tokenizers
 
 __all__ = [
     "Tokenizer",
@@ -66,7 +70,9 @@ class Tokenizer(Protocol):
 
 def _require_str(text: Any, name: str = "text") -> str:
     if not isinstance(text, str):
-        raise TypeError(f"{name} must be a str, got {type(text).__name__}; decode bytes first (e.g. data.decode('utf-8'))")
+        raise TypeError(
+            f"{name} must be a str, got {type(text).__name__}; decode bytes first (e.g. data.decode('utf-8'))"
+        )
     return text
 
 
@@ -109,16 +115,10 @@ class TiktokenTokenizer:
     """
 
     def __init__(self, encoding: str = "cl100k_base") -> None:
-        try:
-            import tiktoken
-        except ImportError:
-            raise ImportError(
-                "TiktokenTokenizer needs tiktoken; install it with `pip install chunkeval[tokens]`"
-            ) from None
         if not isinstance(encoding, str):
             raise TypeError(f"encoding must be a str such as 'cl100k_base', got {type(encoding).__name__}")
         self.encoding = encoding
-        self._encoding = _load_tiktoken_encoding(tiktoken, encoding)
+        self._encoding = _load_tiktoken_encoding(encoding)
         self.name = f"tiktoken:{encoding}"
         self.spec = encoding
         self._byte_lengths: np.ndarray | None = None
@@ -189,7 +189,13 @@ def _tiktoken_cached(encoding: str) -> bool:
     return os.path.exists(os.path.join(cache_dir, key))
 
 
-def _load_tiktoken_encoding(tiktoken: Any, encoding: str) -> Any:
+def _load_tiktoken_encoding(encoding: str) -> tiktoken.Encoding:
+    try:
+        import tiktoken
+    except ImportError:
+        raise ImportError(
+            "TiktokenTokenizer needs tiktoken; install it with `pip install chunkeval[tokens]`"
+        ) from None
     known = tiktoken.list_encoding_names()
     if encoding not in known:
         raise ValueError(
@@ -228,7 +234,9 @@ class HFTokenizer:
         try:
             from transformers import AutoTokenizer
         except ImportError:
-            raise ImportError("HFTokenizer needs transformers; install it with `pip install chunkeval[embed]`") from None
+            raise ImportError(
+                "HFTokenizer needs transformers; install it with `pip install chunkeval[embed]`"
+            ) from None
         try:
             loaded = AutoTokenizer.from_pretrained(str(path), local_files_only=True, use_fast=True)
         except Exception as exc:
@@ -256,7 +264,7 @@ class HFTokenizer:
     def __repr__(self) -> str:
         return f"HFTokenizer({self.path!r})"
 
-    def _encode(self, text: str) -> Any:
+    def _encode(self, text: str) -> tokenizers.Encoding:
         return self._backend.encode(_require_str(text), add_special_tokens=False)
 
     def encode(self, text: str) -> list[int]:

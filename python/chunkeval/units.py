@@ -10,7 +10,8 @@ positions.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,9 @@ def token_bounds(spans: Spans, table: TokenTable, name: str = "spans") -> tuple[
     for doc in np.unique(spans.doc).tolist():
         rows = np.flatnonzero(spans.doc == doc)
         if doc not in table.starts:
-            raise ValueError(f"{name}: row {int(rows[0])} names doc {doc}, which has no token offsets; tokenize every document")
+            raise ValueError(
+                f"{name}: row {int(rows[0])} names doc {doc}, which has no token offsets; tokenize every document"
+            )
         # First token ending after start; one past the last token starting before end.
         out_start[rows] = np.searchsorted(table.ends[doc], spans.start[rows], side="right")
         out_end[rows] = np.searchsorted(table.starts[doc], spans.end[rows], side="left")
@@ -95,7 +98,8 @@ def char_spans_to_token_spans(
         if on_empty == "raise":
             row = int(np.argmax(empty))
             raise ValueError(
-                f"{name}: row {row} (doc {int(spans.doc[row])}, chars [{int(spans.start[row])}, {int(spans.end[row])})) "
+                f"{name}: row {row} (doc {int(spans.doc[row])}, "
+                f"chars [{int(spans.start[row])}, {int(spans.end[row])})) "
                 "covers no token; drop it or pass on_empty='drop'"
             )
         keep = ~empty

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+
 from ._common import Document, corpus_id_for, documents_to_corpora, read_corpus_metadata, write_corpus_dir
 from .pubmed import load_pubmed, parse_jats, parse_medline
 from .sec import find_10k_sections, load_sec, parse_10k_html, parse_edgar_submission, select_sections

@@ -8,8 +8,9 @@ import html.parser
 import json
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .._io import write_text_atomic
 
@@ -81,7 +82,9 @@ def documents_to_corpora(docs: Iterable[Document]) -> dict[str, str]:
     return corpora
 
 
-def write_corpus_dir(docs: Sequence[Document], path: str | os.PathLike[str], *, suffix: str = ".txt") -> dict[str, Path]:
+def write_corpus_dir(
+    docs: Sequence[Document], path: str | os.PathLike[str], *, suffix: str = ".txt"
+) -> dict[str, Path]:
     """Write one UTF-8 file per document plus ``metadata.jsonl``; returns ``{corpus_id: file path}``.
 
     The folder is what :func:`chunkeval.datasets.load_corpora` reads (corpus id = file stem).
@@ -97,7 +100,7 @@ def write_corpus_dir(docs: Sequence[Document], path: str | os.PathLike[str], *, 
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     lines = []
-    for (cid, text), doc in zip(corpora.items(), docs):
+    for (cid, text), doc in zip(corpora.items(), docs, strict=True):
         file = out / f"{cid}{suffix}"
         write_text_atomic(file, text)
         written[cid] = file
@@ -171,9 +174,13 @@ _BLOCK_TAGS = frozenset({
 })
 _LINE_TAGS = frozenset({"br", "tr", "li", "caption"})
 _CELL_TAGS = frozenset({"td", "th"})
-_ALWAYS_SKIP = frozenset({"script", "style", "noscript", "template", "head", "ix:header", "object", "iframe", "svg", "math"})
+_ALWAYS_SKIP = frozenset(
+    {"script", "style", "noscript", "template", "head", "ix:header", "object", "iframe", "svg", "math"}
+)
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
-_VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"})
+_VOID_TAGS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
+)
 
 
 class HTMLText(html.parser.HTMLParser):
@@ -212,13 +219,38 @@ class HTMLText(html.parser.HTMLParser):
         self._n_regions = 0
         self._region_names: dict[int, str] = {}
 
+    # -- helpers of handle_starttag
+    def _record_meta(self, a: dict[str, str]) -> None:
+        key = (a.get("property") or a.get("name") or a.get("itemprop") or "").lower()
+        if key and "content" in a and key not in self.meta:
+            self.meta[key] = a["content"].strip()
+
+    def _is_skipped(self, tag: str, a: dict[str, str]) -> bool:
+        """Whether an element with these attributes starts a subtree whose text is dropped."""
+        return bool(
+            tag in self.skip_tags
+            or (a.get("role", "").lower() in self.skip_roles)
+            or _HIDDEN_STYLE.search(a.get("style", ""))
+            or "hidden" in a and tag not in ("input",)
+            or (self.skip_class is not None and self.skip_class.search(f"{a.get('class', '')} {a.get('id', '')}"))
+        )
+
+    def _enter_region(self, tag: str) -> None:
+        """A ``<main>``/``<article>`` opens: the first one starts a region, nested ones of its kind deepen it."""
+        if self._region is None:
+            self._region = self._n_regions
+            self._region_names[self._region] = tag
+            self._n_regions += 1
+            self._region_tag = tag
+            self._region_depth = 1
+        elif tag == self._region_tag:
+            self._region_depth += 1
+
     # -- parser callbacks
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k.lower(): (v or "") for k, v in attrs}
         if tag == "meta":
-            key = (a.get("property") or a.get("name") or a.get("itemprop") or "").lower()
-            if key and "content" in a and key not in self.meta:
-                self.meta[key] = a["content"].strip()
+            self._record_meta(a)
             return
         if tag == "title":
             self._in_title = True
@@ -229,26 +261,17 @@ class HTMLText(html.parser.HTMLParser):
             if tag == self._skip[-1] and tag not in _VOID_TAGS:
                 self._skip_depth += 1
             return
-        if (
-            tag in self.skip_tags
-            or (a.get("role", "").lower() in self.skip_roles)
-            or _HIDDEN_STYLE.search(a.get("style", ""))
-            or "hidden" in a and tag not in ("input",)
-            or (self.skip_class is not None and self.skip_class.search(f"{a.get('class', '')} {a.get('id', '')}"))
-        ):
+        if self._is_skipped(tag, a):
             if tag not in _VOID_TAGS:
                 self._skip.append(tag)
                 self._skip_depth = 1
             return
         if self.main_content and tag in ("main", "article"):
-            if self._region is None:
-                self._region = self._n_regions
-                self._region_names[self._region] = tag
-                self._n_regions += 1
-                self._region_tag = tag
-                self._region_depth = 1
-            elif tag == self._region_tag:
-                self._region_depth += 1
+            self._enter_region(tag)
+        self._open_text_element(tag)
+
+    def _open_text_element(self, tag: str) -> None:
+        """A kept element opens: note headings and ``pre``, and the break it starts."""
         if tag == "h1" and not self.first_h1:
             self._in_h1 = True
         if tag == "pre":

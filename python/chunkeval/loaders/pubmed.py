@@ -23,8 +23,9 @@ from __future__ import annotations
 import html.entities
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ._common import Document, normalize_whitespace
 
@@ -103,7 +104,9 @@ def _read_xml(source: str | bytes | os.PathLike[str], what: str) -> Any:
             return etree.fromstring(source.encode("utf-8"), parser)
         return etree.parse(os.fspath(source), parser).getroot()
     except etree.XMLSyntaxError as exc:
-        raise ValueError(f"{what}: not well-formed XML ({exc}); pass a JATS article or a PubMed MEDLINE XML file") from None
+        raise ValueError(
+            f"{what}: not well-formed XML ({exc}); pass a JATS article or a PubMed MEDLINE XML file"
+        ) from None
 
 
 class _TextBuilder:
@@ -149,7 +152,9 @@ def _emit_block(el: Any, out: _TextBuilder, include_captions: bool) -> None:
         if include_captions:
             label = next((_inline_text(c) for c in el.iter() if _local(c) == "label"), "")
             caption = next((c for c in el.iter() if _local(c) == "caption"), None)
-            caption_text = " ".join(_inline_text(c) for c in caption if _local(c) in ("title", "p")) if caption is not None else ""
+            caption_text = (
+                " ".join(_inline_text(c) for c in caption if _local(c) in ("title", "p")) if caption is not None else ""
+            )
             out.paragraph(f"{label} {caption_text}".strip())
         return
     if name in ("disp-quote", "boxed-text", "statement"):
@@ -214,45 +219,21 @@ def parse_jats(source: str | bytes | os.PathLike[str], *, include_captions: bool
     """A JATS ``<article>`` (PMC OA) → :class:`Document` (title, abstract, body; no references)."""
     root = _read_xml(source, str(source)[:80] if not isinstance(source, (bytes, bytearray)) else "JATS bytes")
     if _local(root) != "article":
-        raise ValueError(f"expected a JATS <article> root element, got <{_local(root)}>; MEDLINE sets go to parse_medline")
+        raise ValueError(
+            f"expected a JATS <article> root element, got <{_local(root)}>; MEDLINE sets go to parse_medline"
+        )
     front = _first(root, ["front"])
     meta = _first(front, ["article-meta"]) if front is not None else None
     if meta is None:
         raise ValueError("JATS article has no <front><article-meta>; is this a JATS/NLM article?")
-    ids: dict[str, str] = {}
-    for el in meta:
-        if _local(el) == "article-id" and el.text:
-            kind = (el.get("pub-id-type") or "").lower()
-            ids.setdefault(kind, el.text.strip())
-    pmid = ids.get("pmid")
-    pmcid = _normalize_pmcid(ids.get("pmcid") or ids.get("pmc")) if (ids.get("pmcid") or ids.get("pmc")) else None
-    doi = ids.get("doi")
+    pmid, pmcid, doi = _jats_ids(meta)
     journal_el = next((c for c in front.iter() if _local(c) == "journal-title"), None)
     title_el = _first(meta, ["title-group", "article-title"])
     title = _inline_text(title_el) if title_el is not None else ""
-    dates = [el for el in meta if _local(el) == "pub-date"]
-    preference = ("epub", "ppub", "pub", "collection")
-
-    def rank(el: Any) -> int:
-        kind = (el.get("pub-type") or el.get("date-type") or "").lower()
-        return preference.index(kind) if kind in preference else len(preference)
-
-    year = next((y for y in (_year(el) for el in sorted(dates, key=rank)) if y is not None), None)
-
     out = _TextBuilder()
     if title:
         out.paragraph(title)
-    for abstract in (el for el in meta if _local(el) == "abstract"):
-        if (abstract.get("abstract-type") or "").lower() in ("graphical", "teaser", "toc"):
-            continue
-        section = out.open_section("Abstract", 1)
-        out.paragraph("Abstract")
-        for child in abstract:
-            if _local(child) == "sec":
-                _emit_section(child, out, include_captions, 2)
-            elif _local(child) not in ("title", "label"):
-                _emit_block(child, out, include_captions)
-        out.close_section(section)
+    _emit_jats_abstracts(meta, out, include_captions)
     body = _first(root, ["body"])
     if body is not None:
         for child in body:
@@ -274,7 +255,7 @@ def parse_jats(source: str | bytes | os.PathLike[str], *, include_captions: bool
         "pmcid": pmcid,
         "doi": doi,
         "journal": _inline_text(journal_el) if journal_el is not None else None,
-        "year": year,
+        "year": _jats_year(meta),
         "title": title,
         "article_type": root.get("article-type"),
         "has_body": body is not None,
@@ -283,12 +264,52 @@ def parse_jats(source: str | bytes | os.PathLike[str], *, include_captions: bool
     return Document(doc_id=doc_id, text=out.text(), metadata=metadata)
 
 
+def _jats_ids(meta: Any) -> tuple[str | None, str | None, str | None]:
+    """``(pmid, pmcid, doi)`` from a JATS ``<article-meta>``'s ``<article-id>`` elements (first of each kind)."""
+    ids: dict[str, str] = {}
+    for el in meta:
+        if _local(el) == "article-id" and el.text:
+            kind = (el.get("pub-id-type") or "").lower()
+            ids.setdefault(kind, el.text.strip())
+    raw_pmcid = ids.get("pmcid") or ids.get("pmc")
+    return ids.get("pmid"), _normalize_pmcid(raw_pmcid) if raw_pmcid else None, ids.get("doi")
+
+
+def _jats_year(meta: Any) -> int | None:
+    """The publication year, preferring electronic over print over other ``<pub-date>`` kinds."""
+    dates = [el for el in meta if _local(el) == "pub-date"]
+    preference = ("epub", "ppub", "pub", "collection")
+
+    def rank(el: Any) -> int:
+        kind = (el.get("pub-type") or el.get("date-type") or "").lower()
+        return preference.index(kind) if kind in preference else len(preference)
+
+    return next((y for y in (_year(el) for el in sorted(dates, key=rank)) if y is not None), None)
+
+
+def _emit_jats_abstracts(meta: Any, out: _TextBuilder, include_captions: bool) -> None:
+    """Each text abstract (not graphical, teaser or table-of-contents ones) as an "Abstract" section."""
+    for abstract in (el for el in meta if _local(el) == "abstract"):
+        if (abstract.get("abstract-type") or "").lower() in ("graphical", "teaser", "toc"):
+            continue
+        section = out.open_section("Abstract", 1)
+        out.paragraph("Abstract")
+        for child in abstract:
+            if _local(child) == "sec":
+                _emit_section(child, out, include_captions, 2)
+            elif _local(child) not in ("title", "label"):
+                _emit_block(child, out, include_captions)
+        out.close_section(section)
+
+
 def parse_medline(source: str | bytes | os.PathLike[str], *, skip_without_abstract: bool = False) -> list[Document]:
     """A MEDLINE ``<PubmedArticleSet>`` → one :class:`Document` per ``<PubmedArticle>`` (title + abstract)."""
     root = _read_xml(source, str(source)[:80] if not isinstance(source, (bytes, bytearray)) else "MEDLINE bytes")
     articles = [root] if _local(root) == "PubmedArticle" else [el for el in root if _local(el) == "PubmedArticle"]
     if _local(root) not in ("PubmedArticleSet", "PubmedArticle"):
-        raise ValueError(f"expected a <PubmedArticleSet> root element, got <{_local(root)}>; JATS articles go to parse_jats")
+        raise ValueError(
+            f"expected a <PubmedArticleSet> root element, got <{_local(root)}>; JATS articles go to parse_jats"
+        )
     docs = []
     for n, art in enumerate(articles):
         citation = _first(art, ["MedlineCitation"])
@@ -307,29 +328,11 @@ def parse_medline(source: str | bytes | os.PathLike[str], *, skip_without_abstra
         if not parts and skip_without_abstract:
             continue
         if parts:
-            whole = out.open_section("Abstract", 1)
-            for el in parts:
-                label = (el.get("Label") or "").strip()
-                text = _inline_text(el)
-                if label:
-                    section = out.open_section(label, 2)
-                    out.paragraph(f"{label}: {text}")
-                    out.close_section(section)
-                else:
-                    out.paragraph(text)
-            out.close_section(whole)
+            _emit_medline_abstract(parts, out)
         journal_el = _first(article, ["Journal", "Title"]) if article is not None else None
         pub_date = _first(article, ["Journal", "JournalIssue", "PubDate"]) if article is not None else None
         year = _year(pub_date) or (_year(_first(article, ["ArticleDate"])) if article is not None else None)
-        ids = {}
-        id_list = _first(art, ["PubmedData", "ArticleIdList"])
-        for el in (id_list if id_list is not None else []):
-            if _local(el) == "ArticleId" and el.text:
-                ids.setdefault((el.get("IdType") or "").lower(), el.text.strip())
-        if "doi" not in ids and article is not None:
-            for el in article:
-                if _local(el) == "ELocationID" and (el.get("EIdType") or "").lower() == "doi" and el.text:
-                    ids["doi"] = el.text.strip()
+        ids = _medline_ids(art, article)
         docs.append(Document(
             doc_id=f"pmid:{pmid}",
             text=out.text(),
@@ -363,3 +366,32 @@ def load_pubmed(
     doc = parse_jats(data, include_captions=include_captions)
     doc.metadata["path"] = str(p)
     return [doc]
+
+
+def _emit_medline_abstract(parts: list[Any], out: _TextBuilder) -> None:
+    """The ``<AbstractText>`` elements as one "Abstract" section; labelled parts are subsections."""
+    whole = out.open_section("Abstract", 1)
+    for el in parts:
+        label = (el.get("Label") or "").strip()
+        text = _inline_text(el)
+        if label:
+            section = out.open_section(label, 2)
+            out.paragraph(f"{label}: {text}")
+            out.close_section(section)
+        else:
+            out.paragraph(text)
+    out.close_section(whole)
+
+
+def _medline_ids(art: Any, article: Any) -> dict[str, str]:
+    """``{id type: id}`` from ``<ArticleIdList>`` (first of each type), the DOI also from ``<ELocationID>``."""
+    ids: dict[str, str] = {}
+    id_list = _first(art, ["PubmedData", "ArticleIdList"])
+    for el in (id_list if id_list is not None else []):
+        if _local(el) == "ArticleId" and el.text:
+            ids.setdefault((el.get("IdType") or "").lower(), el.text.strip())
+    if "doi" not in ids and article is not None:
+        for el in article:
+            if _local(el) == "ELocationID" and (el.get("EIdType") or "").lower() == "doi" and el.text:
+                ids["doi"] = el.text.strip()
+    return ids

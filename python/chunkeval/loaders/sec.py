@@ -24,12 +24,20 @@ import datetime as _dt
 import html
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ._common import Document, html_to_text, looks_like_html, normalize_whitespace, read_text_file
 
-__all__ = ["TEN_K_ITEMS", "find_10k_sections", "load_sec", "parse_10k_html", "parse_edgar_submission", "select_sections"]
+__all__ = [
+    "TEN_K_ITEMS",
+    "find_10k_sections",
+    "load_sec",
+    "parse_10k_html",
+    "parse_edgar_submission",
+    "select_sections",
+]
 
 # The items of Form 10-K (Regulation S-K) and their standard titles, used when a heading gives only
 # the number ("Item 7." on its own line) and to ignore lines such as "Item 99" that are no heading.
@@ -74,9 +82,12 @@ _HEADER_FIELDS = {
 _ITEM_HEADING = re.compile(
     r"^[ \t]*item[ \t]*(\d{1,2}[a-d]?)[ \t]*(?:[.:\u2013\u2014-][ \t]*)?(.*)$", re.IGNORECASE | re.MULTILINE
 )
-_PART_HEADING = re.compile(r"^[ \t]*(?:part[ \t]+(?:i{1,3}|iv)\b[^\n]{0,80}|signatures?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_PART_HEADING = re.compile(
+    r"^[ \t]*(?:part[ \t]+(?:i{1,3}|iv)\b[^\n]{0,80}|signatures?)[ \t]*$", re.IGNORECASE | re.MULTILINE
+)
 _PAGE_ARTIFACT = re.compile(
-    r"^(?:\d{1,3}|i{1,3}|iv|vi{0,3}|ix|xi{0,3}|F-\d{1,3}|page \d{1,3}(?: of \d{1,3})?|table of contents|index to financial statements)$",
+    r"^(?:\d{1,3}|i{1,3}|iv|vi{0,3}|ix|xi{0,3}|F-\d{1,3}|page \d{1,3}(?: of \d{1,3})?"
+    r"|table of contents|index to financial statements)$",
     re.IGNORECASE,
 )
 _MAX_HEADING_TITLE = 160
@@ -137,7 +148,7 @@ def find_10k_sections(text: str) -> list[dict[str, Any]]:
             best[item] = (following, start, line_end, title)
     chosen = sorted((start, line_end, item, title) for item, (_, start, line_end, title) in best.items())
     boundaries = [m.start() for m in _PART_HEADING.finditer(text)]
-    sections = []
+    sections: list[dict[str, Any]] = []
     for i, (start, line_end, item, title) in enumerate(chosen):
         end = chosen[i + 1][0] if i + 1 < len(chosen) else len(text)
         for b in boundaries:
@@ -253,7 +264,7 @@ def parse_edgar_submission(
         if chosen is None and doc_type == wanted:
             chosen = block
     if chosen is None and document_type is None:
-        chosen = next((b for b, t in zip(documents, types) if t.startswith("10-K")), None)
+        chosen = next((b for b, t in zip(documents, types, strict=True) if t.startswith("10-K")), None)
     if chosen is None:
         raise ValueError(
             f"{source or 'submission'}: no document of type {wanted!r} among {types}; pass document_type= to pick one"

@@ -30,7 +30,9 @@ __all__ = ["count_iocs", "load_threat", "parse_threat_html", "parse_threat_pdf",
 
 _BOILERPLATE_TAGS = ("nav", "header", "footer", "aside", "form", "button", "dialog", "menu")
 _BOILERPLATE_ROLES = ("navigation", "banner", "contentinfo", "complementary", "search", "dialog")
-_BOILERPLATE_CLASS = r"(?:^|[\s_-])(?:cookie|consent|newsletter|subscribe|share|social|breadcrumbs?|skip-link)(?:$|[\s_-])"
+_BOILERPLATE_CLASS = (
+    r"(?:^|[\s_-])(?:cookie|consent|newsletter|subscribe|share|social|breadcrumbs?|skip-link)(?:$|[\s_-])"
+)
 
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 _DATE_PATTERNS = (
@@ -40,7 +42,9 @@ _DATE_PATTERNS = (
 )
 
 _IOC_PATTERNS = {
-    "ipv4": re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.]*\d)"),
+    "ipv4": re.compile(
+        r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.]*\d)"
+    ),
     "url": re.compile(r"\bhttps?://[^\s<>\"'()\[\]]+", re.IGNORECASE),
     "md5": re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{32}(?![0-9A-Fa-f])"),
     "sha1": re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{40}(?![0-9A-Fa-f])"),
@@ -104,7 +108,9 @@ def _vendor_from_url(url: str | None) -> str | None:
 
 def _finish(text: str, metadata: dict[str, Any], extract_iocs: bool) -> Document:
     if not text:
-        raise ValueError(f"{metadata.get('path') or 'report'}: no text left after cleaning; is it a scanned PDF or an empty page?")
+        raise ValueError(
+            f"{metadata.get('path') or 'report'}: no text left after cleaning; is it a scanned PDF or an empty page?"
+        )
     if metadata.get("date") is None:
         metadata["date"] = _find_date(text[:3000])
     if extract_iocs:
@@ -164,18 +170,21 @@ _BULLET = re.compile(r"^(?:[•▪●◦‣∙*-]|\d{1,2}[.)])\s")
 _SENTENCE_END = re.compile(r"[.!?:;\"”’)]$")
 
 
+def _page_lines(page: str) -> list[str]:
+    """A page's lines, spaces collapsed, page numbers and leading/trailing blank lines dropped."""
+    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in page.replace("\r", "\n").split("\n")]
+    lines = [line for line in lines if not _PAGE_NUMBER.match(line)]
+    # The page's own first and last line breaks say nothing about paragraphs.
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return lines
+
+
 def _reflow_pdf_lines(pages: list[str]) -> str:
     """Join a PDF's text lines into paragraphs (see the module docstring for the rules)."""
-    page_lines = []
-    for page in pages:
-        lines = [re.sub(r"[ \t]+", " ", line).strip() for line in page.replace("\r", "\n").split("\n")]
-        lines = [line for line in lines if not _PAGE_NUMBER.match(line)]
-        # The page's own first and last line breaks say nothing about paragraphs.
-        while lines and not lines[-1]:
-            lines.pop()
-        while lines and not lines[0]:
-            lines.pop(0)
-        page_lines.append(lines)
+    page_lines = [_page_lines(page) for page in pages]
     lengths = sorted(len(line) for lines in page_lines for line in lines if line)
     if not lengths:
         return ""
@@ -228,10 +237,10 @@ def parse_threat_pdf(
     reader = PdfReader(os.fspath(path))
     pages = [page.extract_text() or "" for page in reader.pages]
     text = _reflow_pdf_lines(pages)
-    info = reader.metadata or {}
-    pdf_title = str(info.get("/Title") or "").strip() or None
+    info = reader.metadata  # the document information dictionary, absent in some PDFs
+    pdf_title = (str(info.get("/Title") or "").strip() or None) if info is not None else None
     pdf_date = None
-    raw_date = str(info.get("/CreationDate") or "")
+    raw_date = str(info.get("/CreationDate") or "") if info is not None else ""
     m = re.match(r"D:(\d{4})(\d{2})(\d{2})", raw_date)
     if m:
         try:
@@ -258,13 +267,11 @@ def load_threat(
     """Load one report by extension: ``.pdf``, ``.htm``/``.html``, or text (``.txt``, ``.md``)."""
     p = Path(path)
     suffix = p.suffix.lower()
-    options = {"vendor": vendor, "title": title, "date": date, "source_url": source_url, "extract_iocs": extract_iocs}
     if suffix == ".pdf":
-        return [parse_threat_pdf(p, **options)]
+        return [parse_threat_pdf(p, vendor=vendor, title=title, date=date, source_url=source_url,
+                                 extract_iocs=extract_iocs)]
     raw = read_text_file(p)
-    if suffix in (".htm", ".html", ".xhtml"):
-        doc = parse_threat_html(raw, **options)
-    else:
-        doc = parse_threat_text(raw, **options)
+    parse = parse_threat_html if suffix in (".htm", ".html", ".xhtml") else parse_threat_text
+    doc = parse(raw, vendor=vendor, title=title, date=date, source_url=source_url, extract_iocs=extract_iocs)
     doc.metadata["path"] = str(p)
     return [doc]
