@@ -1,39 +1,43 @@
-"""Embedding throughput: chunkeval's Embedder against sentence-transformers, in one process.
+"""Embedding throughput: every installed backend of chunkeval's Embedder against sentence-transformers
+fp32, in one process, single-threaded and on all cores.
 
-Embeds the same texts three ways and prints, for each, texts per second, the ratio to the
-sentence-transformers baseline measured in this run, the CPU time per text (all threads of this
-process; steadier than wall time when other processes share the machine) and its ratio, and the
-smallest cosine similarity of any row to the baseline's row:
+For each thread count (``--threads``, default ``1`` and every core) it embeds the same texts with
 
-  (a) sentence-transformers, fp32 (``SentenceTransformer.encode``) -- the baseline
-  (b) chunkeval ``Embedder``, fp32
-  (c) chunkeval ``Embedder``, ``--precision`` (default ``auto``: bf16 autocast on a CPU with
-      native bf16, fp16 on CUDA, kept only if its calibration batch stays within cosine 0.9999 of
-      fp32; the time includes that calibration, as a first run pays it)
+  * sentence-transformers fp32 (``SentenceTransformer.encode``) -- the baseline of that row group;
+  * chunkeval ``Embedder(backend="torch")`` in fp32 and with ``precision="auto"`` (bf16 autocast
+    on a CPU with native bf16, kept only if its calibration batch stays within cosine 0.9999);
+  * each installed compiled backend: ONNX Runtime fp32, OpenVINO fp32 and OpenVINO ``auto``
+    (bf16 inference precision on a CPU with native bf16, same calibration rule);
 
-All three use the same batch size and device, no cache, and run a short untimed warm-up first.
-They take turns slice by slice (``--slice`` texts each, rotating who goes first), so on a shared
-machine all three see the same background load; each sorts its slice by length as it would sort
-a whole input.
-The texts default to the bundled benchmark's corpora cut into 200-token cl100k windows
-(``chunkeval.chunkers.FixedTokenChunker(200)``: 1,644 chunks), or into 800-character windows if
-that module is unavailable; the script says which. ``--repeats`` passes over the texts again
-(calibration is paid once, in the first pass, as in a real run).
+and prints texts per second, the ratio to the baseline measured in the same process, the CPU
+time per text and its ratio (steadier than wall time on a shared machine), and the min and mean
+cosine of each row to the baseline's row. An ``auto`` run's first call pays its calibration, as
+a first real run does; model loading and the one-off export are not timed (the export is written
+once per process into a temporary folder, or into ``--export-cache`` to keep it).
 
-    PYTHONPATH=python python bench/bench_embedding.py [--n 1644] [--batch-size 32] [--device cpu]
-        [--precision auto] [--repeats 1] [--slice 256] [--threads N]
+On a machine shared with other work absolute times are noisy; the ratios are the figures to
+read. The runs take turns slice by slice (``--slice`` texts each, rotating who goes first), so
+they all see the same background load, and ``--repeats`` passes over the texts again (times
+summed). The texts default to the bundled benchmark's corpora cut into 200-token cl100k windows.
+
+    PYTHONPATH=python python bench/bench_embedding.py [--n 400] [--threads 1,all] [--batch-size 32]
+        [--repeats 1] [--slice 64] [--export-cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def load_texts(n: int | None) -> tuple[list[str], str]:
@@ -56,84 +60,100 @@ def load_texts(n: int | None) -> tuple[list[str], str]:
     return texts, how
 
 
-def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return float((a * b).sum(axis=1).min())
+    return np.asarray((a * b).sum(axis=1))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=None, help="number of chunks (default: all)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                        help="precision of run (c)")
-    parser.add_argument("--repeats", type=int, default=1, help="passes over the texts; times are summed")
-    parser.add_argument("--slice", type=int, default=256, help="texts per turn of the round-robin")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    args = parser.parse_args()
-
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from chunkeval.embedding import Embedder, bundled_model_dir, cpu_supports_bf16, resolve_device
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    texts, how = load_texts(args.n)
-    print(f"texts: {len(texts)} chunks, {how}; mean {np.mean([len(t) for t in texts]):.0f} chars")
-    print(f"device: {device}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_supports_bf16()}; "
-          f"batch size {args.batch_size}")
-
-    st = SentenceTransformer(str(bundled_model_dir()), device=device)
-    fp32 = Embedder(device=device, precision="fp32", batch_size=args.batch_size, show_progress=False)
-    warm = texts[: args.batch_size]
-    st.encode(warm, batch_size=args.batch_size, show_progress_bar=False)
-    fp32.embed(warm)
-
-    reduced = Embedder(device=device, precision=args.precision, batch_size=args.batch_size, show_progress=False)
-    reduced._load_model()  # loading is not throughput; its first embed call (timed) pays the calibration
-
-    runs = {
-        "(a) sentence-transformers fp32": lambda part: st.encode(part, batch_size=args.batch_size,
-                                                                 convert_to_numpy=True, show_progress_bar=False),
-        "(b) chunkeval fp32": fp32.embed,  # no cache: every call embeds every text
-        f"(c) chunkeval {args.precision}": reduced.embed,
-    }
+def measure(runs: dict[str, Callable[[list[str]], np.ndarray]], texts: list[str], slice_size: int,
+            repeats: int) -> tuple[dict[str, float], dict[str, float], dict[str, np.ndarray]]:
+    """Round-robin over slices, rotating who goes first; returns wall and CPU seconds and vectors."""
     names = list(runs)
     wall = dict.fromkeys(names, 0.0)
     cpu = dict.fromkeys(names, 0.0)
     pieces: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    # Round-robin over slices, rotating who goes first: on a shared host every run sees the same
-    # background load, which best-of-N over whole runs does not guarantee.
-    for repeat in range(args.repeats):
-        for i in range(0, len(texts), args.slice):
-            part = texts[i:i + args.slice]
-            turn = i // args.slice + repeat
-            for name in names[turn % 3:] + names[: turn % 3]:
+    for repeat in range(repeats):
+        for i in range(0, len(texts), slice_size):
+            part = texts[i:i + slice_size]
+            turn = (i // slice_size + repeat) % len(names)
+            for name in names[turn:] + names[:turn]:
                 start, start_cpu = time.perf_counter(), time.process_time()
                 out = runs[name](part)
                 wall[name] += time.perf_counter() - start
                 cpu[name] += time.process_time() - start_cpu
                 if repeat == 0:
                     pieces[name].append(out)
-    vectors = {name: np.concatenate(parts) for name, parts in pieces.items()}
-    total = len(texts) * args.repeats
+    return wall, cpu, {name: np.concatenate(parts) for name, parts in pieces.items()}
 
-    # CPU ms/chunk counts all threads of this process; it moves less than wall time when other
-    # processes share the machine.
-    base = names[0]
-    print(f"\n{'run':<34}{'chunks/s':>10}{'vs (a)':>9}{'CPU ms/chunk':>14}{'vs (a)':>9}{'min cos to (a)':>16}")
-    for name in names:
-        cosine = min_cosine(vectors[name], vectors[base])
-        print(f"{name:<34}{total / wall[name]:>10.1f}{wall[base] / wall[name]:>8.2f}x"
-              f"{1000 * cpu[name] / total:>14.1f}{cpu[base] / cpu[name]:>8.2f}x{cosine:>16.7f}")
-    reduced_stats = reduced.stats
-    print(f"\n(c) used precision {reduced_stats.get('precision')}, calibration min cosine "
-          f"{reduced_stats.get('calibration_min_cosine')}, {reduced_stats.get('truncated')} texts truncated")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=None, help="number of chunks (default: all)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", default="1,all", help="comma-separated thread counts; 'all' = every core")
+    parser.add_argument("--repeats", type=int, default=1, help="passes over the texts; times are summed")
+    parser.add_argument("--slice", type=int, default=64, help="texts per turn of the round-robin")
+    parser.add_argument("--export-cache", default=None, help="cache dir that keeps the compiled exports")
+    args = parser.parse_args()
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from chunkeval.embed_backends import AUTO_ORDER, installed_backends
+    from chunkeval.embedding import Embedder, bundled_model_dir, cpu_supports_bf16
+
+    cores = os.cpu_count() or 1
+    thread_counts = [cores if t == "all" else int(t) for t in args.threads.split(",")]
+    texts, how = load_texts(args.n)
+    compiled = installed_backends()
+    print(f"texts: {len(texts)} chunks, {how}; mean {np.mean([len(t) for t in texts]):.0f} chars; "
+          f"batch size {args.batch_size}")
+    print(f"CPU: {cores} cores, torch {torch.__version__} (capability {torch.backends.cpu.get_cpu_capability()}), "
+          f"native bf16: {cpu_supports_bf16()}; compiled backends installed: {compiled or 'none'} "
+          f"(auto tries {list(AUTO_ORDER)} then torch)")
+    st = SentenceTransformer(str(bundled_model_dir()), device="cpu")
+    export_cache = Path(args.export_cache) if args.export_cache else None
+
+    def embedder(backend: str, precision: str, threads: int) -> Callable[[list[str]], np.ndarray]:
+        e = Embedder(device="cpu", backend=backend, precision=precision,  # type: ignore[arg-type]
+                     batch_size=args.batch_size, num_threads=threads, cache_dir=export_cache, show_progress=False)
+        e._load_model()  # loading (and a first export) is not throughput; an auto run's calibration is timed
+        e.cache_dir = None  # no vector cache: every call embeds every text
+        embedders.append(e)
+        return e.embed
+
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        embedders: list[Embedder] = []
+        runs: dict[str, Callable[[list[str]], np.ndarray]] = {
+            "sentence-transformers fp32": lambda part: np.asarray(st.encode(
+                part, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)),
+            "torch fp32": embedder("torch", "fp32", threads),
+            "torch auto": embedder("torch", "auto", threads),
+        }
+        if "onnx" in compiled:
+            runs["onnx fp32"] = embedder("onnx", "fp32", threads)
+        if "openvino" in compiled:
+            runs["openvino fp32"] = embedder("openvino", "fp32", threads)
+            runs["openvino auto"] = embedder("openvino", "auto", threads)
+        warm = texts[: args.batch_size]
+        for name, run in runs.items():
+            if not name.endswith("auto"):  # an auto run's first call is its calibration: keep it timed
+                run(warm)
+        wall, cpu, vectors = measure(runs, texts, args.slice, args.repeats)
+        total = len(texts) * args.repeats
+        base = next(iter(runs))
+        print(f"\n{threads} thread(s):")
+        print(f"{'run':<28}{'texts/s':>9}{'vs ST':>8}{'CPU ms/text':>13}{'vs ST':>8}{'min cos':>11}{'mean cos':>11}"
+              "  precision")
+        auto_embedders = iter(embedders)
+        for name in runs:
+            cos = cosines(vectors[name], vectors[base])
+            precision = "fp32" if name == base else next(auto_embedders).stats["precision"]
+            print(f"{name:<28}{total / wall[name]:>9.1f}{wall[base] / wall[name]:>7.2f}x"
+                  f"{1000 * cpu[name] / total:>13.1f}{cpu[base] / cpu[name]:>7.2f}x"
+                  f"{cos.min():>11.7f}{cos.mean():>11.8f}  {precision}")
 
 
 if __name__ == "__main__":

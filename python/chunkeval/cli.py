@@ -105,6 +105,9 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="auto: fp16 on GPU, bf16 on CPUs that support it when vectors stay within cosine 0.9999")
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass of the embedder")
+    p.add_argument("--embed-backend", default="auto", choices=["auto", "torch", "openvino", "onnx"],
+                   help="auto: OpenVINO, then ONNX Runtime, if installed and within cosine 0.9999 of torch fp32 "
+                        "(on a CPU), else torch")
     p.add_argument("--cache-dir", default="default",
                    help="embedding cache folder; 'none' disables it; 'default' is ~/.cache/chunkeval")
     p.add_argument("--corpora", default=None, help="comma-separated corpus ids to keep")
@@ -133,7 +136,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         units=args.units, unit_tokenizer=args.unit_tokenizer, retrieval=args.retrieval, scope=args.scope,
         hnsw={"M": args.hnsw_m, "ef_construction": args.hnsw_ef_construction, "ef_search": args.hnsw_ef_search,
               "seed": args.seed} if args.retrieval == "hnsw" else None,
-        device=args.device, precision=args.precision, batch_size=args.batch_size,
+        device=args.device, precision=args.precision, batch_size=args.batch_size, embed_backend=args.embed_backend,
         cache_dir=None if args.cache_dir == "none" else args.cache_dir, out_dir=args.out,
         corpora=args.corpora.split(",") if args.corpora else None, max_questions=args.max_questions,
         on_invalid=args.on_invalid, num_threads=args.threads, show_progress=False if args.quiet else None,
@@ -181,7 +184,8 @@ def _print_summary(summary: dict[str, Any], config: dict[str, Any] | None, paths
         if config.get("embedder"):
             e = config["embedder"]
             name = e.get("model", e.get("name"))
-            extra.append(f"embedder: {name} on {e.get('device', '?')} ({e.get('precision', '?')})")
+            extra.append(f"embedder: {name} on {e.get('device', '?')} ({e.get('backend', '?')}, "
+                         f"{e.get('precision', '?')})")
         extra.append(f"chunks: {config.get('n_chunks')}, backend: {config.get('backend')}")
         for line in extra:
             console.print(line)

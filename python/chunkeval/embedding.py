@@ -35,9 +35,10 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -144,65 +145,49 @@ def _pooling_mode(config: dict[str, Any], path: Path) -> str:
     return modes[0]
 
 
-def read_model_spec(model_dir: str | os.PathLike[str]) -> ModelSpec:
-    """Read a model directory's sentence-transformers configuration without loading the model.
+def _read_modules(root: Path, config_files: list[Path]) -> tuple[Path, str, int | None, bool]:
+    """``(transformer_dir, pooling, pooling_dim, normalize)`` from ``modules.json``, if there is one.
 
-    A directory with ``modules.json`` must consist of a ``Transformer`` module, a ``Pooling``
-    module (pooling ``mean``, ``cls``, ``max``, ``mean_sqrt_len_tokens`` or ``lasttoken``) and an
-    optional ``Normalize`` module; anything else (``Dense`` projections, prompts, routers) is a
-    ``ValueError`` rather than silently different vectors. A plain transformers directory (no
-    ``modules.json``) is embedded the way sentence-transformers does it: mean pooling, no
-    normalisation.
+    Appends the configuration files read to ``config_files``. Without ``modules.json`` the
+    directory itself is the transformer, with mean pooling and no normalisation.
     """
-    root = Path(model_dir)
-    if not root.is_dir():
-        raise ValueError(f"model: {str(root)!r} is not a directory")
-    config_files: list[Path] = []
     transformer_dir = root
     pooling = "mean"
     pooling_dim: int | None = None
     normalize = False
     modules_path = root / "modules.json"
-    if modules_path.is_file():
-        config_files.append(modules_path)
-        modules = _read_json(modules_path)
-        if not isinstance(modules, list):
-            raise ValueError(f"model: {modules_path} must hold a list of modules")
-        kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
-        unsupported = [k for k in kinds if k not in ("Transformer", "Pooling", "Normalize")]
-        if unsupported or kinds.count("Transformer") != 1 or kinds.count("Pooling") != 1:
-            raise ValueError(
-                f"model: {modules_path} has modules {kinds}; chunkeval supports Transformer -> Pooling -> "
-                "[Normalize] (use sentence-transformers for models with other modules)")
-        for module, kind in zip(modules, kinds):
-            sub = root / str(module.get("path", ""))
-            if kind == "Transformer":
-                transformer_dir = sub
-            elif kind == "Pooling":
-                pooling_config_path = sub / "config.json"
-                config_files.append(pooling_config_path)
-                pooling_config = _read_json(pooling_config_path)
-                pooling = _pooling_mode(pooling_config, pooling_config_path)
-                pooling_dim = pooling_config.get("word_embedding_dimension",
-                                                 pooling_config.get("embedding_dimension"))
-            elif kind == "Normalize":
-                normalize = True
-    st_config_path = root / "config_sentence_transformers.json"
-    if st_config_path.is_file():
-        config_files.append(st_config_path)
-        st_config = _read_json(st_config_path)
-        if st_config.get("default_prompt_name"):
-            raise ValueError(f"model: {st_config_path} sets default_prompt_name="
-                             f"{st_config['default_prompt_name']!r}; prompts are not supported")
-    config_path = transformer_dir / "config.json"
-    if not config_path.is_file():
-        raise ValueError(f"model: {str(transformer_dir)!r} has no config.json; pass a transformers model directory")
-    model_config = _read_json(config_path)
-    max_position = model_config.get("max_position_embeddings")
-    if isinstance(max_position, int) and max_position <= 0:
-        max_position = None
+    if not modules_path.is_file():
+        return transformer_dir, pooling, pooling_dim, normalize
+    config_files.append(modules_path)
+    modules = _read_json(modules_path)
+    if not isinstance(modules, list):
+        raise ValueError(f"model: {modules_path} must hold a list of modules")
+    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+    unsupported = [k for k in kinds if k not in ("Transformer", "Pooling", "Normalize")]
+    if unsupported or kinds.count("Transformer") != 1 or kinds.count("Pooling") != 1:
+        raise ValueError(
+            f"model: {modules_path} has modules {kinds}; chunkeval supports Transformer -> Pooling -> "
+            "[Normalize] (use sentence-transformers for models with other modules)")
+    for module, kind in zip(modules, kinds, strict=True):
+        sub = root / str(module.get("path", ""))
+        if kind == "Transformer":
+            transformer_dir = sub
+        elif kind == "Pooling":
+            pooling_config_path = sub / "config.json"
+            config_files.append(pooling_config_path)
+            pooling_config = _read_json(pooling_config_path)
+            pooling = _pooling_mode(pooling_config, pooling_config_path)
+            pooling_dim = pooling_config.get("word_embedding_dimension",
+                                             pooling_config.get("embedding_dimension"))
+        elif kind == "Normalize":
+            normalize = True
+    return transformer_dir, pooling, pooling_dim, normalize
+
+
+def _sequence_limits(transformer_dir: Path, max_position: object) -> tuple[int, bool]:
+    """``(max_seq_length, do_lower_case)``: ``sentence_bert_config.json``, else sentence-transformers' rule."""
     sbert_path = transformer_dir / "sentence_bert_config.json"
-    max_seq_length: int | None = None
+    max_seq_length: Any = None  # a JSON value
     do_lower_case = False
     if sbert_path.is_file():
         sbert = _read_json(sbert_path)
@@ -219,6 +204,39 @@ def read_model_spec(model_dir: str | os.PathLike[str]) -> ModelSpec:
             raise ValueError(f"model: {str(transformer_dir)!r} states no maximum sequence length; "
                              "pass max_length=")
         max_seq_length = min(candidates)
+    return int(max_seq_length), do_lower_case
+
+
+def read_model_spec(model_dir: str | os.PathLike[str]) -> ModelSpec:
+    """Read a model directory's sentence-transformers configuration without loading the model.
+
+    A directory with ``modules.json`` must consist of a ``Transformer`` module, a ``Pooling``
+    module (pooling ``mean``, ``cls``, ``max``, ``mean_sqrt_len_tokens`` or ``lasttoken``) and an
+    optional ``Normalize`` module; anything else (``Dense`` projections, prompts, routers) is a
+    ``ValueError`` rather than silently different vectors. A plain transformers directory (no
+    ``modules.json``) is embedded the way sentence-transformers does it: mean pooling, no
+    normalisation.
+    """
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise ValueError(f"model: {str(root)!r} is not a directory")
+    config_files: list[Path] = []
+    transformer_dir, pooling, pooling_dim, normalize = _read_modules(root, config_files)
+    st_config_path = root / "config_sentence_transformers.json"
+    if st_config_path.is_file():
+        config_files.append(st_config_path)
+        st_config = _read_json(st_config_path)
+        if st_config.get("default_prompt_name"):
+            raise ValueError(f"model: {st_config_path} sets default_prompt_name="
+                             f"{st_config['default_prompt_name']!r}; prompts are not supported")
+    config_path = transformer_dir / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"model: {str(transformer_dir)!r} has no config.json; pass a transformers model directory")
+    model_config = _read_json(config_path)
+    max_position = model_config.get("max_position_embeddings")
+    if isinstance(max_position, int) and max_position <= 0:
+        max_position = None
+    max_seq_length, do_lower_case = _sequence_limits(transformer_dir, max_position)
     dim = pooling_dim or model_config.get("hidden_size") or model_config.get("d_model")
     if not isinstance(dim, int):
         raise ValueError(f"model: cannot tell the embedding size from {config_path} (no hidden_size)")
@@ -419,7 +437,7 @@ class _VectorStore:
                     p.unlink()
 
     def _append(self, keys: np.ndarray, vectors: np.ndarray, truncated: np.ndarray) -> None:
-        fresh = []
+        fresh: list[int] = []
         for i, key in enumerate(keys.tolist()):
             if key not in self._row:
                 self._row[key] = self._n + len(fresh)
@@ -473,6 +491,11 @@ class _VectorStore:
 # The embedder
 
 
+def _as_numpy(vectors: Any) -> np.ndarray:
+    """A batch of vectors from any backend (a torch tensor or a numpy array) as a numpy array."""
+    return vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors.cpu().numpy())
+
+
 class Embedder:
     """Embed texts with a local sentence-transformers model; rows equal sentence-transformers'.
 
@@ -507,7 +530,14 @@ class Embedder:
         module, so its rows have unit norm).
     num_threads:
         When given, ``torch.set_num_threads(num_threads)`` before the first forward pass (a
-        process-wide torch setting). By default torch uses one thread per physical core.
+        process-wide torch setting). By default torch uses one thread per physical core. The
+        compiled backends take it as their thread count.
+    backend:
+        ``"torch"`` (default), ``"openvino"`` or ``"onnx"`` (the transformer exported once from the
+        same files and run by OpenVINO or ONNX Runtime on the CPU; see
+        :mod:`chunkeval.embed_backends`), or ``"auto"``: on a CPU the first installed compiled
+        backend whose calibration batch stays within cosine :data:`CALIBRATION_MIN_COSINE` of
+        torch fp32, else torch. The outcome is ``stats["backend"]`` and ``config()["backend"]``.
     """
 
     def __init__(
@@ -522,6 +552,7 @@ class Embedder:
         show_progress: bool | None = None,
         normalize: bool | None = None,
         num_threads: int | None = None,
+        backend: Literal["auto", "torch", "openvino", "onnx"] = "torch",
     ) -> None:
         if not isinstance(model, (str, os.PathLike)):
             raise TypeError(f"model must be a model name or a directory path, got {type(model).__name__}")
@@ -563,7 +594,17 @@ class Embedder:
         self.num_threads = num_threads
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         # "cpu" needs no torch: a fully cached CPU run never imports it.
-        self.device = resolve_device(device)
+        from .embed_backends import check_backend, cpu_only_host
+
+        self.backend_requested = check_backend(backend, precision)
+        # A compiled backend runs on the CPU; on a host where "auto" can only mean the CPU, decide
+        # that without importing torch.
+        compiled = backend in ("openvino", "onnx")
+        self.device = "cpu" if device == "auto" and (compiled or cpu_only_host()) else resolve_device(device)
+        if compiled and self.device != "cpu":
+            raise ValueError(f"backend={backend!r} runs on the CPU, got device={self.device!r}; "
+                             "pass device='cpu', or backend='torch' for an accelerator")
+        self._backend: str | None = None if backend == "auto" else backend
         self._precision: str | None = "fp32" if precision == "fp32" else None
         self._calibration_min_cosine: float | None = None
         self._fingerprint: str | None = None
@@ -573,7 +614,7 @@ class Embedder:
         self.stats: dict[str, Any] = {
             "texts": 0, "unique_texts": 0, "cache_hits": 0, "cache_misses": 0, "embedded": 0,
             "truncated": 0, "batches": 0, "embed_seconds": 0.0, "device": self.device,
-            "precision": self._precision, "calibration_min_cosine": None,
+            "precision": self._precision, "calibration_min_cosine": None, "backend": self._backend,
         }
 
     # -- provenance ---------------------------------------------------------------------------
@@ -593,7 +634,7 @@ class Embedder:
     def config(self) -> dict[str, Any]:
         """Everything that decides the vectors, for provenance records."""
         versions: dict[str, str | None] = {}
-        for module in ("torch", "transformers"):
+        for module in ("torch", "transformers", "openvino", "onnxruntime"):
             mod = sys.modules.get(module)
             versions[module] = getattr(mod, "__version__", None) if mod is not None else None
         return {
@@ -611,6 +652,8 @@ class Embedder:
             "calibration_min_cosine": self._calibration_min_cosine,
             "batch_size": self.batch_size,
             "cache_dir": str(self.cache_dir) if self.cache_dir is not None else None,
+            "backend_requested": self.backend_requested,
+            "backend": self._backend,
             **{f"{k}_version": v for k, v in versions.items()},
         }
 
@@ -618,6 +661,12 @@ class Embedder:
 
     def _load_model(self) -> None:
         if self._model is not None:
+            return
+        if self._backend not in (None, "torch"):
+            from .embed_backends import load_compiled
+
+            self._tokenizer, self._model = load_compiled(self._backend, self.spec, self.fingerprint,
+                                                         self.cache_dir, self.num_threads)
             return
         # Belt and braces: local_files_only already forbids downloads; this also stops any
         # hub lookup that a transformers code path might attempt on its own.
@@ -631,13 +680,14 @@ class Embedder:
             torch.set_num_threads(self.num_threads)
         hf_logging = transformers.utils.logging
         bar_was_on = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise in our output
+        # Its "Loading weights" bar is noise in our output (transformers leaves these two unannotated).
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.spec.transformer_dir), local_files_only=True)
             model = AutoModel.from_pretrained(str(self.spec.transformer_dir), local_files_only=True)
         finally:
             if bar_was_on:
-                hf_logging.enable_progress_bar()
+                hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(f"model: {self.spec.transformer_dir} has no fast tokenizer (tokenizer.json); "
                              "chunkeval needs one to count truncated texts")
@@ -661,9 +711,7 @@ class Embedder:
         return encoded["input_ids"], truncated
 
     def _forward(self, ids: list[list[int]], precision: str) -> Any:
-        """Pooled (and optionally normalised) fp32 vectors of one batch, as a torch tensor."""
-        import torch
-
+        """Pooled (and optionally normalised) fp32 vectors of one batch (a numpy array from a compiled backend)."""
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         width = int(lengths.max())
         if precision != "fp32":
@@ -674,6 +722,10 @@ class Embedder:
         input_ids = np.full((len(ids), width), self._tokenizer.pad_token_id or 0, dtype=np.int64)
         mask = np.arange(width)[None, :] < lengths[:, None]
         input_ids[mask] = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(lengths.sum()))
+        if self._backend not in (None, "torch"):
+            return self._model.forward(input_ids, mask, lengths, precision, self.pooling, self.normalize)
+        import torch
+
         inputs = {
             "input_ids": torch.from_numpy(input_ids).to(self.device),
             "attention_mask": torch.from_numpy(mask.astype(np.int64)).to(self.device),
@@ -709,6 +761,8 @@ class Embedder:
     def _candidate_precision(self) -> str:
         if self.precision_requested != "auto":
             return self.precision_requested
+        if self._backend == "onnx":  # ONNX Runtime has no faster reduced precision on a CPU
+            return "fp32"
         if self.device.startswith("cuda"):
             return "fp16"
         if self.device == "cpu" and cpu_supports_bf16():
@@ -727,7 +781,8 @@ class Embedder:
         else:
             hardware = self.device
         key = json.dumps([self.fingerprint, hardware, self.precision_requested, candidate, self.max_length,
-                          self.pooling, self.normalize, CALIBRATION_MIN_COSINE])
+                          self.pooling, self.normalize, CALIBRATION_MIN_COSINE]
+                         + ([self._backend] if self._backend not in (None, "torch") else []))
         return self.cache_dir / "calibration" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
     def _resolve_precision(self, texts: Sequence[str]) -> tuple[list[int], np.ndarray, np.ndarray] | None:
@@ -736,6 +791,10 @@ class Embedder:
         When it calibrates, returns the calibration batch (indices into ``texts``, vectors in the
         chosen precision, truncated flags) so that those texts are not embedded a second time.
         """
+        if self._backend is None:  # backend="auto": decided together with the precision
+            from .embed_backends import resolve_auto
+
+            return resolve_auto(self, texts)
         if self._precision is not None:
             return None
         candidate = self._candidate_precision()
@@ -756,9 +815,9 @@ class Embedder:
         ids, truncated = self._tokenize([texts[i] for i in by_length])
         reference = self._forward(ids, "fp32")
         reduced = self._forward(ids, candidate)
-        import torch
-
-        cosine = torch.nn.functional.cosine_similarity(reference, reduced, dim=-1)
+        reference, reduced = _as_numpy(reference), _as_numpy(reduced)
+        cosine = (reference * reduced).sum(axis=1) / np.maximum(
+            np.linalg.norm(reference, axis=1) * np.linalg.norm(reduced, axis=1), 1e-8)
         min_cosine = float(cosine.min())
         chosen = candidate
         if self.precision_requested == "auto" and not min_cosine >= CALIBRATION_MIN_COSINE:
@@ -771,7 +830,7 @@ class Embedder:
                       "device": self.device, "calibrated_on_texts": len(ids)}
             write_bytes_atomic(path, json.dumps(record, indent=1).encode())
         chosen_vectors = reduced if chosen == candidate else reference
-        return by_length, chosen_vectors.cpu().numpy(), truncated
+        return by_length, chosen_vectors, truncated
 
     def _set_precision(self, precision: str, min_cosine: float | None) -> None:
         self._precision = precision
@@ -788,6 +847,8 @@ class Embedder:
             namespace = {"format": _CACHE_FORMAT, "fingerprint": self.fingerprint, "precision": self._precision,
                          "max_length": self.max_length, "pooling": self.pooling, "normalize": self.normalize,
                          "dim": self.dim}
+            if self._backend not in (None, "torch"):  # its vectors differ from torch's in the last digits
+                namespace["backend"] = self._backend
             digest = hashlib.sha256(json.dumps(namespace, sort_keys=True).encode()).hexdigest()[:32]
             safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model_name)[:40]
             folder = self.cache_dir / "vectors" / f"{safe_name}-{digest}"
@@ -889,7 +950,7 @@ class Embedder:
                 for b in range(0, len(order), self.batch_size):
                     rows = order[b:b + self.batch_size]
                     pooled = self._forward([ids[r] for r in rows], precision)
-                    group_vectors[rows] = pooled.cpu().numpy()
+                    group_vectors[rows] = _as_numpy(pooled)
                     self.stats["batches"] += 1
                     bar.advance(task, len(rows))
                 vectors[group] = group_vectors

@@ -78,7 +78,7 @@ class SweepConfig:
 
 _KNOWN_KEYS = {"dataset", "corpora", "max_questions", "chunkers", "grid", "embedders", "k", "units", "semantics",
                "retrieval", "unit_tokenizer", "embed"}
-_EMBED_KEYS = {"device", "precision", "batch_size"}  # make_embedder's model options
+_EMBED_KEYS = {"device", "precision", "batch_size", "backend"}  # make_embedder's model options
 
 
 def _grid_chunkers(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -290,7 +290,7 @@ def run_sweep(
         from .evaluate import hnsw_params
 
         retrieval = hnsw_params(retrieval)
-    embed = {"device": "auto", "precision": "auto", "batch_size": 64, **config.embed}
+    embed = {"device": "auto", "precision": "auto", "batch_size": 64, "backend": "auto", **config.embed}
     # Embedder objects are cheap until they embed (the model loads lazily); the plan needs their
     # fingerprints.
     embedders: dict[str, Any] = {embedder_label(e): make_embedder(e, cache_dir=cache_dir, show_progress=False, **embed)
