@@ -129,3 +129,27 @@ def test_max_questions_embeds_only_the_corpora_it_keeps() -> None:
     chunk_texts = embedder.texts[:-n_questions]
     assert chunk_texts and all(piece in text for piece in chunk_texts)
     assert result.config["dataset"]["corpora"] == [corpus]
+
+
+def test_bm25_and_hybrid_retrieval_through_evaluate() -> None:
+    pytest.importorskip("bm25s")
+    data = datasets.load().subset(corpora=["chatlogs"], max_questions=10)
+    bm25_embedder = CountingEmbedder()
+    bm25 = evaluate(data, embedder=bm25_embedder, retrieval="bm25", k=[1, 5], show_progress=False)
+    # BM25 alone reads only the texts: nothing is embedded.
+    assert bm25_embedder.texts == []
+    assert bm25.config["retrieval"]["method"] == "bm25" and bm25.config["retrieval"]["retriever"]["k1"] == 1.5
+    assert set(bm25.table.column("retrieval").to_pylist()) == {"bm25"}
+    hybrid = evaluate(data, embedder=CountingEmbedder(), retrieval="hybrid", retrieval_params={"rrf_k": 10}, k=5,
+                      show_progress=False)
+    assert hybrid.config["retrieval"]["rrf_k"] == 10 == hybrid.config["retrieval"]["retriever"]["rrf_k"]
+    # Every number still equals the engine on the retrieved ids the table records.
+    chunks = hybrid.chunks
+    ids = hybrid.table.column("retrieved_chunk_ids").to_pylist()
+    retrieved = RaggedSpans.from_lists([[(int(chunks.doc[i]), int(chunks.start[i]), int(chunks.end[i])) for i in row]
+                                        for row in ids])
+    expected = span_metrics(data.references(), retrieved, chunks)
+    np.testing.assert_array_equal(np.asarray(hybrid.table.column("iou")), expected.iou)
+    with pytest.raises(ValueError, match=r"retrieval_params: \['rrf_k'\] apply to retrieval='bm25' or 'hybrid'"):
+        evaluate(data, embedder=FailingEmbedder(), retrieval="exact", retrieval_params={"rrf_k": 1},
+                 show_progress=False)

@@ -92,8 +92,10 @@ def _add_evaluate(sub: Any) -> None:
                    help="exact set semantics, or Chroma-compatible arithmetic")
     p.add_argument("--units", choices=["chars", "tokens"], default="chars", help="measure in characters or tokens")
     p.add_argument("--unit-tokenizer", default="cl100k_base", help="tokenizer for --units tokens")
-    p.add_argument("--retrieval", choices=["hnsw", "exact"], default="hnsw",
-                   help="approximate HNSW search (hnswlib, like the reference toolkit) or exact search")
+    p.add_argument("--retrieval", choices=["hnsw", "exact", "bm25", "hybrid"], default="hnsw",
+                   help="approximate HNSW search (hnswlib, like the reference toolkit), exact search, BM25 over the "
+                        "chunk texts (bm25s), or hybrid: reciprocal-rank fusion of exact dense search and BM25")
+    p.add_argument("--rrf-k", type=int, default=60, help="hybrid: the constant k of reciprocal-rank fusion")
     p.add_argument("--scope", choices=["global", "corpus"], default="global",
                    help="search all chunks (like the reference toolkit) or only the question's corpus")
     p.add_argument("--hnsw-m", type=int, default=16, help="HNSW graph degree M")
@@ -136,6 +138,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         units=args.units, unit_tokenizer=args.unit_tokenizer, retrieval=args.retrieval, scope=args.scope,
         hnsw={"M": args.hnsw_m, "ef_construction": args.hnsw_ef_construction, "ef_search": args.hnsw_ef_search,
               "seed": args.seed} if args.retrieval == "hnsw" else None,
+        retrieval_params={"rrf_k": args.rrf_k} if args.retrieval == "hybrid" else None,
         device=args.device, precision=args.precision, batch_size=args.batch_size, embed_backend=args.embed_backend,
         cache_dir=None if args.cache_dir == "none" else args.cache_dir, out_dir=args.out,
         corpora=args.corpora.split(",") if args.corpora else None, max_questions=args.max_questions,

@@ -31,7 +31,7 @@ __all__ = ["evaluate", "EvaluationResult", "UnitSpans", "default_cache_dir", "ma
 
 SEMANTICS = ("set", "chroma")
 UNITS = ("chars", "tokens")
-RETRIEVAL_METHODS = ("hnsw", "exact")
+RETRIEVAL_METHODS = ("hnsw", "exact", "bm25", "hybrid")
 SCOPES = ("global", "corpus")
 ON_INVALID = ("error", "skip")
 ENGINES = ("local", "ray")
@@ -178,9 +178,10 @@ def evaluate(
     semantics: Literal["set", "chroma"] = "set",
     units: Literal["chars", "tokens"] = "chars",
     unit_tokenizer: Any = "cl100k_base",
-    retrieval: Literal["hnsw", "exact"] = "hnsw",
+    retrieval: Literal["hnsw", "exact", "bm25", "hybrid"] = "hnsw",
     scope: Literal["global", "corpus"] = "global",
     hnsw: dict[str, Any] | None = None,
+    retrieval_params: dict[str, Any] | None = None,
     device: str = "auto",
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto",
     batch_size: int = 64,
@@ -214,10 +215,13 @@ def evaluate(
         as many results as it has evidence chunks, at most 20 retrieved).
     units:
         ``"chars"`` or ``"tokens"`` (spans mapped with ``unit_tokenizer``'s offsets).
-    retrieval, scope, hnsw:
+    retrieval, scope, hnsw, retrieval_params:
         ``"hnsw"`` (hnswlib, parameters in ``hnsw``: ``M``, ``ef_construction``, ``ef_search``,
-        ``seed``) or ``"exact"``; ``scope="global"`` searches all chunks of all corpora (like the
-        reference toolkit), ``"corpus"`` only the question's own corpus.
+        ``seed``), ``"exact"``, ``"bm25"`` (bm25s over the chunk texts, no embedding) or
+        ``"hybrid"`` (reciprocal-rank fusion of exact dense search and BM25); the last two take
+        ``retrieval_params`` (:data:`chunkeval.retrievers.BM25_DEFAULTS`, ``rrf_k``, ``depth``).
+        ``scope="global"`` searches all chunks of all corpora (like the reference toolkit),
+        ``"corpus"`` only the question's own corpus.
     embed_backend:
         ``"auto"`` (default): on a CPU the fastest installed compiled backend (OpenVINO, then ONNX
         Runtime) whose calibration batch stays within cosine 0.9999 of torch fp32, else torch;
@@ -250,6 +254,11 @@ def evaluate(
         hnsw = hnsw_params(hnsw)
     elif hnsw:
         raise ValueError(f"hnsw: parameters {sorted(hnsw)} apply to retrieval='hnsw', not {retrieval!r}; drop them")
+    if retrieval in ("bm25", "hybrid"):
+        hnsw = dict(retrieval_params or {})  # the search stage's parameters for a text retriever
+    elif retrieval_params:
+        raise ValueError(f"retrieval_params: {sorted(retrieval_params)} apply to retrieval='bm25' or 'hybrid', "
+                         f"not {retrieval!r}; drop them")
     unit_tokenizer_name = None
     if units == "tokens":
         from .chunkers.fixed import token_spec
@@ -286,7 +295,8 @@ def evaluate(
         "chunker": chunker_obj.config(),
         "n_chunks": len(group.chunks),
         "embedder": embed_config,
-        "retrieval": {"method": retrieval, "scope": scope, "k_search": group.k_search, **(hnsw or {})},
+        "retrieval": {"method": retrieval, "scope": scope, "k_search": group.k_search, **(hnsw or {}),
+                      **({"retriever": group.search.params} if group.search.params else {})},
         "k": k,
         "semantics": semantics,
         "units": units,

@@ -140,6 +140,7 @@ class SearchOutput:
     hnsw_recall: float | None
     index_bytes: int
     timings: dict[str, float]
+    params: dict[str, Any] = field(default_factory=dict)  # the retriever's settings, for provenance
 
     def table(self) -> pa.Table:
         valid = self.ids >= 0
@@ -186,7 +187,8 @@ def search_stage(
         took = dict(info.get("timings", {}))
         text_timings = {name: float(took[name]) for name in ("index", "search") if name in took}
         text_timings.setdefault("search", time.perf_counter() - t)
-        return SearchOutput(ids, scores, None, int(info.get("index_bytes", 0)), text_timings)
+        return SearchOutput(ids, scores, None, int(info.get("index_bytes") or 0), text_timings,
+                            dict(info.get("params") or {}))
     if chunk_vectors is None or question_vectors is None:
         raise ValueError(f"retrieval {method!r} searches vectors: pass chunk_vectors and question_vectors")
 

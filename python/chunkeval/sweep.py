@@ -159,7 +159,9 @@ def _k_of(raw: Mapping[str, Any], source: str) -> Any:
 
 
 def _check_mappings(raw: Mapping[str, Any], source: str) -> None:
-    retrieval_keys = {"method", "scope", *hnsw_defaults()}
+    from .retrievers import BM25_DEFAULTS, HYBRID_DEFAULTS
+
+    retrieval_keys = {"method", "scope", *hnsw_defaults(), *BM25_DEFAULTS, *HYBRID_DEFAULTS}
     for name, known in (("retrieval", retrieval_keys), ("embed", _EMBED_KEYS)):
         value = raw.get(name, {})
         if not isinstance(value, Mapping):
@@ -177,14 +179,21 @@ def _check_config(cfg: SweepConfig, source: str) -> None:
         if s not in ("set", "chroma"):
             raise ValueError(f"{source}: semantics entry {s!r} is not 'set' or 'chroma'")
     method = cfg.retrieval.get("method", "hnsw")
-    if method not in ("hnsw", "exact"):
-        raise ValueError(f"{source}: retrieval.method {method!r} is not 'hnsw' or 'exact'")
+    if method not in ("hnsw", "exact", "bm25", "hybrid"):
+        raise ValueError(f"{source}: retrieval.method {method!r} is not 'hnsw', 'exact', 'bm25' or 'hybrid'")
     scope = cfg.retrieval.get("scope", "global")
     if scope not in ("global", "corpus"):
         raise ValueError(f"{source}: retrieval.scope {scope!r} is not 'global' or 'corpus'")
-    if method == "exact" and set(cfg.retrieval) - {"method", "scope"}:
-        raise ValueError(f"{source}: retrieval keys {sorted(set(cfg.retrieval) - {'method', 'scope'})} are HNSW "
-                         "parameters; drop them with method: exact")
+    extra = set(cfg.retrieval) - {"method", "scope"}
+    if method == "exact" and extra:
+        raise ValueError(f"{source}: retrieval keys {sorted(extra)} are HNSW parameters; drop them with method: exact")
+    hnsw_keys = set(hnsw_defaults())
+    if method in ("bm25", "hybrid") and extra & hnsw_keys:
+        raise ValueError(f"{source}: retrieval keys {sorted(extra & hnsw_keys)} are HNSW parameters; drop them with "
+                         f"method: {method}")
+    if method == "hnsw" and extra - hnsw_keys:
+        raise ValueError(f"{source}: retrieval keys {sorted(extra - hnsw_keys)} are BM25/hybrid parameters; "
+                         "drop them with method: hnsw")
     for list_name in ("chunkers", "embedders", "units", "semantics"):
         if not getattr(cfg, list_name):
             raise ValueError(f"{source}: {list_name} is empty; give at least one")
@@ -334,7 +343,7 @@ def run_sweep(
             runner, group_embedder, extra = group_runner(engine, specs[label], embedder, ray_address=ray_address,
                                                          embed_options=embed, cache_dir=cache_dir)
             output = runner(data, chunker, group_embedder, scorers, configuration(chunker, embedder, method, scope),
-                            retrieval=method, scope=scope, hnsw=retrieval if method == "hnsw" else None,
+                            retrieval=method, scope=scope, hnsw=retrieval if method != "exact" else None,
                             unit_tokenizer=config.unit_tokenizer, num_threads=num_threads, check_recall=False,
                             question_vectors=question_vectors.get(label), chunks=chunkings.get(chunker_key(chunker)),
                             show_progress=False, **extra)
@@ -405,7 +414,8 @@ def add_subparser(sub: Any) -> None:
     p.add_argument("--k", default=None, help="cut-offs, e.g. 1,3,5,10, or auto")
     p.add_argument("--units", default=None, help="chars,tokens")
     p.add_argument("--semantics", default=None, help="set,chroma")
-    p.add_argument("--retrieval", choices=["hnsw", "exact"], default=None, help="search method (hnsw when unset)")
+    p.add_argument("--retrieval", choices=["hnsw", "exact", "bm25", "hybrid"], default=None,
+                   help="search method (hnsw when unset)")
     p.add_argument("--scope", choices=["global", "corpus"], default=None,
                    help="search all chunks or only the question's corpus (global when unset)")
     p.add_argument("--cache-dir", default="default", help="embedding cache folder, or 'none'")
@@ -447,7 +457,7 @@ def _raw_from_flags(args: Any) -> dict[str, Any]:
         raw["k"] = "auto" if args.k == "auto" else _ints(args.k, "--k")
     retrieval = dict(raw.get("retrieval", {"method": "hnsw", "scope": "global"}))
     if args.retrieval:
-        if args.retrieval == "exact":  # the file's HNSW parameters do not apply to an exact search
+        if args.retrieval != retrieval.get("method", "hnsw"):  # the file's parameters are another method's
             retrieval = {k: v for k, v in retrieval.items() if k == "scope"}
         retrieval["method"] = args.retrieval
     if args.scope:
