@@ -262,14 +262,15 @@ class Retriever:
         return ids, scores
 
 
-def _group_labels(groups: Any, name: str, n: int) -> list[Hashable]:
+def _group_labels(groups: Any, name: str, n: int, what: str = "label") -> list[Hashable]:
+    """One hashable label per row (``what`` names it in errors: a group label, a corpus id)."""
     arr = np.asarray(groups)
     if arr.ndim != 1 or len(arr) != n:
-        raise ValueError(f"{name} must be 1-D with one label per row ({n}), got shape {arr.shape}")
+        raise ValueError(f"{name} must be 1-D with one {what} per row ({n}), got shape {arr.shape}")
     labels: list[Hashable] = arr.tolist()
     for i, label in enumerate(labels):
         if label is None or (isinstance(label, float) and label != label):
-            raise ValueError(f"{name}[{i}] is missing; every row needs a group label")
+            raise ValueError(f"{name}[{i}] is missing; every row needs a {'group label' if what == 'label' else what}")
     return labels
 
 

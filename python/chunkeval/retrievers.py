@@ -405,14 +405,9 @@ def _scoped(chunk_texts: list[str], question_texts: list[str], scope: str, chunk
 def _labels(values: Any, name: str, n: int) -> list[Hashable]:
     if values is None:
         raise ValueError(f"{name} is required with scope='corpus': pass one corpus id per row, or use scope='global'")
-    arr = np.asarray(values)
-    if arr.ndim != 1 or len(arr) != n:
-        raise ValueError(f"{name} must be 1-D with one corpus id per row ({n}), got shape {arr.shape}")
-    labels: list[Hashable] = arr.tolist()
-    for i, label in enumerate(labels):
-        if label is None or (isinstance(label, float) and label != label):
-            raise ValueError(f"{name}[{i}] is missing; every row needs a corpus id")
-    return labels
+    from .retrieval import _group_labels
+
+    return _group_labels(values, name, n, "corpus id")
 
 
 def _vectors(chunk_vectors: Any, question_vectors: Any, n_chunks: int, n_questions: int
