@@ -10,6 +10,7 @@ small subset through an on-disk cache that the local path then reads. The two-no
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -432,3 +433,31 @@ def test_parquet_scoring_refuses_misaligned_inputs(tmp_path: Path) -> None:
         distributed.score_parquet_local(refs, rets, chunks, tmp_path / "o4", k=[3])
     with pytest.raises(ValueError, match="k: 'auto' .* needs the chunking; pass chunks"):
         distributed.score_parquet_local(refs, rets, None, tmp_path / "o5", k="auto")
+
+
+@pytest.mark.slow
+def test_sweep_on_ray_equals_local_and_resumes(cluster: ModuleType, tmp_path: Path) -> None:
+    """``run_sweep(engine="ray")``: the same parts as the local sweep, and a rerun after a lost part
+    recomputes only that configuration."""
+    from chunkeval.sweep import run_sweep, sweep_config_from_dict
+
+    def config() -> Any:
+        cfg = sweep_config_from_dict({"corpora": CORPORA, "max_questions": N_QUESTIONS,
+                                      "chunkers": ["fixed:200:0", "sentence:5"], "k": [1, 5],
+                                      "retrieval": {"method": "exact", "scope": "global"}})
+        cfg.embedders = [HashingEmbedder()]
+        return cfg
+
+    local = pq.read_table(run_sweep(config(), tmp_path / "local", cache_dir=None, show_progress=False))
+    remote_path = run_sweep(config(), tmp_path / "ray", cache_dir=None, show_progress=False, engine="ray")
+    remote = pq.read_table(remote_path)
+    assert remote.equals(local)
+    parts = sorted((tmp_path / "ray" / "parts").iterdir())
+    victim = parts[1]
+    kept = {p.name: p.stat().st_mtime_ns for p in parts if p != victim}
+    victim.unlink()
+    run_sweep(config(), tmp_path / "ray", cache_dir=None, show_progress=False, engine="ray")
+    record = json.loads((tmp_path / "ray" / "sweep.json").read_text())
+    assert record["computed"] == [victim.stem] and len(record["reused"]) == len(parts) - 1
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ray" / "parts").iterdir() if p != victim} == kept
+    assert pq.read_table(remote_path).equals(local)
