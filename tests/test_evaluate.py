@@ -289,7 +289,7 @@ def test_corpus_scope_never_retrieves_another_corpus(retrieval: str) -> None:
     ({"units": "furlongs"}, r"units: 'furlongs' is not one of \['chars', 'tokens'\]"),
     ({"scope": "planet"}, r"scope: 'planet' is not one of \['global', 'corpus'\]"),
     ({"semantics": "fuzzy"}, r"semantics: 'fuzzy'"),
-    ({"retrieval": "bm25"}, r"retrieval: 'bm25'"),
+    ({"retrieval": "annoy"}, r"retrieval: 'annoy' is not one of \['hnsw', 'exact', 'bm25', 'hybrid'\]"),
     ({"k": 0}, r"k: 0 < 1"),
     ({"k": [5, 1]}, r"increasing order"),
     ({"k": None}, r"k: None"),

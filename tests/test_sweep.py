@@ -348,7 +348,7 @@ def test_grid_expansion() -> None:
     ({"chunker": ["fixed:200:0"]}, r"unknown key\(s\) \['chunker'\]; known keys are \["),
     ({"retrieval": {"metod": "exact"}}, r"unknown retrieval key\(s\) \['metod'\]; known: \["),
     ({"embed": {"devise": "cpu"}}, r"unknown embed key\(s\) \['devise'\]"),
-    ({"retrieval": {"method": "bm25"}}, r"retrieval.method 'bm25' is not 'hnsw' or 'exact'"),
+    ({"retrieval": {"method": "annoy"}}, r"retrieval.method 'annoy' is not 'hnsw', 'exact', 'bm25' or 'hybrid'"),
     ({"retrieval": {"method": "exact", "M": 8}}, r"HNSW parameters; drop them with method: exact"),
     ({"grid": {"type": ["fixed"]}}, r"grid.size is required"),
     ({"grid": {"size": []}}, r"grid.size is empty"),
