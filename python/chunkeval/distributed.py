@@ -400,7 +400,7 @@ def _search_on_ray(ray: ModuleType, chunk_vectors: np.ndarray, question_vectors:
 
         exact_ids, exact_scores = merge_top_k([(r.exact_ids, r.exact_scores) for r in results  # type: ignore[misc]
                                                if r.exact_ids is not None], k)
-        recall = float(pl._hnsw_recall(recall_at_k, ids, scores, exact_ids, exact_scores))
+        recall = float(recall_at_k(ids, exact_ids, approx_scores=scores, exact_scores=exact_scores))
     # The shards run at once: "index" is the slowest shard's build, "search" the whole stage.
     timings = {"index": max(r.index_seconds for r in results), "search": time.perf_counter() - started,
                "search_shard_max": max(r.seconds for r in results)}

@@ -320,7 +320,7 @@ def evaluate(
     out = EvaluationResult(table, summary, config, result, pl.chunk_spans(group.chunks), group.search.table(), timings,
                            skipped=skipped)
     if out_dir is not None:
-        out.paths = write_evaluation(Path(out_dir), table, config, summary, skipped)
+        out.paths = write_evaluation(Path(out_dir), table, config, summary, data)
     return out
 
 
@@ -339,14 +339,14 @@ def group_runner(engine: str, spec: Any, embedder: Any, *, ray_address: str | No
 
 
 def write_evaluation(out: Path, table: pa.Table, config: dict[str, Any], summary: dict[str, Any],
-                     skipped: list[dict[str, Any]]) -> dict[str, str]:
+                     data: Any) -> dict[str, str]:
     """``summary.json`` (and ``skipped.jsonl``) first, ``results.parquet`` last: its presence means the
     run finished and the files belong together."""
+    from .datasets import write_skipped
+
     paths: dict[str, str] = {}
-    if skipped:
-        lines = "".join(json.dumps(rs.jsonable(row), ensure_ascii=False) + "\n" for row in skipped)
-        write_bytes_atomic(out / "skipped.jsonl", lines.encode())
-        paths["skipped"] = str(out / "skipped.jsonl")
+    if getattr(data, "skipped", None):
+        paths["skipped"] = str(write_skipped(data, out / "skipped.jsonl"))
     write_bytes_atomic(out / "summary.json",
                        json.dumps(rs.jsonable({"config": config, "summary": summary}), indent=2).encode())
     rs.write_results(table, out / "results.parquet")
@@ -358,13 +358,9 @@ def write_evaluation(out: Path, table: pa.Table, config: dict[str, Any], summary
 
 def make_chunker(spec: Any, embedder: Any) -> Any:
     """A chunker from a spec; chunkers that embed (semantic ones) get the pipeline's embedder."""
-    import inspect
-
     from .chunkers import get_chunker
 
-    if "embedder" in inspect.signature(get_chunker).parameters:
-        return get_chunker(spec, embedder=embedder)
-    return get_chunker(spec)
+    return get_chunker(spec, embedder=embedder)
 
 
 def chunk_size_info(chunker_config: dict[str, Any]) -> tuple[int | None, str | None, int | None]:

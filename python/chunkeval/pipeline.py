@@ -206,19 +206,9 @@ def search_stage(
     if method == "hnsw" and check_recall:
         exact = build_index(chunk_vectors, groups=groups, method="exact", scope=scope)  # type: ignore[arg-type]
         exact_ids, exact_scores = exact.search(question_vectors, k_search, query_groups=query_groups)
-        recall = float(_hnsw_recall(recall_at_k, ids, scores, exact_ids, exact_scores))
+        # A result that ties with an exact one (an identical vector) is not a miss.
+        recall = float(recall_at_k(ids, exact_ids, approx_scores=scores, exact_scores=exact_scores))
     return SearchOutput(ids, scores, recall, _index_bytes(index, chunk_vectors), timings)
-
-
-def _hnsw_recall(recall_at_k: Any, ids: np.ndarray, scores: np.ndarray, exact_ids: np.ndarray,
-                 exact_scores: np.ndarray) -> float:
-    """HNSW recall against exact search, ties with an exact result not counted as misses where
-    :func:`chunkeval.retrieval.recall_at_k` knows the scores."""
-    import inspect
-
-    if "approx_scores" in inspect.signature(recall_at_k).parameters:
-        return float(recall_at_k(ids, exact_ids, approx_scores=scores, exact_scores=exact_scores))
-    return float(recall_at_k(ids, exact_ids))
 
 
 def _index_bytes(index: Any, vectors: np.ndarray) -> int:

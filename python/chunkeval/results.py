@@ -271,6 +271,24 @@ def conform(table: pa.Table, source: str = "results") -> pa.Table:
     return pa.Table.from_arrays(columns, schema=SCHEMA.with_metadata(table.schema.metadata))
 
 
+def _check_disjoint(tables: list[pa.Table], names: list[str]) -> None:
+    """No (configuration, question) in two sources. Configurations are few and questions many, so
+    only the questions of a configuration that two sources share are compared, in Arrow."""
+    import pyarrow.compute as pc
+
+    seen: dict[str, list[tuple[int, pa.Array]]] = {}  # config_id -> (source, its question ids)
+    for index, table in enumerate(tables):
+        for cid in table.column("config_id").unique().to_pylist():
+            questions = table.filter(pc.equal(table["config_id"], cid)).column("question_id").combine_chunks()
+            for first, earlier in seen.get(cid, []):
+                both = pc.is_in(questions, value_set=earlier.unique())
+                if pc.any(both).as_py():
+                    question = questions.filter(both)[0].as_py()
+                    raise ValueError(f"results: configuration {cid} scores question {question!r} in both "
+                                     f"{names[first]} and {names[index]}; pass each run once")
+            seen.setdefault(cid, []).append((index, questions))
+
+
 def read_results(*sources: str | os.PathLike[str] | pa.Table | Iterable[str | os.PathLike[str] | pa.Table]) -> pa.Table:
     """One results table from Parquet files, folders (their ``results.parquet``, else every
     ``*.parquet`` in them, else ``parts/*.parquet``) and tables, concatenated in order.
@@ -304,13 +322,6 @@ def read_results(*sources: str | os.PathLike[str] | pa.Table | Iterable[str | os
             tables.append(conform(raw, str(file)))
             names.append(str(file))
             configs.update(provenance(raw))
-    seen: dict[tuple[str, str], int] = {}
-    for index, table in enumerate(tables):
-        keys = zip(table.column("config_id").to_pylist(), table.column("question_id").to_pylist(), strict=True)
-        for key in dict.fromkeys(keys):
-            first = seen.setdefault(key, index)
-            if first != index:
-                raise ValueError(f"results: configuration {key[0]} scores question {key[1]!r} in both {names[first]} "
-                                 f"and {names[index]}; pass each run once")
+    _check_disjoint(tables, names)
     merged = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
     return with_provenance(merged, configs)
