@@ -237,8 +237,9 @@ def test_hnsw_per_shard_reports_its_recall_against_exact(cluster: ModuleType) ->
     remote = distributed.run_group_ray(data, chunker, embedder, scorers, attrs, retrieval="hnsw", hnsw=hnsw,
                                        show_progress=False, search_shards=3)
     exact = pl.run_group(data, chunker, embedder, scorers, replace(attrs, retrieval="exact"), retrieval="exact")
-    assert remote.search.hnsw_recall == pl._hnsw_recall(recall_at_k, remote.search.ids, remote.search.scores,
-                                                        exact.search.ids, exact.search.scores)
+    assert remote.search.hnsw_recall == recall_at_k(remote.search.ids, exact.search.ids,
+                                                    approx_scores=remote.search.scores,
+                                                    exact_scores=exact.search.scores)
     assert 0.0 < remote.search.hnsw_recall <= 1.0
     # A well-connected graph and a beam wider than any shard visit every vector: exact again.
     wide = distributed.run_group_ray(data, chunker, embedder, scorers, attrs, retrieval="hnsw",
