@@ -113,6 +113,51 @@ def _scores(E: list[Span], refs: list[Span], top: list[Span], semantics: int) ->
     return inter / ref_sum, (inter / ret_sum if ret_sum else 0.0), inter / (ret_sum + unused)
 
 
+RANK_NAMES = ("hit", "mrr", "map", "ndcg", "ndcg_graded")
+
+
+def _ranks(ret: list[Span], k: int | None) -> list[Span]:
+    """The distinct rows of ``ret`` in order (a repeated ``(doc, start, end)`` takes no rank), at most ``k``."""
+    seen: set[Span] = set()
+    out: list[Span] = []
+    for row in ret:
+        if k is not None and len(out) >= k:
+            break
+        if row not in seen:
+            seen.add(row)
+            out.append(row)
+    return out
+
+
+def _dcg(gains: list[float]) -> float:
+    total = 0.0
+    for i, g in enumerate(gains, start=1):
+        total += g / math.log2(i + 1)
+    return total
+
+
+def _rank_scores(E: list[Span], ret: list[Span], ideal: list[int], k: int | None) -> tuple[float, ...]:
+    """(hit, mrr, map, ndcg, ndcg_graded) at cut-off ``k`` (``None``: every rank), docs/metrics.md."""
+    gains = [overlap_with(row, E) for row in _ranks(ret, k)]
+    relevant = [i for i, g in enumerate(gains, start=1) if g > 0]
+    n_rel = len(ideal)
+    hit = 1.0 if relevant else 0.0
+    mrr = 1.0 / relevant[0] if relevant else 0.0
+    ap = 0.0
+    for h, i in enumerate(relevant, start=1):
+        ap += h / i
+    depth = n_rel if k is None else min(k, n_rel)
+    idcg = _dcg([1.0] * depth)
+    idcg_graded = _dcg([float(g) for g in ideal[:depth]])
+    return (
+        hit,
+        mrr,
+        ap / n_rel if n_rel else 0.0,
+        _dcg([1.0 if g > 0 else 0.0 for g in gains]) / idcg if idcg else 0.0,
+        _dcg([float(g) for g in gains]) / idcg_graded if idcg_graded else 0.0,
+    )
+
+
 def span_metrics_reference(
     ref_offsets: np.ndarray,
     ref_doc: np.ndarray,
@@ -127,9 +172,16 @@ def span_metrics_reference(
     k_mode: int,
     semantics: int,
     num_threads: int = 1,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Score every question; same signature and outputs as the compiled backends (docs/engine.md)."""
+    ranked: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Score every question; same signature and outputs as the compiled backends (docs/engine.md).
+
+    The seventh output is ``None``, or with ``ranked`` the rank metrics as one float64 array of shape
+    ``(5, n_questions, n_cols)`` in the order of :data:`RANK_NAMES`.
+    """
     del num_threads  # the reference is deliberately single-threaded
+    if ranked and chunks is None:
+        raise ValueError("ranked=True needs the chunking: rank metrics count the evidence chunks")
     _check("ref", ref_offsets, ref_doc, ref_start, ref_end)
     _check("ret", ret_offsets, ret_doc, ret_start, ret_end)
     if len(ref_offsets) != len(ret_offsets):
@@ -142,6 +194,7 @@ def span_metrics_reference(
     omega = np.full(nq, math.nan)
     coverage = np.full(nq, math.nan)
     n_evidence = np.full(nq, -1, dtype=np.int64)
+    rank = np.zeros((len(RANK_NAMES), nq, ncols)) if ranked else None
     by_doc: dict[int, list[Span]] = {}
     if chunks is not None:
         _check("chunks", np.array([0, len(chunks[0])]), *chunks)
@@ -174,4 +227,13 @@ def span_metrics_reference(
             cutoffs = [min(int(n_evidence[q]), len(ret))]
         for j, k in enumerate(cutoffs):
             recall[q, j], precision[q, j], iou[q, j] = _scores(E, refs, ret[:k], semantics)
-    return recall, precision, iou, omega, coverage, n_evidence
+        if rank is not None:
+            # Ideal list: every chunk of the question's documents with a positive overlap with E.
+            ideal = sorted((g for d in sorted({d for d, _, _ in E}) for c in by_doc.get(d, [])
+                            if (g := overlap_with(c, E)) > 0), reverse=True)
+            rank_cutoffs: list[int | None] = (
+                [int(k) for k in ks] if k_mode == K_LIST else [None] if k_mode == K_ALL else [int(n_evidence[q])]
+            )
+            for j, rk in enumerate(rank_cutoffs):
+                rank[:, q, j] = _rank_scores(E, ret, ideal, rk)
+    return recall, precision, iou, omega, coverage, n_evidence, rank

@@ -21,11 +21,13 @@ import numpy as np
 from ..spans import RaggedSpans, Spans
 from . import _reference
 
-__all__ = ["span_metrics", "SpanMetrics", "available_backends", "METRIC_NAMES"]
+__all__ = ["span_metrics", "SpanMetrics", "available_backends", "METRIC_NAMES", "RANK_METRIC_NAMES"]
 
 K_LIST, K_ALL, K_AUTO = 0, 1, 2
 _SEMANTICS = {"set": 0, "chroma": 1}
 METRIC_NAMES = ("iou", "recall", "precision", "precision_omega", "coverage")
+#: The rank metrics of ``ranked=True`` (docs/metrics.md, *Rank metrics*), in the kernels' order.
+RANK_METRIC_NAMES = _reference.RANK_NAMES
 # Numba's default threading layer (workqueue) aborts the process if two Python threads enter a
 # parallel region at once; calls into the Numba backend are serialised instead.
 _NUMBA_LOCK = threading.Lock()
@@ -72,6 +74,9 @@ class SpanMetrics:
     ``precision_omega`` and ``coverage`` (float64) and ``n_evidence_chunks`` (int64) have shape
     ``(n_questions,)``; they depend on the chunking, not on retrieval, and are NaN / -1 when no
     chunks were given.
+
+    With ``ranked=True`` the rank metrics ``hit``, ``mrr``, ``map``, ``ndcg`` and ``ndcg_graded``
+    (float64, shaped like ``recall``) are set too; otherwise they are ``None``.
     """
 
     recall: np.ndarray
@@ -84,6 +89,11 @@ class SpanMetrics:
     semantics: str
     backend: str
     groups: np.ndarray | None = field(default=None, repr=False)
+    hit: np.ndarray | None = None
+    mrr: np.ndarray | None = None
+    map: np.ndarray | None = None
+    ndcg: np.ndarray | None = None
+    ndcg_graded: np.ndarray | None = None
 
     @property
     def n_questions(self) -> int:
@@ -96,6 +106,20 @@ class SpanMetrics:
     def multi_k(self) -> bool:
         return self.recall.ndim == 2
 
+    @property
+    def ranked(self) -> bool:
+        """Whether the rank metrics were computed (``span_metrics(..., ranked=True)``)."""
+        return self.hit is not None
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The per-cut-off metrics this result holds: the span metrics, then the rank metrics if any."""
+        return ("recall", "precision", "iou") + (RANK_METRIC_NAMES if self.ranked else ())
+
+    def _rank_columns(self, j: int | None) -> dict[str, Any]:
+        if not self.ranked:
+            return {}
+        return {name: (getattr(self, name) if j is None else getattr(self, name)[:, j]) for name in RANK_METRIC_NAMES}
+
     def at(self, k: int) -> SpanMetrics:
         """The result for one cut-off of a multi-``k`` result."""
         if not self.multi_k:
@@ -105,7 +129,8 @@ class SpanMetrics:
             raise ValueError(f"k: {k} was not computed; this result has k in {ks}")
         j = ks.index(k)
         return SpanMetrics(self.recall[:, j], self.precision[:, j], self.iou[:, j], self.precision_omega,
-                           self.coverage, self.n_evidence_chunks, k, self.semantics, self.backend, self.groups)
+                           self.coverage, self.n_evidence_chunks, k, self.semantics, self.backend, self.groups,
+                           **self._rank_columns(j))
 
     def summary(self, groups: Any = None) -> dict[str, Any]:
         """Mean and population standard deviation (ddof=0) of every metric, overall and per group.
@@ -143,14 +168,14 @@ class SpanMetrics:
                 "question": np.repeat(np.arange(nq), nk),
                 "k": np.tile(np.asarray(self.k, dtype=np.int64), nq),
             }
-            for name in ("recall", "precision", "iou"):
+            for name in self.metric_names():
                 cols[name] = getattr(self, name).reshape(-1)
             for name in ("precision_omega", "coverage", "n_evidence_chunks"):
                 cols[name] = np.repeat(getattr(self, name), nk)
             rep = nk
         else:
             cols = {"question": np.arange(nq)}
-            for name in ("recall", "precision", "iou", "precision_omega", "coverage", "n_evidence_chunks"):
+            for name in self.metric_names() + ("precision_omega", "coverage", "n_evidence_chunks"):
                 cols[name] = getattr(self, name)
             rep = 1
         table = pa.table(cols)
@@ -168,7 +193,7 @@ def _ordered_unique(values: np.ndarray) -> list[Any]:
 
 def _aggregate(result: SpanMetrics, mask: np.ndarray) -> dict[str, float]:
     out: dict[str, float] = {}
-    for name in METRIC_NAMES:
+    for name in METRIC_NAMES + (RANK_METRIC_NAMES if result.ranked else ()):
         values = getattr(result, name)[mask]
         if values.size == 0 or np.isnan(values).all():
             out[f"{name}_mean"] = math.nan
@@ -347,6 +372,7 @@ def span_metrics(  # noqa: C901 - one check per argument
     num_threads: int | None = None,
     doc_lengths: Any = None,
     groups: Any = None,
+    ranked: bool = False,
 ) -> SpanMetrics:
     """Score ranked retrieved chunks against reference spans, one row per question.
 
@@ -386,6 +412,11 @@ def span_metrics(  # noqa: C901 - one check per argument
         or naming an unknown document is rejected.
     groups:
         Optional label per question (e.g. corpus id), used by :meth:`SpanMetrics.summary`.
+    ranked:
+        Also compute the rank metrics ``hit``, ``mrr``, ``map``, ``ndcg`` and ``ndcg_graded`` at the
+        same cut-offs, in the same pass (docs/metrics.md, *Rank metrics*: a retrieved row is relevant
+        when it overlaps the evidence, repeated rows take no rank, and ``k`` counts ranks). Needs
+        ``chunks``: the ideal list is the chunks that overlap the evidence.
     """
     references = _as_ragged(references, "references")
     retrieved = _as_ragged(retrieved, "retrieved")
@@ -402,6 +433,8 @@ def span_metrics(  # noqa: C901 - one check per argument
     if semantics not in _SEMANTICS:
         raise ValueError(f"semantics: {semantics!r} is not one of 'set', 'chroma'")
     k_mode, ks, k_label = _parse_k(k)
+    if not isinstance(ranked, (bool, np.bool_)):
+        raise TypeError(f"ranked must be True or False, got {type(ranked).__name__}")
     _check_rows_per_question(references.counts(), "references", "has", "split the question")
     if k_mode != K_AUTO:
         # With k='auto' the depth is each question's n_evidence_chunks, checked after scoring.
@@ -415,6 +448,9 @@ def span_metrics(  # noqa: C901 - one check per argument
         _check_docs_known(retrieved.spans, known, "retrieved")
     elif k_mode == K_AUTO:
         raise ValueError("k='auto' scores each question on its first n_evidence_chunks results, which needs `chunks`")
+    elif ranked:
+        raise ValueError("ranked=True needs `chunks`: the rank metrics' ideal list is the chunks that overlap the "
+                         "evidence (nDCG and MAP divide by it); pass the chunking")
     if doc_lengths is not None:
         references.spans.check_within(doc_lengths, "references")
         retrieved.spans.check_within(doc_lengths, "retrieved")
@@ -450,14 +486,19 @@ def span_metrics(  # noqa: C901 - one check per argument
     index = _chunk_index(chunks, backend, module) if chunks is not None else None
     threads = _resolve_threads(num_threads, references.n_questions)
     with _NUMBA_LOCK if backend == "numba" else contextlib.nullcontext():
-        recall, precision, iou, omega, coverage, n_evidence = kernel(
+        recall, precision, iou, omega, coverage, n_evidence, rank = kernel(
             references.offsets, references.doc, references.start, references.end,
             retrieved.offsets, retrieved.doc, retrieved.start, retrieved.end,
-            index, ks, k_mode, _SEMANTICS[semantics], threads,
+            index, ks, k_mode, _SEMANTICS[semantics], threads, bool(ranked),
         )
     if k_mode == K_AUTO:
         _check_rows_per_question(np.minimum(retrieved.counts(), n_evidence), "retrieved", "scores",
                                  "k='auto' scores n_evidence_chunks rows, so pass an int k or truncate the list")
-    if k_mode != K_LIST or not isinstance(k_label, tuple):
+    single = k_mode != K_LIST or not isinstance(k_label, tuple)
+    if single:
         recall, precision, iou = recall[:, 0], precision[:, 0], iou[:, 0]
-    return SpanMetrics(recall, precision, iou, omega, coverage, n_evidence, k_label, semantics, backend, groups)
+    ranks: dict[str, Any] = {}
+    if rank is not None:
+        ranks = {name: (rank[i, :, 0] if single else rank[i]) for i, name in enumerate(RANK_METRIC_NAMES)}
+    return SpanMetrics(recall, precision, iou, omega, coverage, n_evidence, k_label, semantics, backend, groups,
+                       **ranks)
