@@ -588,7 +588,7 @@ def run_group_ray(
     tables = pl.group_tables(plan, scorers, scorings, search, attributes, cost)
     timings["score"] = time.perf_counter() - t
     stages.done("score", t, f"{len(plan.question_ids)} questions x {len(scorers)} scoring(s)")
-    return pl.GroupOutput(tables, scorings, chunks, search, k_search, question_vectors, stats, timings)
+    return pl.GroupOutput(tables, scorings, chunks, search, k_search, question_vectors, stats, timings, plan.unit_spans)
 
 
 # ------------------------------------------------------------------------- Parquet scoring job

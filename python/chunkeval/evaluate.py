@@ -58,7 +58,10 @@ class EvaluationResult:
     ``summary`` the Chroma-style aggregates (``iou_mean``, …, ``corpora_scores``; for several
     cut-offs ``{"k": [...], "at_k": {k: ...}}``), ``metrics`` the engine's per-question arrays and
     ``retrieved`` the whole ranked list the retriever returned per question (``retrieved_chunk_ids``,
-    ``retrieved_scores``; the table holds each cut-off's part of it).
+    ``retrieved_scores``; the table holds each cut-off's part of it). ``unit_spans`` holds the
+    references and chunks in the units the metrics were computed in, and ``ranked_ids`` each
+    question's ranked character chunk ids (``-1`` padding): with them the evaluation can be
+    exported (:meth:`to_trec`, :meth:`to_ranx`).
     """
 
     table: pa.Table
@@ -70,6 +73,8 @@ class EvaluationResult:
     timings: dict[str, float] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    unit_spans: pl.UnitSpans | None = None
+    ranked_ids: np.ndarray | None = None
 
 
 EmbedBackend = Literal["auto", "torch", "openvino", "onnx"]
@@ -318,7 +323,7 @@ def evaluate(
     table = rs.with_provenance(table, provenance)
 
     out = EvaluationResult(table, summary, config, result, pl.chunk_spans(group.chunks), group.search.table(), timings,
-                           skipped=skipped)
+                           skipped=skipped, unit_spans=group.unit_spans.get(units), ranked_ids=group.search.ids)
     if out_dir is not None:
         out.paths = write_evaluation(Path(out_dir), table, config, summary, data)
     return out

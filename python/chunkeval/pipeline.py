@@ -447,6 +447,7 @@ class GroupOutput:
     question_vectors: np.ndarray | None
     embedding_stats: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    unit_spans: dict[str, UnitSpans] = field(default_factory=dict)  # the spans each scoring's units measured
 
 
 @dataclass
@@ -553,7 +554,8 @@ def run_group(
     timings["score"] = time.perf_counter() - t
     embedding_stats = {key: value - stats_before.get(key, 0) for key, value in stats_after.items()
                        if isinstance(value, (int, float)) and isinstance(stats_before.get(key, 0), (int, float))}
-    return GroupOutput(tables, scorings, chunks, search, plan.k_search, question_vectors, embedding_stats, timings)
+    return GroupOutput(tables, scorings, chunks, search, plan.k_search, question_vectors, embedding_stats, timings,
+                       plan.unit_spans)
 
 
 def _embedded_tokens(embedder: Any, chunks: pa.Table) -> int | None:
