@@ -21,15 +21,28 @@ invocations (then a cold run pays only loading it).
 It prints each stage's seconds, the share of the cold wall time that is not embedding, the
 embedding throughput of both, and the cosine between the two sets of vectors.
 
+``--warm`` measures only what a user pays for a rerun: the README's main command,
+``chunkeval evaluate``, run once to fill the caches (embeddings, chunk spans, HNSW graph) and then
+``--runs`` times, each in a fresh interpreter timed from its start to its exit; it prints the best
+and median wall time, the ``python -X importtime`` total of one warm run with its largest top-level
+imports, and whether torch, transformers or pandas were imported. It uses the default cache dir
+(``$CHUNKEVAL_CACHE_DIR`` or ``~/.cache/chunkeval``) like the command itself; ``--source DIR``
+imports chunkeval from another source tree (an older checkout, for a before/after comparison)
+with the same interpreter and compiled core.
+
     python bench/bench_evaluate.py
     python bench/bench_evaluate.py --precision fp32     # the fp32 path, for the equal-vectors comparison
     python bench/bench_evaluate.py --backend torch      # today's torch path, for comparison
+    python bench/bench_evaluate.py --warm --runs 5      # a warm `chunkeval evaluate`, best of 5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +54,65 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 
 
+# `chunkeval evaluate` as its console script runs it (`from chunkeval.cli import main`), optionally
+# from another source tree: the editable install's import hook is taken out so that tree wins.
+_LAUNCH = """
+import json, os, sys
+source = os.environ.get("BENCH_SOURCE")
+if source:
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+    sys.path.insert(0, source)
+    import chunkeval, chunkeval._core
+from chunkeval.cli import main
+code = main(sys.argv[1:])
+if os.environ.get("BENCH_MODULES_OUT"):
+    with open(os.environ["BENCH_MODULES_OUT"], "w") as f:
+        json.dump({"heavy": sorted(m for m in ("torch", "transformers", "pandas") if m in sys.modules),
+                   "chunkeval": chunkeval.__file__ if source else sys.modules["chunkeval"].__file__}, f)
+sys.exit(code)
+"""
+
+
+def _launch(args: list[str], env: dict[str, str], python_flags: tuple[str, ...] = ()) -> tuple[float, str]:
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, *python_flags, "-c", _LAUNCH, *args], capture_output=True, text=True,
+                          env=env)
+    wall = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"chunkeval {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return wall, done.stderr
+
+
+def _import_totals(stderr: str) -> tuple[float, list[tuple[float, str]]]:
+    """Seconds of every top-level import in ``-X importtime`` output, and the largest ones."""
+    tops = []
+    for line in stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S+)$", line)  # one space: top level
+        if m:
+            tops.append((int(m.group(1)) / 1e6, m.group(2)))
+    return sum(t for t, _ in tops), sorted(tops, reverse=True)[:8]
+
+
+def warm_cli(runs: int, source: str | None, command: list[str]) -> None:
+    """The warm wall time of ``chunkeval <command>`` (every vector, span and graph cached)."""
+    env = dict(os.environ)
+    if source:
+        env["BENCH_SOURCE"] = str(Path(source).resolve())
+    _launch(command, env)  # fills whatever cache is empty: this run is not timed
+    walls = [_launch(command, env)[0] for _ in range(runs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        env["BENCH_MODULES_OUT"] = str(Path(tmp) / "modules.json")
+        _, importtime = _launch(command, env, ("-X", "importtime"))
+        modules = json.loads(Path(env["BENCH_MODULES_OUT"]).read_text())
+    total, largest = _import_totals(importtime)
+    print(f"warm `chunkeval {' '.join(command)}` from {modules['chunkeval']}")
+    print(f"wall over {runs} runs: best {min(walls):.3f} s, median {statistics.median(walls):.3f} s "
+          f"({', '.join(f'{w:.3f}' for w in walls)})")
+    print(f"python -X importtime: {total:.3f} s of top-level imports (one more run, with the timer's overhead); "
+          "largest: " + ", ".join(f"{name} {t:.3f}" for t, name in largest))
+    print(f"torch / transformers / pandas imported: {modules['heavy'] or 'none'}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
@@ -49,7 +121,14 @@ def main() -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino", "onnx"])
     p.add_argument("--export-cache", default=None, help="keep compiled exports here between invocations")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--warm", action="store_true", help="only the warm CLI run, in fresh processes")
+    p.add_argument("--runs", type=int, default=5, help="--warm: timed runs after the one that fills the caches")
+    p.add_argument("--source", default=None, help="--warm: import chunkeval from this source tree")
+    p.add_argument("--command", default="evaluate", help="--warm: the chunkeval arguments to time")
     args = p.parse_args()
+    if args.warm:
+        warm_cli(args.runs, args.source, args.command.split())
+        return
 
     from chunkeval.chunkers import chunk_texts, get_chunker
     from chunkeval.datasets import load

@@ -254,11 +254,12 @@ void make_questions(const Config& config, const Corpus& corpus, int64_t count, s
 // ---- measurements ----
 
 struct Outputs {
-    std::vector<double> recall, precision, iou, precision_omega, coverage;
+    std::vector<double> recall, precision, iou, precision_omega, coverage, rank;
     std::vector<int64_t> n_evidence_chunks;
 
-    void resize(int64_t n, int64_t columns) {
+    void resize(int64_t n, int64_t columns, bool ranked = false) {
         const size_t cells = static_cast<size_t>(n * columns);
+        rank.resize(ranked ? static_cast<size_t>(kRankMetrics) * cells : 0);
         recall.resize(cells);
         precision.resize(cells);
         iou.resize(cells);
@@ -267,15 +268,16 @@ struct Outputs {
         n_evidence_chunks.resize(static_cast<size_t>(n));
     }
     MetricsOutputs view() {
-        return MetricsOutputs{recall.data(),   precision.data(), iou.data(), precision_omega.data(),
-                              coverage.data(), n_evidence_chunks.data()};
+        return MetricsOutputs{recall.data(),   precision.data(),         iou.data(),
+                              precision_omega.data(), coverage.data(), n_evidence_chunks.data(),
+                              rank.empty() ? nullptr : rank.data()};
     }
     bool operator==(const Outputs& o) const {
         auto same = [](const std::vector<double>& a, const std::vector<double>& b) {
             return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
         };
         return same(recall, o.recall) && same(precision, o.precision) && same(iou, o.iou) &&
-               same(precision_omega, o.precision_omega) && same(coverage, o.coverage) &&
+               same(precision_omega, o.precision_omega) && same(coverage, o.coverage) && same(rank, o.rank) &&
                n_evidence_chunks == o.n_evidence_chunks;
     }
 };
@@ -284,6 +286,8 @@ struct Scenario {
     const char* name;
     Semantics semantics;
     std::vector<int64_t> ks;
+    bool ranked = false;  // also the rank metrics (hit, mrr, map, ndcg, ndcg_graded)
+    int base = -1;        // for a ranked scenario: the same scenario without rank metrics
 };
 
 // Wall and CPU seconds (CPU summed over the process's threads), each the best of --repeat runs.
@@ -453,6 +457,9 @@ int main(int argc, char** argv) {
         {"chroma ks=[1,3,5,10]", Semantics::chroma, {1, 3, 5, 10}},
         {"set    ks=[10]", Semantics::set, {10}},
         {"chroma ks=[10]", Semantics::chroma, {10}},
+        {"set    ks=[10] +rank", Semantics::set, {10}, true, 2},
+        {"chroma ks=[10] +rank", Semantics::chroma, {10}, true, 3},
+        {"set    [1,3,5,10] +rank", Semantics::set, {1, 3, 5, 10}, true, 0},
     };
     std::vector<int64_t> list_ks = {1, 3, 5, 10};
     std::vector<Timing> timings(scenarios.size());
@@ -486,9 +493,10 @@ int main(int argc, char** argv) {
             options.semantics = scenario.semantics;
             options.ks = scenario.ks.data();
             options.n_ks = static_cast<int64_t>(scenario.ks.size());
+            options.ranked = scenario.ranked;
             const int64_t columns = metric_columns(options.k_mode, options.n_ks);
-            single.resize(count, columns);
-            multi.resize(count, columns);
+            single.resize(count, columns, scenario.ranked);
+            multi.resize(count, columns, scenario.ranked);
             options.num_threads = 1;
             timings[s].one_thread += best_of(config.repeat, [&] {
                 span_metrics(questions.references(), questions.retrieved(), &index, options, single.view());
@@ -518,7 +526,7 @@ int main(int argc, char** argv) {
     std::printf("(rates use wall time; q/cpu-s uses CPU seconds summed over threads, which a busy machine "
                 "inflates less; x floor = kernel / floor at the same thread count, wall and cpu)\n\n");
 
-    std::printf("%-22s %3s %8s %8s %12s %12s %12s %12s %7s %6s %8s\n", "scenario (all metrics)", "thr", "wall s",
+    std::printf("%-24s %3s %8s %8s %12s %12s %12s %12s %7s %6s %8s\n", "scenario (all metrics)", "thr", "wall s",
                 "cpu s", "questions/s", "q/s/thread", "q/cpu-s", "pairs/s", "x floor", "(cpu)", "scaling");
     for (size_t s = 0; s < scenarios.size(); ++s) {
         const Timing& t = timings[s];
@@ -528,12 +536,23 @@ int main(int argc, char** argv) {
             const Measurement& f = run == 0 ? floor.one_thread : floor.many_threads;
             char scaling[16] = "";
             if (run == 1) std::snprintf(scaling, sizeof scaling, "%.2fx", t.one_thread.wall / t.many_threads.wall);
-            std::printf("%-22s %3d %8.3f %8.3f %12s %12s %12s %12s %7.1f %6.1f %8s\n", scenarios[s].name, used, m.wall,
+            std::printf("%-24s %3d %8.3f %8.3f %12s %12s %12s %12s %7.1f %6.1f %8s\n", scenarios[s].name, used, m.wall,
                         m.cpu, si(n_questions / m.wall).c_str(), si(n_questions / m.wall / used).c_str(),
                         si(n_questions / m.cpu).c_str(), si(static_cast<double>(pairs) / m.wall).c_str(),
                         m.wall / f.wall, m.cpu / f.cpu, scaling);
         }
     }
+    std::printf("\nrank metrics' cost (time with them / without, same run; wall, and cpu in brackets):");
+    for (size_t s = 0; s < scenarios.size(); ++s) {
+        if (scenarios[s].base < 0) continue;
+        const Timing& with = timings[s];
+        const Timing& without = timings[static_cast<size_t>(scenarios[s].base)];
+        std::printf("\n  %s: %.3fx [%.3fx] (1 thread), %.3fx [%.3fx] (%d threads)", scenarios[s].name,
+                    with.one_thread.wall / without.one_thread.wall, with.one_thread.cpu / without.one_thread.cpu,
+                    with.many_threads.wall / without.many_threads.wall, with.many_threads.cpu / without.many_threads.cpu,
+                    threads);
+    }
+    std::printf("\n");
     std::printf("\n1-thread and %d-thread outputs identical: %s; checksum %.6f (floor %" PRId64 ")\n", threads,
                 mismatches == 0 ? "yes" : "NO", checksum, floor_sum);
     bench_long_lists(config, corpus, index, rng);

@@ -227,7 +227,8 @@ def test_chunk_index_owns_its_rows() -> None:
     index = _core.ChunkIndex(doc, start, end)
     end[:] = [30, 30, 30]
     start[:] = [0, 0, 0]
-    *_, omega, coverage, n_evidence = _score([[(0, 5, 15)]], [[(0, 0, 10)]], chunks=index)
+    *_, omega, coverage, n_evidence, rank = _score([[(0, 5, 15)]], [[(0, 0, 10)]], chunks=index)
+    assert rank is None  # the rank metrics only with ranked=True
     assert n_evidence.tolist() == [2]
     assert omega.tolist() == [0.5]
     assert coverage.tolist() == [1.0]

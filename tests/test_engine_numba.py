@@ -1,10 +1,16 @@
 """The Numba entry point called directly (past ``span_metrics``'s validation): every branch that the
-public API cannot reach, checked against the pure-Python reference on the same buffers."""
+public API cannot reach, checked against the pure-Python reference on the same buffers; and the
+rank metrics (``ranked=True``, docs/engine.md §4) by hand and bit for bit against the reference."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chunkeval import RaggedSpans, Spans, span_metrics
 from chunkeval.metrics import _numba, _reference
@@ -15,17 +21,28 @@ def col(*v: int) -> np.ndarray:
     return np.array(v, dtype=np.int64)
 
 
+def same_bits(got: tuple[np.ndarray | None, ...], want: tuple[np.ndarray | None, ...]) -> None:
+    """Every output identical: same shape, dtype and bits (so NaN == NaN, and 0.0 != -0.0)."""
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        if w is None:
+            assert g is None, i
+            continue
+        assert g is not None and g.shape == w.shape and g.dtype == w.dtype, (i, g, w)
+        assert np.array_equal(g.view(np.uint64 if g.dtype == np.float64 else g.dtype), w.view(
+            np.uint64 if w.dtype == np.float64 else w.dtype)), (i, g, w)
+
+
 def both(refs: RaggedSpans | tuple[np.ndarray, ...], rets: RaggedSpans | tuple[np.ndarray, ...],
-         chunks: tuple[np.ndarray, ...] | None, ks: np.ndarray, k_mode: int, semantics: int) -> None:
+         chunks: tuple[np.ndarray, ...] | None, ks: np.ndarray, k_mode: int, semantics: int,
+         ranked: bool = False, num_threads: int | None = None) -> None:
     def cols(t: RaggedSpans | tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         return (t.offsets, t.doc, t.start, t.end) if isinstance(t, RaggedSpans) else t
 
     args = (*cols(refs), *cols(rets))
     index = None if chunks is None else _numba.build_chunk_index(*chunks)
-    got = _numba.span_metrics_numba(*args, index, ks, k_mode, semantics, None)
-    want = _reference.span_metrics_reference(*args, chunks, ks, k_mode, semantics)
-    for g, w in zip(got, want, strict=True):
-        assert g.shape == w.shape and np.array_equal(g, w, equal_nan=True), (g, w)
+    got = _numba.span_metrics_numba(*args, index, ks, k_mode, semantics, num_threads, ranked)
+    want = _reference.span_metrics_reference(*args, chunks, ks, k_mode, semantics, 1, ranked)
+    same_bits(got, want)
 
 
 @pytest.mark.parametrize("semantics", [0, 1])
@@ -118,8 +135,12 @@ def test_entry_point_argument_errors():
     gap[3] = col(0, 5)  # increasing, but flagged dense though 5 - 0 + 1 != 2 docs
     with pytest.raises(ValueError, match=r"chunk_index is inconsistent \(check 5\)"):
         _numba.span_metrics_numba(*good, *good, tuple(gap), ks, 0, 0, 1)
+    with pytest.raises(ValueError, match=r"ranked=True needs the chunking: rank metrics count the evidence chunks"):
+        _numba.span_metrics_numba(*good, *good, None, ks, 0, 0, 1, True)
     out = _numba.span_metrics_numba(*good, *good, index, ks, 0, 0, None)
-    assert out[0].tolist() == [[1.0]]
+    assert len(out) == 7 and out[0].tolist() == [[1.0]] and out[6] is None
+    ranked = _numba.span_metrics_numba(*good, *good, index, ks, 0, 0, None, True)[6]
+    assert ranked is not None and ranked.shape == (5, 1, 1) and ranked.tolist() == [[[1.0]]] * 5
 
 
 def test_compiled_and_numba_agree_on_direct_calls_with_missing_docs():
@@ -131,10 +152,10 @@ def test_compiled_and_numba_agree_on_direct_calls_with_missing_docs():
     rets = RaggedSpans.from_lists([[(0, 0, 5)], [(3, 0, 5)]])
     chunks = (col(0, 0, 5), col(0, 5, 0), col(5, 10, 8))
     args = (refs.offsets, refs.doc, refs.start, refs.end, rets.offsets, rets.doc, rets.start, rets.end)
-    a = _numba.span_metrics_numba(*args, _numba.build_chunk_index(*chunks), col(1), 0, 1, 1)
-    b = _core.span_metrics(*args, _core.ChunkIndex(*chunks), col(1), 0, 1, 1)
-    for x, y in zip(a, b, strict=True):
-        assert np.array_equal(x, y, equal_nan=True)
+    for ranked in (False, True):
+        a = _numba.span_metrics_numba(*args, _numba.build_chunk_index(*chunks), col(1, 2), 0, 1, 1, ranked)
+        b = _core.span_metrics(*args, _core.ChunkIndex(*chunks), col(1, 2), 0, 1, 1, ranked)
+        same_bits(a, b)
 
 
 def test_prefetch_of_a_question_with_many_references():
@@ -147,3 +168,221 @@ def test_prefetch_of_a_question_with_many_references():
     chunks = (np.repeat(np.arange(3), 10), np.tile(np.arange(0, 1000, 100), 3), np.tile(np.arange(100, 1100, 100), 3))
     for semantics in (0, 1):
         both(refs, rets, chunks, col(1, 3), 0, semantics)
+
+
+# --------------------------------------------------------------------------------------------
+# Rank metrics (ranked=True)
+# --------------------------------------------------------------------------------------------
+
+TENS = Spans(np.zeros(10, dtype=np.int64), np.arange(0, 100, 10), np.arange(10, 110, 10))  # [0,10) [10,20) ...
+
+
+def test_rank_metrics_worked_example():
+    # Reference [15, 25): chunks [10,20) and [20,30) overlap it by 5 each, so n_rel = 2 and the
+    # ideal gains are (5, 5). Ranks: [20,30) (gain 5), its repeat takes no rank, [50,60) (gain 0),
+    # [10,20) (gain 5) at rank 3.
+    refs = RaggedSpans.from_lists([[(0, 15, 25)]])
+    rets = RaggedSpans.from_lists([[(0, 20, 30), (0, 20, 30), (0, 50, 60), (0, 10, 20)]])
+    r = span_metrics(refs, rets, TENS, k=(1, 2, 3), backend="numba", ranked=True)
+    idcg2 = 1.0 + 1.0 / math.log2(3)
+    assert r.hit is not None and r.hit.tolist() == [[1.0, 1.0, 1.0]]
+    assert r.mrr is not None and r.mrr.tolist() == [[1.0, 1.0, 1.0]]
+    assert r.map is not None and r.map.tolist() == [[0.5, 0.5, (1.0 + 2 / 3) / 2]]
+    assert r.ndcg is not None and r.ndcg.tolist() == [[1.0, 1.0 / idcg2, (1.0 + 1.0 / math.log2(4)) / idcg2]]
+    graded = [1.0, 5.0 / (5.0 + 5.0 / math.log2(3)), (5.0 + 5.0 / math.log2(4)) / (5.0 + 5.0 / math.log2(3))]
+    assert r.ndcg_graded is not None and r.ndcg_graded.tolist() == [graded]
+    assert graded == pytest.approx(r.ndcg.tolist()[0], abs=1e-15)  # both gains are 5
+    # The span metrics still score the first k rows, repeat included.
+    assert r.recall.tolist() == [[0.5, 0.5, 0.5]]
+
+
+@pytest.mark.parametrize("semantics", ["set", "chroma"])
+def test_rank_metrics_ignore_merely_touching_chunks(semantics):
+    # Reference [10, 20) exactly: under chroma [0,10) and [20,30) touch it and are evidence chunks
+    # (n_evidence_chunks 3, the auto cut-off), but with gain 0 they are neither relevant nor ideal.
+    refs = RaggedSpans.from_lists([[(0, 10, 20)]])
+    rets = RaggedSpans.from_lists([[(0, 0, 10), (0, 10, 20), (0, 20, 30)]])
+    r = span_metrics(refs, rets, TENS, k=(1, 2), semantics=semantics, backend="numba", ranked=True)
+    assert r.n_evidence_chunks.tolist() == [3 if semantics == "chroma" else 1]
+    assert r.hit is not None and r.hit.tolist() == [[0.0, 1.0]]
+    assert r.mrr is not None and r.mrr.tolist() == [[0.0, 0.5]]
+    assert r.map is not None and r.map.tolist() == [[0.0, 0.5]]
+    assert r.ndcg is not None and r.ndcg.tolist() == [[0.0, 1.0 / math.log2(3)]]
+    assert r.ndcg_graded is not None and r.ndcg_graded.tolist() == [[0.0, (10.0 / math.log2(3)) / 10.0]]
+    auto = span_metrics(refs, rets, TENS, k="auto", semantics=semantics, backend="numba", ranked=True)
+    assert auto.ndcg is not None and auto.ndcg.tolist() == [1.0 / math.log2(3) if semantics == "chroma" else 0.0]
+
+
+def test_rank_log2_matches_python_past_the_table():
+    # Ranks below the table read it; deeper ranks call log2 in the kernel: both must be Python's.
+    for i in [1, 2, 3, 1022, 1023, 1024, 1025, 4097, 2**20 - 1, 2**20, 2**31 + 5]:
+        assert _numba._log2_rank(i) == math.log2(i + 1)
+        assert _numba._inv_log2_rank(i) == 1.0 / math.log2(i + 1)
+
+
+def test_rank_metrics_of_deep_lists_and_many_ideal_chunks():
+    # 1-character chunks: a reference of 1500 characters has 1500 ideal chunks (the ideal buffer
+    # grows past its first 64), and an 'all' list of 1300 distinct chunks (ranks past the log2
+    # table), in reverse, with repeats woven in.
+    n = 1600
+    chunks = (np.zeros(n, dtype=np.int64), np.arange(n), np.arange(1, n + 1))
+    refs = (col(0, 1, 2), col(0, 0), col(50, 0), col(1550, 40))
+    order = np.arange(1400, 100, -1)
+    picks = np.concatenate([order, order[::7]])
+    picks = np.concatenate([order, order[::7]])[np.random.default_rng(1).permutation(len(picks))]
+    picks = np.concatenate([[5], picks])
+    rets = (col(0, len(picks), len(picks) + 3), np.zeros(len(picks) + 3, dtype=np.int64),
+            np.concatenate([picks, [0, 0, 3]]), np.concatenate([picks + 1, [1, 1, 4]]))
+    for semantics in (0, 1):
+        both(refs, rets, chunks, col(1, 10, 1000, 1200, 5000), 0, semantics, ranked=True)
+        both(refs, rets, chunks, col(1), 1, semantics, ranked=True)
+        both(refs, rets, chunks, col(1), 2, semantics, ranked=True)
+
+
+def test_rank_dedup_reads_far_past_the_cut_off():
+    # 10 ranks hide among 300 rows that mostly repeat the first three: the sorted pass doubles its
+    # prefix (64, 128, 256, 300) until it holds 10 distinct rows; nested chunks take the tree path.
+    rng = np.random.default_rng(7)
+    base = np.concatenate([rng.integers(0, 3, 290), np.arange(3, 13)])
+    rng.shuffle(base[50:])
+    starts = base * 10
+    rets = (col(0, 300), np.zeros(300, dtype=np.int64), starts, starts + 10 + (base % 2) * 5)
+    refs = (col(0, 2), col(0, 0), col(5, 60), col(45, 95))
+    nested = (np.zeros(40, dtype=np.int64), np.concatenate([np.arange(0, 200, 10), 50 - np.arange(20)]),
+              np.concatenate([np.arange(10, 210, 10), 51 + np.arange(20)]))
+    for chunks in ((TENS.doc, TENS.start, TENS.end), nested):
+        for semantics in (0, 1):
+            both(refs, rets, chunks, col(1, 3, 10, 11), 0, semantics, ranked=True)
+            both(refs, rets, chunks, col(1), 1, semantics, ranked=True)
+            both(refs, rets, chunks, col(1), 2, semantics, ranked=True)
+
+
+def test_rank_metrics_with_threads_match_one_thread():
+    rng = np.random.default_rng(13)
+    nq = 4100
+    chunks = Spans(np.repeat(np.arange(4), 50), np.tile(np.arange(0, 5000, 100), 4),
+                   np.tile(np.arange(100, 5100, 100), 4))
+    s = rng.integers(0, 4800, nq)
+    refs = RaggedSpans(np.arange(nq + 1), rng.integers(0, 4, nq), s, s + rng.integers(1, 300, nq))
+    pick = rng.integers(0, len(chunks), nq * 6)
+    pick[1::3] = pick[::3][: len(pick[1::3])]  # repeats
+    rets = RaggedSpans(np.arange(0, 6 * nq + 1, 6), chunks.doc[pick], chunks.start[pick], chunks.end[pick])
+    one = span_metrics(refs, rets, chunks, k=(1, 3, 5), backend="numba", num_threads=1, ranked=True)
+    two = span_metrics(refs, rets, chunks, k=(1, 3, 5), backend="numba", num_threads=2, ranked=True)
+    sample = np.arange(0, nq, 97)
+    ref = span_metrics(refs.take(sample), rets.take(sample), chunks, k=(1, 3, 5), backend="python", ranked=True)
+    for name in ("hit", "mrr", "map", "ndcg", "ndcg_graded"):
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name
+        assert np.array_equal(getattr(one, name)[sample], getattr(ref, name)), name
+
+
+@dataclass(frozen=True)
+class RankCase:
+    n_docs: int
+    chunking: str          # tiling | overlapping | nested | repeated
+    chunk_size: int
+    n_questions: int
+    refs: tuple[int, int]
+    rets: tuple[int, int]  # list lengths: short, past the quadratic dedup, long
+    repeat: float          # chance that a row repeats an earlier row of its list
+    foreign: float         # chance of a row in another document (one of them without chunks)
+    loose: float           # chance of a row that is no chunk (overlaps chunks and other rows)
+    semantics: int
+    k_mode: int
+    ks: tuple[int, ...]
+    seed: int
+
+
+@st.composite
+def rank_cases(draw: st.DrawFn) -> RankCase:
+    return RankCase(
+        n_docs=draw(st.integers(1, 3)),
+        chunking=draw(st.sampled_from(["tiling", "overlapping", "nested", "repeated"])),
+        chunk_size=draw(st.sampled_from([1, 3, 10, 40])),
+        n_questions=draw(st.integers(1, 5)),
+        refs=draw(st.sampled_from([(1, 1), (1, 4), (5, 12)])),
+        rets=draw(st.sampled_from([(0, 6), (10, 32), (33, 80), (100, 160)])),
+        repeat=draw(st.sampled_from([0.0, 0.3, 0.8, 0.97])),
+        foreign=draw(st.sampled_from([0.0, 0.2])),
+        loose=draw(st.sampled_from([0.0, 0.3])),
+        semantics=draw(st.integers(0, 1)),
+        k_mode=draw(st.integers(0, 2)),
+        ks=tuple(sorted(draw(st.sets(st.sampled_from([1, 2, 3, 5, 10, 20, 33, 64, 200]), min_size=1, max_size=4)))),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+DOC_LEN = 300
+
+
+def rank_chunks(case: RankCase, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cd: list[np.ndarray] = []
+    cs: list[np.ndarray] = []
+    ce: list[np.ndarray] = []
+    size = case.chunk_size
+    for d in range(case.n_docs):
+        stride = max(1, size // 2) if case.chunking == "overlapping" else size
+        s = np.arange(0, DOC_LEN - size + 1, stride)
+        e = s + size
+        if case.chunking == "nested":
+            # Stacks of chunks nesting around a few centres: ends decrease, the tree path runs.
+            centres = rng.integers(20, DOC_LEN - 20, 3)
+            widths = np.arange(1, 20)
+            s = np.concatenate([s, *(c - widths for c in centres)])
+            e = np.concatenate([e, *(c + widths for c in centres)])
+        elif case.chunking == "repeated":
+            twice = rng.random(len(s)) < 0.4  # identical chunk rows: two chunks each
+            s = np.concatenate([s, s[twice]])
+            e = np.concatenate([e, e[twice]])
+        perm = rng.permutation(len(s))
+        cd.append(np.full(len(s), d))
+        cs.append(s[perm])
+        ce.append(e[perm])
+    return (np.concatenate(cd).astype(np.int64), np.concatenate(cs).astype(np.int64),
+            np.concatenate(ce).astype(np.int64))
+
+
+def rank_batch(case: RankCase) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    rng = np.random.default_rng(case.seed)
+    chunks = rank_chunks(case, rng)
+    ref_rows: list[tuple[int, int, int]] = []
+    ret_rows: list[tuple[int, int, int]] = []
+    ref_off = [0]
+    ret_off = [0]
+    for _ in range(case.n_questions):
+        home = int(rng.integers(0, case.n_docs))
+        for _ in range(int(rng.integers(case.refs[0], case.refs[1] + 1))):
+            a = int(rng.integers(0, DOC_LEN - 1))
+            ref_rows.append((home, a, int(rng.integers(a + 1, min(DOC_LEN, a + 60) + 1))))
+        ref_off.append(len(ref_rows))
+        mine = np.flatnonzero(chunks[0] == home)
+        rows: list[tuple[int, int, int]] = []
+        for _ in range(int(rng.integers(case.rets[0], case.rets[1] + 1))):
+            u = rng.random()
+            if rows and u < case.repeat:
+                rows.append(rows[int(rng.integers(0, len(rows)))])
+            elif rng.random() < case.foreign:
+                other = int(rng.integers(0, case.n_docs + 1))  # doc n_docs has no chunks at all
+                a = int(rng.integers(0, DOC_LEN - 1))
+                rows.append((other, a, a + int(rng.integers(1, 30))))
+            elif rng.random() < case.loose:
+                a = int(rng.integers(0, DOC_LEN - 1))
+                rows.append((home, a, a + int(rng.integers(1, 50))))
+            else:
+                c = int(rng.choice(mine))
+                rows.append((home, int(chunks[1][c]), int(chunks[2][c])))
+        ret_rows.extend(rows)
+        ret_off.append(len(ret_rows))
+
+    def ragged(off: list[int], rows: list[tuple[int, int, int]]) -> tuple[np.ndarray, ...]:
+        cols = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return (np.array(off, dtype=np.int64), *(np.ascontiguousarray(cols[:, i]) for i in range(3)))
+
+    return ragged(ref_off, ref_rows), ragged(ret_off, ret_rows), chunks
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rank_cases())
+def test_rank_metrics_match_the_reference(case):
+    refs, rets, chunks = rank_batch(case)
+    both(refs, rets, chunks, np.array(case.ks, dtype=np.int64), case.k_mode, case.semantics, ranked=True)

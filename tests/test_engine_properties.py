@@ -28,6 +28,7 @@ from conftest import BACKENDS
 
 B = 2**32
 NAMES = ("recall", "precision", "iou", "precision_omega", "coverage", "n_evidence_chunks")
+RANK_NAMES = ("hit", "mrr", "map", "ndcg", "ndcg_graded")
 HEAVY = os.environ.get("CHUNKEVAL_HYPOTHESIS") == "heavy"
 DEFAULT = settings(max_examples=400 if HEAVY else 40, deadline=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -140,7 +141,7 @@ def build(shape: Shape) -> tuple[RaggedSpans, RaggedSpans, Spans]:
 def agree(refs: RaggedSpans, rets: RaggedSpans, chunks: Spans | None, **kw: object) -> None:
     results = [span_metrics(refs, rets, chunks, backend=b, num_threads=1, **kw) for b in BACKENDS]  # type: ignore[arg-type]
     for other in results[1:]:
-        for name in NAMES:
+        for name in NAMES + (RANK_NAMES if kw.get("ranked") else ()):
             x, y = getattr(results[0], name), getattr(other, name)
             assert x.shape == y.shape and np.array_equal(x, y, equal_nan=True), (other.backend, name, x, y)
 
@@ -149,10 +150,10 @@ K = st.sampled_from([None, 1, 16, 64, 65, 100, (1, 5, 17, 64, 65, 150), "auto"])
 
 
 @DEFAULT
-@given(shapes(), st.sampled_from(["set", "chroma"]), K)
-def test_backends_agree_on_nasty_batches(shape, semantics, k):
+@given(shapes(), st.sampled_from(["set", "chroma"]), K, st.booleans())
+def test_backends_agree_on_nasty_batches(shape, semantics, k, ranked):
     refs, rets, chunks = build(shape)
-    agree(refs, rets, chunks, semantics=semantics, k=k)
+    agree(refs, rets, chunks, semantics=semantics, k=k, ranked=ranked)
 
 
 @DEFAULT
@@ -164,7 +165,7 @@ def test_backends_agree_without_chunks(shape, semantics):
 
 @pytest.mark.slow
 @SLOW
-@given(shapes(), st.sampled_from(["set", "chroma"]), K)
-def test_backends_agree_on_nasty_batches_heavy(shape, semantics, k):
+@given(shapes(), st.sampled_from(["set", "chroma"]), K, st.booleans())
+def test_backends_agree_on_nasty_batches_heavy(shape, semantics, k, ranked):
     refs, rets, chunks = build(shape)
-    agree(refs, rets, chunks, semantics=semantics, k=k)
+    agree(refs, rets, chunks, semantics=semantics, k=k, ranked=ranked)

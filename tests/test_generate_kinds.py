@@ -26,11 +26,12 @@ def test_parse_mix_normalises_in_kind_order() -> None:
     assert parse_mix("multi=3, single=1") == {"single": 0.25, "multi": 0.75}
     assert parse_mix("single=0.5,multi=0.3,unanswerable=0.2") == {"single": 0.5, "multi": 0.3, "unanswerable": 0.2}
     assert parse_mix("single=1,multi=0") == {"single": 1.0}
+    assert parse_mix("cross-document=1,single=3") == {"single": 0.75, "cross": 0.25}
 
 
 @pytest.mark.parametrize("text, message", [
-    ("single=0.5,cross=0.5", r"--mix: cross-document questions need references in two corpora"),
-    ("single=1,wide=1", r"--mix: unknown question kind 'wide'; known: single, multi, unanswerable"),
+    ("single=1,wide=1", r"--mix: unknown question kind 'wide'; known: single, multi, cross, unanswerable"),
+    ("cross=1,cross-document=1", r"--mix: cross is given twice"),
     ("single", r"--mix: 'single' is not KIND=WEIGHT"),
     ("single=lots", r"--mix: the weight of single is 'lots', not a number"),
     ("single=-1", r"--mix: the weight of single must be a number >= 0, got -1.0"),
@@ -182,8 +183,8 @@ def test_a_mixed_run_resumes_each_kind_where_it_stopped(tmp_path: Path) -> None:
 def test_kinds_that_cannot_run_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"mix: multi-span questions quote two parts and need exact mode"):
         GenerationSettings(approximate=True, mix={"single": 0.5, "multi": 0.5})
-    with pytest.raises(ValueError, match=r"mix: cross-document questions"):
-        GenerationSettings(mix={"cross": 1.0})
+    with pytest.raises(ValueError, match=r"mix: cross-document questions quote two documents and need exact mode"):
+        GenerationSettings(approximate=True, mix={"single": 0.5, "cross": 0.5})
     backend = OpenAICompatibleBackend("http://127.0.0.1:9/v1", "m")
     with pytest.raises(ValueError, match=r"corpus 'tiny' has 200 characters, too few for two distant parts"):
         generate_questions({"tiny": "x" * 200}, tmp_path / "q.jsonl", backend,
@@ -197,7 +198,8 @@ def test_the_cli_mix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
                    "--mix", "single=1,unanswerable=1") == 0
         assert "new by kind: single 1, unanswerable 1" in capsys.readouterr().out
         assert cli(server, out, "--corpora", "lighthouse", "--mix", "single=1,cross=1") == 2
-    assert "cross-document questions need references in two corpora" in one_error_line(capsys.readouterr().err)
+    assert ("mix: cross-document questions pair two documents of the corpus set, and only 'lighthouse' is given"
+            in one_error_line(capsys.readouterr().err))
 
 
 def test_a_torn_unanswerable_line_is_dropped_on_resume(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -93,6 +94,37 @@ T* scratch(std::vector<T>& buffer, size_t n) {
     return buffer.data();
 }
 
+// W(i) = 1 / log2(i + 1) for ranks i = 1..kDiscountTable - 1 (docs/engine.md §4), with the same libm
+// log2 the other backends call, so the same bits; and the running sums of W that are the binary
+// ideal DCG.
+constexpr int64_t kDiscountTable = 1024;
+struct Discounts {
+    double inverse[kDiscountTable];
+    double ideal[kDiscountTable];  // ideal[m] = Σ_{j=1..m} inverse[j], summed in increasing j from 0.0
+    Discounts() noexcept {
+        inverse[0] = ideal[0] = 0.0;
+        for (int64_t i = 1; i < kDiscountTable; ++i) {
+            inverse[i] = 1.0 / std::log2(static_cast<double>(i + 1));
+            ideal[i] = ideal[i - 1] + inverse[i];
+        }
+    }
+};
+const Discounts& discounts() noexcept {
+    static const Discounts table;
+    return table;
+}
+double inverse_discount(int64_t rank) noexcept {
+    return rank < kDiscountTable ? discounts().inverse[rank] : 1.0 / std::log2(static_cast<double>(rank + 1));
+}
+
+// The next free slot of a buffer holding `used` elements (grown by doubling); `used` is advanced.
+template <class T>
+T* scratch_push(std::vector<T>& buffer, size_t& used) {
+    T* slot = scratch(buffer, used + 1) + used;
+    ++used;
+    return slot;
+}
+
 std::string offsets_changed_message(const char* name, int64_t question) {
     return std::string(name) + " of question " + std::to_string(question) +
            " point outside the rows (was the array modified while scoring?)";
@@ -142,12 +174,15 @@ private:
     void append_segment(int64_t doc, int64_t start, int64_t end, int64_t mult);
     void overlap(int64_t doc, int64_t lo, int64_t hi, Count& ov, Count& wov) const;
     template <bool Inclusive>
-    void evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w) const;
+    void evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w, bool ideal_gains);
     void rank_retrieved(int64_t question, int64_t limit);
     void insert_in_cluster(const RankedRow& row, RankedCounts& counts);
     void sweep_cluster(const RankedRow* rows, size_t n, RankedCounts* counts);
     template <Semantics S>
     void write_column(int64_t question, int64_t column, const RankedCounts& counts) const;
+    Count gain(int64_t doc, int64_t lo, int64_t hi);
+    void cluster_ranks(RankedRow* rows, size_t n);
+    void rank_metrics(int64_t question, int64_t lo, int64_t hi, int64_t limit, int64_t n_evidence);
 
     const RaggedSpanView& references_;
     const RaggedSpanView& retrieved_;
@@ -174,6 +209,17 @@ private:
         int64_t end;
     };
     std::vector<LiveRow> live_;  // sweep_cluster's heap of the rows covering the sweep position
+    // Rank metrics (docs/engine.md §4): prefix sums of the segments' lengths (so that gain() is a
+    // binary search), the ideal gains, and the distinct retrieved rows with their gains.
+    std::vector<Count> segment_prefix_;
+    bool prefix_ready_ = false;
+    std::vector<Count> rank_gain_;      // per scored rank: |row ∩ E|
+    std::vector<uint8_t> repeat_;       // per scored rank: the same span as an earlier row
+    size_t n_repeats_ = 0;
+    std::vector<Count> ideal_;
+    size_t n_ideal_ = 0;
+    std::vector<Count> kept_gain_;
+    std::vector<RankedRow> dedup_;
     Count evidence_len_ = 0;   // E_len = |∪ references|
     Count reference_sum_ = 0;  // ref_sum = Σ |reference|
 };
@@ -295,8 +341,10 @@ void QuestionScorer::overlap(int64_t doc, int64_t lo, int64_t hi, Count& ov, Cou
 }
 
 template <bool Inclusive>
-void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w) const {
+void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w,
+                              bool ideal_gains) {
     n_evidence = 0;
+    n_ideal_ = 0;
     cs_len = 0;
     cs_in_e = 0;
     cs_in_e_w = 0;
@@ -330,6 +378,7 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
         }
     };
 
+    const bool one_segment = n_segments == 1;
     size_t k = 0;
     while (k < n_segments) {
         // Evidence interval: consecutive segments of one doc that overlap or touch.
@@ -345,6 +394,14 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
             ++n_evidence;
             const int64_t chunk_start = chunks_->start(row);
             const int64_t chunk_end = chunks_->end(row);
+            if (ideal_gains) {
+                // The ideal list: evidence chunks with a positive overlap (chroma's touching ones have 0).
+                const int64_t lo = std::max(start, chunk_start);
+                const int64_t hi = std::min(end, chunk_end);
+                const Count g = one_segment ? (lo < hi ? length(lo, hi) : 0) : gain(doc, chunk_start, chunk_end);
+                // (With one segment, E is [start, end) itself; otherwise a chunk may reach other intervals.)
+                if (g > 0) *scratch_push(ideal_, n_ideal_) = g;
+            }
             if (have_piece && piece_doc == doc && chunk_start <= piece_end) {
                 piece_end = std::max(piece_end, chunk_end);
                 return;
@@ -430,6 +487,12 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
 
     const Segment* segments = segments_.data();
     const size_t n_segments = n_segments_;
+    const bool ranked = options_.ranked;
+    n_repeats_ = 0;
+    if (ranked) {
+        scratch(rank_gain_, n);
+        scratch(repeat_, n);
+    }
     size_t segment_cursor = 0;  // lone rows arrive in (doc, start) order: walk the segments alongside
     for (size_t i = 0; i < n;) {
         const int64_t doc = rows[i].doc;
@@ -451,6 +514,10 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
                 c.intersection += piece;
                 c.weighted_intersection += piece * static_cast<Count>(segments[s].mult);
             }
+            if (ranked) {
+                rank_gain_[static_cast<size_t>(row.rank)] = c.intersection;
+                repeat_[static_cast<size_t>(row.rank)] = 0;
+            }
         } else if (j - i <= kSmallCluster) {
             // Duplicates and a few overlapping chunks: merge in rank order, at most kSmallCluster
             // intervals to shift per row.
@@ -458,8 +525,10 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
             scratch(cluster_union_, j - i + 1);
             cluster_size_ = 0;
             for (size_t t = i; t < j; ++t) insert_in_cluster(rows[t], counts[rows[t].rank]);
+            if (ranked) cluster_ranks(rows + i, j - i);
         } else {
             sweep_cluster(rows + i, j - i, counts);
+            if (ranked) cluster_ranks(rows + i, j - i);
         }
         i = j;
     }
@@ -576,13 +645,14 @@ void QuestionScorer::write_column(int64_t question, int64_t column, const Ranked
 template <Semantics S>
 void QuestionScorer::score(int64_t question) {
     load_references(question);
+    prefix_ready_ = false;  // gain()'s prefix sums are over this question's segments
 
     int64_t n_evidence = -1;
     if (chunks_ != nullptr) {
         Count cs_len = 0;
         Count cs_in_e = 0;
         Count cs_in_e_w = 0;
-        evidence<S == Semantics::chroma>(n_evidence, cs_len, cs_in_e, cs_in_e_w);
+        evidence<S == Semantics::chroma>(n_evidence, cs_len, cs_in_e, cs_in_e_w, options_.ranked);
         out_.precision_omega[question] =
             static_cast<double>(cs_in_e) / static_cast<double>(evidence_len_ + cs_len - cs_in_e);
         out_.coverage[question] = S == Semantics::set
@@ -635,6 +705,181 @@ void QuestionScorer::score(int64_t question) {
         }
         write_column<S>(question, column, total);
     }
+    if (options_.ranked) rank_metrics(question, lo, hi, limit, n_evidence);
+}
+
+// |[lo, hi) ∩ E| in `doc`: whole segments from the prefix sums (built on first use per question),
+// the two end ones clipped. O(log n).
+Count QuestionScorer::gain(int64_t doc, int64_t lo, int64_t hi) {
+    if (n_segments_ <= 8) {  // a few segments: overlap()'s linear scans read at most 8 of them
+        Count ov = 0;
+        Count wov = 0;
+        overlap(doc, lo, hi, ov, wov);
+        return ov;
+    }
+    if (!prefix_ready_) {
+        Count* prefix = scratch(segment_prefix_, n_segments_ + 1);
+        prefix[0] = 0;
+        for (size_t i = 0; i < n_segments_; ++i) prefix[i + 1] = prefix[i] + length(segments_[i].start, segments_[i].end);
+        prefix_ready_ = true;
+    }
+    const DocSegments* const groups_begin = doc_segments_.data();
+    const DocSegments* const groups_end = groups_begin + n_doc_segments_;
+    const DocSegments* group = std::lower_bound(groups_begin, groups_end, doc,
+                                                [](const DocSegments& g, int64_t d) { return g.doc < d; });
+    if (group == groups_end || group->doc != doc) return 0;
+    const Segment* const segments = segments_.data();
+    const Segment* first = std::partition_point(segments + group->first, segments + group->last,
+                                                [lo](const Segment& s) { return s.end <= lo; });
+    const Segment* past = std::partition_point(first, segments + group->last,
+                                               [hi](const Segment& s) { return s.start < hi; });
+    if (first == past) return 0;
+    const Count* prefix = segment_prefix_.data();
+    Count total = prefix[past - segments] - prefix[first - segments];
+    if (first->start < lo) total -= length(first->start, lo);
+    if ((past - 1)->end > hi) total -= length(hi, (past - 1)->end);
+    return total;
+}
+
+// The rank information of a cluster's rows (all of one doc; in rank order if at most kSmallCluster): a row is a repeat when an
+// earlier rank has the same span, and every other row's gain is |row ∩ E|. Rows alone in their
+// cluster never repeat, and their gain is what they added (rank_retrieved).
+void QuestionScorer::cluster_ranks(RankedRow* rows, size_t n) {
+    Count* gains = rank_gain_.data();
+    uint8_t* repeat = repeat_.data();
+    if (n <= kSmallCluster) {  // rank_retrieved sorted these rows by rank
+        for (size_t t = 0; t < n; ++t) {
+            bool repeated = false;
+            for (size_t u = 0; u < t && !repeated; ++u) {
+                repeated = rows[u].start == rows[t].start && rows[u].end == rows[t].end;
+            }
+            repeat[rows[t].rank] = repeated ? 1 : 0;
+            n_repeats_ += repeated ? 1 : 0;
+            gains[rows[t].rank] = repeated ? 0 : gain(rows[t].doc, rows[t].start, rows[t].end);
+        }
+        return;
+    }
+    RankedRow* sorted = scratch(dedup_, n);
+    std::copy(rows, rows + n, sorted);
+    std::sort(sorted, sorted + n, [](const RankedRow& a, const RankedRow& b) {
+        if (a.start != b.start) return a.start < b.start;
+        if (a.end != b.end) return a.end < b.end;
+        return a.rank < b.rank;
+    });
+    for (size_t t = 0; t < n; ++t) {
+        const bool repeated = t > 0 && sorted[t].start == sorted[t - 1].start && sorted[t].end == sorted[t - 1].end;
+        repeat[sorted[t].rank] = repeated ? 1 : 0;
+        n_repeats_ += repeated ? 1 : 0;
+        gains[sorted[t].rank] = repeated ? 0 : gain(sorted[t].doc, sorted[t].start, sorted[t].end);
+    }
+}
+
+// docs/engine.md §4: the distinct rows in rank order (until the deepest cut-off has its ranks),
+// their gains, and hit, mrr, map, ndcg and ndcg_graded at every cut-off. [lo, hi) are the
+// question's retrieved rows, checked (and their spans validated) by score(); rank_retrieved has
+// marked the repeats among the first `limit` and their gains.
+void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int64_t limit, int64_t n_evidence) {
+    const bool list_mode = options_.k_mode == KMode::list;
+    // The deepest cut-off in ranks: all ranks in "all" mode (its ideal list is every relevant chunk).
+    int64_t cutoff = std::numeric_limits<int64_t>::max();
+    if (list_mode) {
+        cutoff = options_.ks[options_.n_ks - 1];
+    } else if (options_.k_mode == KMode::automatic) {
+        cutoff = n_evidence;
+    }
+    const int64_t deepest = std::min(hi - lo, cutoff);  // rows that can take a rank
+    const Count* kept_gain = nullptr;
+    int64_t n_ranks = 0;
+    const int64_t distinct = limit - static_cast<int64_t>(n_repeats_);
+    if (n_repeats_ == 0) {
+        kept_gain = rank_gain_.data();
+        n_ranks = limit;
+    } else if (limit == hi - lo || distinct >= deepest) {
+        Count* compact = scratch(kept_gain_, static_cast<size_t>(limit));
+        for (int64_t r = 0; r < limit && n_ranks < deepest; ++r) {
+            compact[n_ranks] = rank_gain_[static_cast<size_t>(r)];
+            n_ranks += repeat_[static_cast<size_t>(r)] ? 0 : 1;
+        }
+        kept_gain = compact;
+    } else {
+        // Repeats among the scored rows and more rows after them: the ranks read on. Sort the whole
+        // list by (doc, start, end, rank); a row is a repeat when the one before it is the same span.
+        const SpanView& spans = retrieved_.spans;
+        const int64_t n_rows = hi - lo;
+        RankedRow* rows = scratch(dedup_, static_cast<size_t>(n_rows));
+        for (int64_t r = 0; r < n_rows; ++r) rows[r] = RankedRow{spans.doc[lo + r], spans.start[lo + r], spans.end[lo + r], r};
+        std::sort(rows, rows + n_rows, [](const RankedRow& a, const RankedRow& b) {
+            if (a.doc != b.doc) return a.doc < b.doc;
+            if (a.start != b.start) return a.start < b.start;
+            if (a.end != b.end) return a.end < b.end;
+            return a.rank < b.rank;
+        });
+        uint8_t* repeat = scratch(repeat_, static_cast<size_t>(n_rows));
+        for (int64_t r = 0; r < n_rows; ++r) {
+            repeat[rows[r].rank] = r > 0 && rows[r].doc == rows[r - 1].doc && rows[r].start == rows[r - 1].start &&
+                                   rows[r].end == rows[r - 1].end;
+        }
+        Count* compact = scratch(kept_gain_, static_cast<size_t>(deepest));
+        for (int64_t r = 0; r < n_rows && n_ranks < deepest; ++r) {
+            if (!repeat[r]) compact[n_ranks++] = gain(spans.doc[lo + r], spans.start[lo + r], spans.end[lo + r]);
+        }
+        kept_gain = compact;
+    }
+
+    // The ideal gains, largest first; only as many as the deepest cut-off reads.
+    Count* ideal = ideal_.data();
+    const int64_t n_rel = static_cast<int64_t>(n_ideal_);
+    const int64_t ideal_depth = std::min(n_rel, cutoff);
+    if (n_rel > 1 && ideal_depth > 0) {
+        const auto larger = [](Count a, Count b) { return a > b; };
+        if (n_rel <= 24) {
+            sort_small(ideal, ideal + n_rel, larger);
+        } else {
+            std::partial_sort(ideal, ideal + ideal_depth, ideal + n_rel, larger);
+        }
+    }
+
+    const int64_t n_columns = n_columns_;
+    const int64_t n_questions = references_.n_groups;
+    double* const block = out_.rank + question * n_columns;
+    const int64_t stride = n_questions * n_columns;
+    double dcg = 0.0;
+    double dcg_graded = 0.0;
+    double ap = 0.0;
+    double idcg = 0.0;
+    double idcg_graded = 0.0;
+    int64_t hits = 0;
+    int64_t first_hit = 0;
+    int64_t rank = 0;        // ranks read so far
+    int64_t ideal_rank = 0;  // ideal positions summed so far
+    const int64_t n_cutoffs = list_mode ? options_.n_ks : 1;
+    for (int64_t column = 0; column < n_cutoffs; ++column) {
+        const int64_t k = list_mode ? options_.ks[column] : cutoff;
+        for (const int64_t upto = std::min(k, n_ranks); rank < upto;) {
+            const Count g = kept_gain[rank];
+            ++rank;
+            if (g == 0) continue;
+            ++hits;
+            if (first_hit == 0) first_hit = rank;
+            ap += static_cast<double>(hits) / static_cast<double>(rank);
+            dcg += inverse_discount(rank);
+            dcg_graded += static_cast<double>(g) * inverse_discount(rank);
+        }
+        for (const int64_t upto = std::min(k, n_rel); ideal_rank < upto;) {
+            ++ideal_rank;
+            idcg_graded += static_cast<double>(ideal[ideal_rank - 1]) * inverse_discount(ideal_rank);
+            if (ideal_rank >= kDiscountTable) {  // past the table's prefix sums: continue its sum
+                idcg = (ideal_rank == kDiscountTable ? discounts().ideal[kDiscountTable - 1] : idcg) +
+                       inverse_discount(ideal_rank);
+            }
+        }
+        if (ideal_rank < kDiscountTable) idcg = discounts().ideal[ideal_rank];
+        block[column] = hits > 0 ? 1.0 : 0.0;
+        block[stride + column] = first_hit > 0 ? 1.0 / static_cast<double>(first_hit) : 0.0;
+        block[2 * stride + column] = n_rel > 0 ? ap / static_cast<double>(n_rel) : 0.0;
+        block[3 * stride + column] = idcg > 0.0 ? dcg / idcg : 0.0;
+        block[4 * stride + column] = idcg_graded > 0.0 ? dcg_graded / idcg_graded : 0.0;
+    }
 }
 
 }  // namespace
@@ -683,6 +928,9 @@ void validate_metrics_inputs(const RaggedSpanView& references, const RaggedSpanV
                                             std::to_string(options.ks[i - 1]) + "; cut-offs must be strictly increasing");
             }
         }
+    }
+    if (options.ranked && chunks == nullptr) {
+        throw std::invalid_argument("ranked=True needs the chunking: rank metrics count the evidence chunks");
     }
     if (options.k_mode == KMode::automatic && chunks == nullptr) {
         throw std::invalid_argument("k_mode 2 (auto) needs the chunking: pass a ChunkIndex");

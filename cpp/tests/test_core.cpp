@@ -151,6 +151,43 @@ Results score(const Batch& batch, const ChunkIndex* index, KMode mode, Semantics
     return res;
 }
 
+// The rank metrics of one call: rank[m][q * n_columns + c] for m = hit, mrr, map, ndcg, ndcg_graded.
+struct RankResults {
+    int64_t n_columns = 0;
+    std::vector<double> values;
+    int64_t n_questions = 0;
+    double at(int metric, int64_t q, int64_t c) const {
+        return values[static_cast<size_t>((metric * n_questions + q) * n_columns + c)];
+    }
+};
+
+RankResults score_ranked(const Batch& batch, const ChunkIndex* index, KMode mode, Semantics semantics,
+                         const std::vector<int64_t>& ks) {
+    RankResults res;
+    res.n_questions = static_cast<int64_t>(batch.ref_offsets.size()) - 1;
+    res.n_columns = metric_columns(mode, static_cast<int64_t>(ks.size()));
+    const size_t cells = static_cast<size_t>(res.n_questions * res.n_columns);
+    std::vector<double> recall(cells), precision(cells), iou(cells);
+    std::vector<double> omega(static_cast<size_t>(res.n_questions)), coverage(static_cast<size_t>(res.n_questions));
+    std::vector<int64_t> n_evidence(static_cast<size_t>(res.n_questions));
+    res.values.assign(static_cast<size_t>(kRankMetrics) * cells, -7.0);
+    MetricsOptions options;
+    options.k_mode = mode;
+    options.semantics = semantics;
+    options.ks = ks.data();
+    options.n_ks = static_cast<int64_t>(ks.size());
+    options.ranked = true;
+    MetricsOutputs out{recall.data(), precision.data(), iou.data(), omega.data(),
+                       coverage.data(), n_evidence.data(), res.values.data()};
+    span_metrics(batch.references(), batch.retrieved(), index, options, out);
+    return res;
+}
+
+// The discount W(i) = 1 / log2(i + 1) of docs/engine.md §4.
+double W(int64_t i) { return 1.0 / std::log2(static_cast<double>(i + 1)); }
+
+enum { kHit, kMrr, kMap, kNdcg, kGraded };
+
 std::vector<Span> tiling(int64_t doc, int64_t length, int64_t width) {
     std::vector<Span> chunks;
     for (int64_t s = 0; s < length; s += width) chunks.push_back(Span{doc, s, std::min(s + width, length)});
@@ -1231,6 +1268,95 @@ int fuzz(int64_t batches, uint64_t seed) {
 
 }  // namespace
 
+void test_rank_worked_example() {
+    // docs/metrics.md's example with a repeat: chunks [0,10) [10,20) ..., reference [15,25),
+    // retrieved [20,30) [20,30) [50,60) [10,20). The repeat takes no rank: ranks are [20,30)
+    // (gain 5), [50,60) (0), [10,20) (5). Relevant chunks of C: [10,20) and [20,30), ideal gains 5, 5.
+    const ChunkIndex index = make_index(tiling(0, 100, 10));
+    const Batch batch({Question{{{0, 15, 25}}, {{0, 20, 30}, {0, 20, 30}, {0, 50, 60}, {0, 10, 20}}}});
+    const RankResults res = score_ranked(batch, &index, KMode::list, Semantics::set, {1, 2, 3});
+    for (int64_t c = 0; c < 3; ++c) {
+        CHECK_SAME(res.at(kHit, 0, c), 1.0);
+        CHECK_SAME(res.at(kMrr, 0, c), 1.0);
+    }
+    CHECK_SAME(res.at(kMap, 0, 0), (0.0 + ratio(1, 1)) / 2.0);
+    CHECK_SAME(res.at(kMap, 0, 1), (0.0 + ratio(1, 1)) / 2.0);
+    CHECK_SAME(res.at(kMap, 0, 2), (0.0 + ratio(1, 1) + ratio(2, 3)) / 2.0);
+    CHECK_SAME(res.at(kNdcg, 0, 0), (0.0 + W(1)) / (0.0 + W(1)));
+    CHECK_SAME(res.at(kNdcg, 0, 1), (0.0 + W(1)) / (0.0 + W(1) + W(2)));
+    CHECK_SAME(res.at(kNdcg, 0, 2), (0.0 + W(1) + W(3)) / (0.0 + W(1) + W(2)));
+    CHECK_SAME(res.at(kGraded, 0, 2), (0.0 + 5.0 * W(1) + 5.0 * W(3)) / (0.0 + 5.0 * W(1) + 5.0 * W(2)));
+}
+
+void test_rank_graded_and_modes() {
+    // Reference [15,28): chunk [10,20) has gain 5, [20,30) gain 8; the ideal order is 8, 5.
+    const ChunkIndex index = make_index(tiling(0, 100, 10));
+    const Batch batch({Question{{{0, 15, 28}}, {{0, 10, 20}, {0, 20, 30}}}});
+    const RankResults two = score_ranked(batch, &index, KMode::list, Semantics::set, {2});
+    CHECK_SAME(two.at(kNdcg, 0, 0), 1.0);
+    CHECK_SAME(two.at(kGraded, 0, 0), (0.0 + 5.0 * W(1) + 8.0 * W(2)) / (0.0 + 8.0 * W(1) + 5.0 * W(2)));
+    // @1 reads only the first ideal gain (8): the partial sort must still put the largest first.
+    const RankResults one = score_ranked(batch, &index, KMode::list, Semantics::set, {1});
+    CHECK_SAME(one.at(kGraded, 0, 0), (0.0 + 5.0 * W(1)) / (0.0 + 8.0 * W(1)));
+    // "all" mode: the ideal list is every relevant chunk, however short the retrieved list.
+    const Batch short_list({Question{{{0, 15, 28}}, {{0, 20, 30}}}});
+    const RankResults all = score_ranked(short_list, &index, KMode::all, Semantics::set, {});
+    CHECK_SAME(all.at(kNdcg, 0, 0), (0.0 + W(1)) / (0.0 + W(1) + W(2)));
+    CHECK_SAME(all.at(kMap, 0, 0), (0.0 + ratio(1, 1)) / 2.0);
+    // "auto": the cut-off is n_evidence_chunks (2) ranks.
+    const Batch long_list({Question{{{0, 15, 28}}, {{0, 50, 60}, {0, 60, 70}, {0, 20, 30}}}});
+    const RankResults automatic = score_ranked(long_list, &index, KMode::automatic, Semantics::set, {});
+    CHECK_SAME(automatic.at(kHit, 0, 0), 0.0);
+    CHECK_SAME(automatic.at(kMrr, 0, 0), 0.0);
+    CHECK_SAME(automatic.at(kNdcg, 0, 0), 0.0);
+    // A cut-off past the list keeps growing the ideal DCG (trec_eval's ndcg_cut).
+    const RankResults deep = score_ranked(short_list, &index, KMode::list, Semantics::set, {1, 5});
+    CHECK_SAME(deep.at(kNdcg, 0, 0), (0.0 + W(1)) / (0.0 + W(1)));
+    CHECK_SAME(deep.at(kNdcg, 0, 1), (0.0 + W(1)) / (0.0 + W(1) + W(2)));
+}
+
+void test_rank_chroma_and_repeats() {
+    // Chroma counts the touching chunks [0,10) and [20,30) as evidence chunks of reference [10,20),
+    // but relevance needs a positive overlap: only [10,20) is relevant (n_rel = 1).
+    const ChunkIndex index = make_index(tiling(0, 100, 10));
+    const Batch touching({Question{{{0, 10, 20}}, {{0, 0, 10}, {0, 10, 20}}}});
+    const RankResults chroma = score_ranked(touching, &index, KMode::list, Semantics::chroma, {2});
+    CHECK_SAME(chroma.at(kHit, 0, 0), 1.0);
+    CHECK_SAME(chroma.at(kMrr, 0, 0), 0.5);
+    CHECK_SAME(chroma.at(kMap, 0, 0), (0.0 + ratio(1, 2)) / 1.0);
+    CHECK_SAME(chroma.at(kNdcg, 0, 0), (0.0 + W(2)) / (0.0 + W(1)));
+    // k = 2 over [a, a, b]: the repeat frees a rank, so b (the third row) takes rank 2.
+    const Batch repeats({Question{{{0, 15, 25}}, {{0, 10, 20}, {0, 10, 20}, {0, 20, 30}}}});
+    const RankResults two = score_ranked(repeats, &index, KMode::list, Semantics::set, {2});
+    CHECK_SAME(two.at(kMap, 0, 0), (0.0 + ratio(1, 1) + ratio(2, 2)) / 2.0);
+    CHECK_SAME(two.at(kNdcg, 0, 0), 1.0);
+    // More than 32 distinct rows with repeats spread through them (the sort-based path): 40 rows,
+    // each chunk of [0,400) twice in a row; the reference [15,25) makes ranks 2 and 3 relevant.
+    const ChunkIndex wide = make_index(tiling(0, 400, 10));
+    Question many{{{0, 15, 25}}, {}};
+    for (int64_t c = 0; c < 40; ++c) {
+        many.retrieved.push_back(Span{0, 10 * c, 10 * c + 10});
+        many.retrieved.push_back(Span{0, 10 * c, 10 * c + 10});
+    }
+    const RankResults sorted = score_ranked(Batch({many}), &wide, KMode::list, Semantics::set, {3, 40});
+    CHECK_SAME(sorted.at(kMrr, 0, 0), 0.5);
+    CHECK_SAME(sorted.at(kMap, 0, 1), (0.0 + ratio(1, 2) + ratio(2, 3)) / 2.0);
+    CHECK_SAME(sorted.at(kNdcg, 0, 1), (0.0 + W(2) + W(3)) / (0.0 + W(1) + W(2)));
+    // Without chunks there is no ideal list.
+    MetricsOptions options;
+    const int64_t ks[] = {1};
+    options.ks = ks;
+    options.n_ks = 1;
+    options.ranked = true;
+    std::vector<double> cells(8);
+    std::vector<int64_t> counts(1);
+    std::vector<double> rank(5);
+    MetricsOutputs out{cells.data(), cells.data() + 1, cells.data() + 2, cells.data() + 3,
+                       cells.data() + 4, counts.data(), rank.data()};
+    CHECK_THROWS(span_metrics(repeats.references(), repeats.retrieved(), nullptr, options, out),
+                 "ranked=True needs the chunking");
+}
+
 int main(int argc, char** argv) {
     if (argc >= 3 && std::string(argv[1]) == "--fuzz") {
         return fuzz(std::stoll(argv[2]), argc >= 4 ? std::stoull(argv[3]) : 1);
@@ -1256,6 +1382,9 @@ int main(int argc, char** argv) {
         {"one_cluster_right_to_left", test_one_cluster_right_to_left},
         {"many_references_under_many_chunks", test_many_references_under_many_chunks},
         {"empty_chunking_and_misuse", test_empty_chunking_and_misuse},
+        {"rank_worked_example", test_rank_worked_example},
+        {"rank_graded_and_modes", test_rank_graded_and_modes},
+        {"rank_chroma_and_repeats", test_rank_chroma_and_repeats},
     };
     for (const auto& [name, test] : tests) {
         const int before = g_failures;

@@ -87,7 +87,7 @@ py::tuple span_metrics(const py::object& ref_offsets, const py::object& ref_doc,
                        const py::object& ref_end, const py::object& ret_offsets, const py::object& ret_doc,
                        const py::object& ret_start, const py::object& ret_end,
                        const chunkeval::ChunkIndex* chunk_index, const py::object& ks, int k_mode,
-                       int semantics, int num_threads) {
+                       int semantics, int num_threads, bool ranked) {
     const chunkeval::RaggedSpanView references = ragged_columns("ref", ref_offsets, ref_doc, ref_start, ref_end);
     const chunkeval::RaggedSpanView retrieved = ragged_columns("ret", ret_offsets, ret_doc, ret_start, ret_end);
     if (references.n_groups != retrieved.n_groups) {
@@ -107,6 +107,10 @@ py::tuple span_metrics(const py::object& ref_offsets, const py::object& ref_doc,
     options.semantics = static_cast<chunkeval::Semantics>(semantics);
     options.ks = int64_column(ks, "ks", options.n_ks);
     options.num_threads = num_threads;
+    options.ranked = ranked;
+    if (ranked && chunk_index == nullptr) {
+        throw py::value_error("ranked=True needs the chunking: rank metrics count the evidence chunks");
+    }
 
     const py::ssize_t n_questions = static_cast<py::ssize_t>(references.n_groups);
     const py::ssize_t n_columns = static_cast<py::ssize_t>(chunkeval::metric_columns(options.k_mode, options.n_ks));
@@ -116,6 +120,13 @@ py::tuple span_metrics(const py::object& ref_offsets, const py::object& ref_doc,
     py::array_t<double> precision_omega(n_questions);
     py::array_t<double> coverage(n_questions);
     py::array_t<int64_t> n_evidence_chunks(n_questions);
+    py::object rank = py::none();
+    double* rank_data = nullptr;
+    if (ranked) {
+        py::array_t<double> block({static_cast<py::ssize_t>(chunkeval::kRankMetrics), n_questions, n_columns});
+        rank_data = block.mutable_data();
+        rank = block;
+    }
 
     chunkeval::MetricsOutputs out;
     out.recall = recall.mutable_data();
@@ -124,6 +135,7 @@ py::tuple span_metrics(const py::object& ref_offsets, const py::object& ref_doc,
     out.precision_omega = precision_omega.mutable_data();
     out.coverage = coverage.mutable_data();
     out.n_evidence_chunks = n_evidence_chunks.mutable_data();
+    out.rank = rank_data;
     {
         // Safe without the GIL: the kernel touches no Python object. It reads the input buffers through
         // the views checked above (the argument objects keep those arrays alive until we return; the
@@ -133,7 +145,7 @@ py::tuple span_metrics(const py::object& ref_offsets, const py::object& ref_doc,
         py::gil_scoped_release release;
         chunkeval::span_metrics(references, retrieved, chunk_index, options, out);
     }
-    return py::make_tuple(recall, precision, iou, precision_omega, coverage, n_evidence_chunks);
+    return py::make_tuple(recall, precision, iou, precision_omega, coverage, n_evidence_chunks, rank);
 }
 
 }  // namespace
@@ -165,11 +177,12 @@ void register_metrics(py::module_& m) {
     m.def("span_metrics", &span_metrics, py::arg("ref_offsets"), py::arg("ref_doc"), py::arg("ref_start"),
           py::arg("ref_end"), py::arg("ret_offsets"), py::arg("ret_doc"), py::arg("ret_start"), py::arg("ret_end"),
           py::arg("chunk_index").none(true), py::arg("ks"), py::arg("k_mode"), py::arg("semantics"),
-          py::arg("num_threads"),
+          py::arg("num_threads"), py::arg("ranked") = false,
           "Score every question (docs/engine.md). Returns (recall, precision, iou, precision_omega, coverage, "
-          "n_evidence_chunks): the first three float64 of shape (n_questions, n_cols) with n_cols = len(ks) in "
+          "n_evidence_chunks, rank): the first three float64 of shape (n_questions, n_cols) with n_cols = len(ks) in "
           "list mode (k_mode=0) and 1 in modes 1 (all) and 2 (auto); the rest one value per question "
-          "(NaN, NaN and -1 when chunk_index is None). semantics: 0 = set, 1 = chroma. num_threads: 0 = every "
+          "(NaN, NaN and -1 when chunk_index is None); rank is None, or with ranked=True (needs chunk_index) the rank "
+          "metrics hit, mrr, map, ndcg, ndcg_graded as one float64 array of shape (5, n_questions, n_cols). semantics: 0 = set, 1 = chroma. num_threads: 0 = every "
           "hardware thread. Bad input raises ValueError naming the array and row; the bounds are 0 <= start < end <= 2**32 "
           "and at most 2**20 references and 2**20 scored retrieved rows per question.");
 

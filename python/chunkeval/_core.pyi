@@ -42,6 +42,7 @@ def span_metrics(
     k_mode: int,
     semantics: int,
     num_threads: int,
+    ranked: bool = False,
 ) -> tuple[
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],
@@ -49,14 +50,17 @@ def span_metrics(
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],
     npt.NDArray[np.int64],
+    npt.NDArray[np.float64] | None,
 ]:
-    """Score every question; returns ``(recall, precision, iou, precision_omega, coverage, n_evidence_chunks)``.
+    """Score every question; returns ``(recall, precision, iou, precision_omega, coverage, n_evidence_chunks, rank)``.
 
     ``recall``, ``precision``, ``iou``: float64 ``(n_questions, n_cols)``, ``n_cols = len(ks)`` when
     ``k_mode == 0`` (list) and 1 for ``k_mode`` 1 (each question's whole list) and 2 (auto: its first
     ``min(n_evidence_chunks, len)`` rows; needs ``chunk_index``). The other three hold one value per
     question: ``precision_omega`` and ``coverage`` are NaN and ``n_evidence_chunks`` is -1 without
-    ``chunk_index``. ``semantics``: 0 = set, 1 = chroma. ``num_threads``: 0 = every hardware thread;
+    ``chunk_index``. ``rank`` is ``None``, or with ``ranked=True`` (needs ``chunk_index``) the rank
+    metrics (docs/engine.md §4) as one float64 array ``(5, n_questions, n_cols)``: hit, mrr, map,
+    ndcg, ndcg_graded. ``semantics``: 0 = set, 1 = chroma. ``num_threads``: 0 = every hardware thread;
     batches under 2048 questions run on one. The GIL is released while scoring. Bad shapes, offsets,
     spans (need ``0 <= start < end <= 2**32``), questions over ``2**20`` references or ``2**20`` scored
     retrieved rows, or cut-offs (strictly increasing, ``>= 1``) raise ``ValueError``

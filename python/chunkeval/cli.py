@@ -7,6 +7,9 @@
     chunkeval report RESULTS --out DIR                            # tables, plots, recommendation
 
 Exit codes: 0 success, 2 bad usage or bad input (one line on stderr saying why), 130 interrupted.
+
+The parser is built for the command being run: the modules of the other subcommands (generate,
+sweep, report) are not imported, only their one-line help is listed (:data:`SUBCOMMAND_HELP`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,19 @@ class UserError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     """argparse under this CLI's contract: a usage error is one line on stderr and exit code 2
-    (argparse's default prints the whole usage block first, burying the reason)."""
+    (argparse's default prints the whole usage block first, burying the reason).
+
+    ``epilog_factory`` makes the epilog when help is shown: the text is gathered from the modules
+    that own it, which a run that shows no help need not import."""
+
+    def __init__(self, *args: Any, epilog_factory: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.epilog_factory = epilog_factory
+
+    def format_help(self) -> str:
+        if self.epilog_factory is not None:
+            self.epilog, self.epilog_factory = self.epilog_factory(), None
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -73,15 +88,18 @@ EVALUATE_EXAMPLES = """examples:
   chunkeval evaluate ./my-data --on-invalid skip --max-questions 50 --retrieval exact"""
 
 
+def _evaluate_epilog() -> str:
+    return "\n\n".join(t for t in (_dataset_help(), _chunker_help(), EVALUATE_EXAMPLES) if t)
+
+
 def _add_evaluate(sub: Any) -> None:
-    epilog = "\n\n".join(t for t in (_dataset_help(), _chunker_help(), EVALUATE_EXAMPLES) if t)
     p = sub.add_parser(
         "evaluate",
         help="chunk, embed, retrieve and score a dataset (default: the bundled Chroma benchmark)",
         description="Evaluate one chunking + embedding + retrieval configuration. With no arguments: the bundled "
                     "Chroma general benchmark (5 corpora, 472 questions), fixed 200-token cl100k chunks without "
                     "overlap, all-MiniLM-L6-v2, HNSW, k=5, set semantics, character units.",
-        epilog=epilog, formatter_class=HelpFormatter,
+        epilog_factory=_evaluate_epilog, formatter_class=HelpFormatter,
     )
     p.add_argument("dataset", nargs="?", default="chroma-general",
                    help="bundled dataset name or a folder with corpora/ and a questions file (layout below)")
@@ -127,9 +145,40 @@ def _add_evaluate(sub: Any) -> None:
     p.set_defaults(handler=_run_evaluate)
 
 
+class _RefusePandas:
+    """A meta-path finder under which ``import pandas`` fails, as if pandas were not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (chunkeval evaluate needs no pandas)", name=name)
+
+
+def _pyarrow_without_pandas() -> None:
+    """Answer pyarrow's pandas probe with "not installed".
+
+    pyarrow imports pandas, when it is installed, the first time any array is built: its shim
+    checks whether the input is a pandas object (0.25 s, a quarter of a warm ``evaluate``).
+    ``evaluate`` never hands pyarrow a pandas object, so the probe is run once with pandas
+    refused; pyarrow remembers the answer for its probes. An explicit conversion later
+    (``Table.to_pandas``) still works: pyarrow retries the import for it, and pandas loads then.
+    """
+    if "pandas" in sys.modules:
+        return
+    refuse = _RefusePandas()
+    sys.meta_path.insert(0, refuse)
+    try:
+        import pyarrow as pa
+
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(refuse)
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import check_out_dir, evaluate
 
+    if args.engine == "local":  # Ray's driver converts pandas objects with pyarrow: keep its probe
+        _pyarrow_without_pandas()
     if args.max_questions is not None and args.max_questions < 1:
         raise UserError(f"--max-questions {args.max_questions}: no questions to evaluate; pass a count >= 1")
     check_out_dir(args.out, "--out")
@@ -339,19 +388,43 @@ def _run_metrics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _optional_subcommands() -> list[Callable[[Any], None]]:
-    """Subcommands that live with their pipeline stage (generate, sweep, report)."""
-    adders = []
-    for module in ("chunkeval.generate.cli", "chunkeval.sweep", "chunkeval.report"):
-        try:
-            mod = __import__(module, fromlist=["add_subparser"])
-        except ImportError as exc:  # a stage whose own module is missing is a packaging bug
-            raise RuntimeError(f"cannot load the {module} subcommand: {exc}") from exc
-        adders.append(mod.add_subparser)
-    return adders
+#: Subcommands that live with their pipeline stage: (module with ``add_subparser``, the one-line
+#: help that ``add_subparser`` registers, repeated here so listing them imports none of them).
+SUBCOMMAND_HELP: dict[str, tuple[str, str]] = {
+    "generate": ("chunkeval.generate.cli", "generate questions with exact reference spans from your corpora with an LLM"),
+    "sweep": ("chunkeval.sweep", "evaluate many configurations (chunkers x sizes x embedders x k x units), resumable"),
+    "report": ("chunkeval.report", "write report.html, report.md, explorer.html and plots from results tables"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_optional(sub: Any, name: str, load: bool) -> None:
+    """Register subcommand ``name``: in full from its module when ``load``, else only its name and
+    help (a run of another command never parses its options)."""
+    module, help_text = SUBCOMMAND_HELP[name]
+    if not load:
+        sub.add_parser(name, help=help_text)
+        return
+    try:
+        mod = __import__(module, fromlist=["add_subparser"])
+    except ImportError as exc:  # a stage whose own module is missing is a packaging bug
+        raise RuntimeError(f"cannot load the {module} subcommand: {exc}") from exc
+    mod.add_subparser(sub)
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` runs (its first token that is not an option), or ``None``: the
+    top-level options (``--help``, ``--version``) take no value, so nothing else can come first."""
+    for token in argv:
+        if not token.startswith("-"):
+            return token
+        if token in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
+def build_parser(command: str | None = "all") -> argparse.ArgumentParser:
+    """The ``chunkeval`` parser. ``command="all"`` registers every subcommand in full; a name, or
+    ``None`` for none, registers only that one in full and lists the others by name and help."""
     from . import __version__
 
     parser = _Parser(
@@ -364,13 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_evaluate(sub)
     _add_metrics(sub)
-    for add in _optional_subcommands():
-        add(sub)
+    for name in SUBCOMMAND_HELP:
+        _add_optional(sub, name, load=command in ("all", name))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()

@@ -9,6 +9,14 @@ A **question record** (shared by datasets, evaluation, the generator and sweeps)
 References are half-open Python ``str`` offsets into the corpus named by ``corpus_id``;
 ``content`` is optional, and when present must equal ``corpus[start_index:end_index]``.
 
+A **cross-document** question has references in several corpora: a reference may carry its own
+``corpus_id`` (matched like the question's, see below), and its offsets are then into that
+corpus; a reference without one lies in the question's corpus. The question's ``corpus_id`` is
+the label it is grouped under in results (per-corpus means, ``subset(corpora=...)``); a record
+may leave it out when its first reference names a corpus, which then is the label. A loaded
+dataset stores each reference's resolved ``corpus_id`` only where it differs from the question's,
+so every spelling of the same data has one fingerprint.
+
 Files (the layout is documented for users in ``docs/datasets.md`` and :data:`DATASET_LAYOUT_HELP`):
 
 - corpora: a folder of ``.txt``/``.md`` files (UTF-8, corpus_id = file name without extension,
@@ -86,6 +94,7 @@ Question columns (JSONL: fields of one object per line):
                ending in it (data/finance.md)
   references   list of {"content", "start_index", "end_index"}: half-open Python str
                offsets, corpus[start_index:end_index] == content (content optional);
+               a reference in another corpus adds its own "corpus_id" (cross-document);
                CSV: a JSON string; Parquet: list<struct<...>> or that JSON string
   question_id  optional; default <dataset name>:<position>
   extra        optional JSON object of further fields (CSV, Parquet)
@@ -96,7 +105,7 @@ The reference toolkit's folder (corpora/*.md + questions_df.csv) loads as it is.
 Details and a worked example: docs/datasets.md"""
 
 _CORE_FIELDS = ("question_id", "question", "corpus_id", "references")
-_REFERENCE_FIELDS = ("content", "start_index", "end_index")
+_REFERENCE_FIELDS = ("content", "start_index", "end_index", "corpus_id")
 _REQUIRED_COLUMNS = ("question", "references", "corpus_id")
 _TEXT_SUFFIXES = (".txt", ".md")
 _QUESTION_FILES = ("questions.jsonl", "questions.parquet", "questions.csv", "questions_df.csv")
@@ -323,23 +332,26 @@ class _CorpusMatcher:
         return known
 
 
-def _resolve_corpus(value: object, matcher: _CorpusMatcher) -> str:
+def _resolve_corpus(value: object, matcher: _CorpusMatcher, reference: int | None = None) -> str:
+    """The corpus id ``value`` names; ``reference`` (its number from 1) when it is a reference's own."""
+    column, what, owner = ("corpus_id", "corpus_id", "the question's") if reference is None else (
+        "references", f"reference {reference} corpus_id", "the reference's")
     if value is None or value == "":
-        raise _Bad("corpus_id", "corpus_id is missing", "name the question's corpus file")
+        raise _Bad(column, f"{what} is missing", f"name {owner} corpus file")
     if not isinstance(value, str):
-        raise _Bad("corpus_id", f"corpus_id is {_kind(value)}, not text", "name the question's corpus file")
+        raise _Bad(column, f"{what} is {_kind(value)}, not text", f"name {owner} corpus file")
     found = matcher.resolve(value)
     if isinstance(found, str):
         return found
     if not found:
         raise _Bad(
-            "corpus_id",
-            f"unknown corpus_id {_preview(value)}: a corpus_id must name a corpus file by its stem, file name "
+            column,
+            f"unknown {what} {_preview(value)}: a corpus_id must name a corpus file by its stem, file name "
             f"or a path ending in it ({matcher.describe_known(value)})",
-            "correct the corpus_id",
+            f"correct the {what}",
         )
     names = ", ".join(repr(c) for c in found[:-1]) + f" and {found[-1]!r}"
-    raise _Bad("corpus_id", f"corpus_id {value!r} matches {len(found)} corpora: {names}",
+    raise _Bad(column, f"{what} {value!r} matches {len(found)} corpora: {names}",
                "write more of the path so that it names one")
 
 
@@ -376,10 +388,21 @@ def _offset(value: object, number: int, name: str) -> int:
     return offset
 
 
-def _check_reference(ref: object, number: int, corpus_id: str, corpus: str) -> dict[str, Any]:
+def _check_reference(ref: object, number: int, question_corpus: str | None, corpora: Mapping[str, str],
+                     matcher: _CorpusMatcher) -> dict[str, Any]:
+    """One reference, checked against its own corpus (its ``corpus_id``, else the question's);
+    ``question_corpus`` is ``None`` while the question's label is still to be taken from it."""
     if not isinstance(ref, (dict, Mapping)):  # dict first: the common case skips the ABC check
         raise _Bad("references", f"reference {number} is {_kind(ref)}, not an object with start_index and end_index",
                    f"write references as {_REFERENCE_SHAPE}")
+    own = ref.get("corpus_id")
+    if own is not None:
+        corpus_id = _resolve_corpus(own, matcher, reference=number)
+    elif question_corpus is not None:
+        corpus_id = question_corpus
+    else:
+        raise _Bad("corpus_id", "corpus_id is missing", "name the question's corpus file")
+    corpus = corpora[corpus_id]
     start = _offset(ref.get("start_index"), number, "start_index")
     end = _offset(ref.get("end_index"), number, "end_index")
     span_fix = "fix the offsets (half-open: 0 <= start_index < end_index)"
@@ -407,10 +430,15 @@ def _check_reference(ref: object, number: int, corpus_id: str, corpus: str) -> d
             )
     clean = dict(ref)
     clean["start_index"], clean["end_index"] = start, end
+    clean.pop("corpus_id", None)
+    if corpus_id != question_corpus:  # stored only where it says something: in another corpus
+        clean["corpus_id"] = corpus_id
     return clean
 
 
-def _check_references(references: object, corpus_id: str, corpus: str) -> list[dict[str, Any]]:
+def _check_references(references: object, question_corpus: str | None, corpora: Mapping[str, str],
+                      matcher: _CorpusMatcher) -> tuple[str, list[dict[str, Any]]]:
+    """The question's corpus id (its own, else its first reference's) and its references, checked."""
     if references is None:
         raise _Bad("references", "references is missing", f"give every question {_REFERENCE_SHAPE}")
     if not isinstance(references, (list, tuple)):
@@ -418,7 +446,12 @@ def _check_references(references: object, corpus_id: str, corpus: str) -> list[d
                    f"write references as {_REFERENCE_SHAPE}")
     if not references:
         raise _Bad("references", "references is an empty list", "give every question at least one evidence span")
-    return [_check_reference(ref, number, corpus_id, corpus) for number, ref in enumerate(references, start=1)]
+    checked = [_check_reference(references[0], 1, question_corpus, corpora, matcher)]
+    if question_corpus is None:  # the first reference named the corpus: it is the question's label
+        question_corpus = checked[0].pop("corpus_id")
+    checked += [_check_reference(ref, number, question_corpus, corpora, matcher)
+                for number, ref in enumerate(references[1:], start=2)]
+    return question_corpus, checked
 
 
 def _question_id(value: object, name: str, index: int) -> str:
@@ -458,9 +491,14 @@ def _check_question(item: object, index: int, name: str, corpora: Mapping[str, s
     question = record.get("question")
     if not isinstance(question, str):
         raise _Bad("question", f"question is {_kind(question)}, not text", "give every row its question text")
-    corpus_id = _resolve_corpus(record.get("corpus_id"), matcher)
-    record["corpus_id"] = corpus_id
-    record["references"] = _check_references(record.get("references"), corpus_id, corpora[corpus_id])
+    given = record.get("corpus_id")
+    references = record.get("references")
+    first = references[0] if isinstance(references, (list, tuple)) and references else None
+    if (given is None or given == "") and isinstance(first, Mapping) and first.get("corpus_id") is not None:
+        corpus_id = None  # the label is the first reference's own corpus
+    else:
+        corpus_id = _resolve_corpus(given, matcher)
+    record["corpus_id"], record["references"] = _check_references(references, corpus_id, corpora, matcher)
     _check_depth(record)
     record["question_id"] = question_id
     return record
@@ -587,8 +625,27 @@ class Dataset:
         doc_of = {cid: i for i, cid in enumerate(self.corpora)}
         return np.array([doc_of[q["corpus_id"]] for q in self.questions], dtype=np.int64)
 
+    def reference_corpora(self) -> list[tuple[str, ...]]:
+        """Per question, the corpora its references lie in: its own ``corpus_id`` first (when a
+        reference lies there), then the others in reference order, each once."""
+        out = []
+        for q in self.questions:
+            named = dict.fromkeys(ref.get("corpus_id", q["corpus_id"]) for ref in q["references"])
+            out.append(tuple(sorted(named, key=lambda cid: cid != q["corpus_id"])))  # stable: own corpus first
+        return out
+
+    def search_groups(self) -> np.ndarray:
+        """What each question searches with ``scope="corpus"``: its corpus id, or, for a
+        cross-document question, the tuple of its references' corpora (:meth:`reference_corpora`),
+        whose union :func:`chunkeval.pipeline.search_stage` searches. An object array."""
+        groups = np.empty(len(self.questions), dtype=object)
+        for row, (q, named) in enumerate(zip(self.questions, self.reference_corpora(), strict=True)):
+            groups[row] = named if len(named) > 1 else q["corpus_id"]
+        return groups
+
     def references(self) -> RaggedSpans:
-        """One list of reference spans per question (``doc`` = the corpus's doc id)."""
+        """One list of reference spans per question (``doc`` = the doc id of the reference's own
+        corpus: its ``corpus_id``, else the question's)."""
         doc_of = {cid: i for i, cid in enumerate(self.corpora)}
         counts = np.array([len(q["references"]) for q in self.questions], dtype=np.int64)
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
@@ -601,7 +658,9 @@ class Dataset:
         for q in self.questions:
             d = doc_of[q["corpus_id"]]
             for ref in q["references"]:
-                doc[row], start[row], end[row] = d, ref["start_index"], ref["end_index"]
+                own = ref.get("corpus_id")
+                doc[row] = d if own is None else doc_of[own]
+                start[row], end[row] = ref["start_index"], ref["end_index"]
                 row += 1
         return RaggedSpans(offsets, doc, start, end, name=f"{self.name} references")
 
@@ -631,12 +690,14 @@ class Dataset:
         self, corpora: Sequence[str] | None = None, max_questions: int | None = None, seed: int = 0
     ) -> Dataset:
         """A smaller dataset: the questions of the named corpora (ids, file names or paths, as a
-        question's corpus_id may name them), then at most ``max_questions`` of them drawn without
-        replacement with ``seed`` (kept in their original order), and only the corpora those
-        questions reference, in this dataset's order, so that a pipeline chunks and embeds nothing
-        else. Doc ids are positions in the smaller dataset's :attr:`corpus_ids`; its fingerprint is
-        that of the same corpora and questions built directly. Question ids are kept, so results
-        stay comparable; :attr:`skipped` is carried over."""
+        question's corpus_id may name them; a cross-document question belongs to its own
+        ``corpus_id``), then at most ``max_questions`` of them drawn without replacement with
+        ``seed`` (kept in their original order), and only the corpora those questions reference
+        (a cross-document question's other corpora included), in this dataset's order, so that a
+        pipeline chunks and embeds nothing else. Doc ids are positions in the smaller dataset's
+        :attr:`corpus_ids`; its fingerprint is that of the same corpora and questions built
+        directly. Question ids are kept, so results stay comparable; :attr:`skipped` is carried
+        over."""
         if corpora is None:
             wanted = set(self.corpora)
         else:
@@ -650,6 +711,7 @@ class Dataset:
                 rows = np.sort(rng.choice(len(questions), size=int(max_questions), replace=False))
                 questions = [questions[i] for i in rows.tolist()]
         used = {q["corpus_id"] for q in questions}
+        used.update(ref["corpus_id"] for q in questions for ref in q["references"] if "corpus_id" in ref)
         kept_corpora = {c: t for c, t in self.corpora.items() if c in used}
         # These records were checked against a superset of kept_corpora holding all they reference.
         return Dataset(self.name, kept_corpora, _Checked((dict(q) for q in questions), kept_corpora),
@@ -1199,9 +1261,9 @@ def _parquet_record(columns: dict[str, list[Any]], index: int, references_kind: 
     if refs is not None and references_kind == "json":
         refs = _loads(refs, "references")
     elif refs is not None and references_kind == "list":
-        # Arrow structs carry every field; a null content means the record had none.
-        refs = [{k: v for k, v in ref.items() if not (k == "content" and v is None)} if isinstance(ref, dict) else ref
-                for ref in refs]
+        # Arrow structs carry every field; a null content or corpus_id means the record had none.
+        refs = [{k: v for k, v in ref.items() if not (k in ("content", "corpus_id") and v is None)}
+                if isinstance(ref, dict) else ref for ref in refs]
     record["references"] = refs
     extra = columns["extra"][index] if "extra" in columns else None
     if extra and extra_kind == "json":
@@ -1266,6 +1328,10 @@ def _writable_record(record: Any, row: int) -> dict[str, Any]:
     if not isinstance(record, Mapping):
         raise TypeError(f"questions: row {row} is {type(record).__name__}, not a question record (a dict)")
     missing = [f for f in ("question", "corpus_id", "references") if f not in record]
+    refs = record.get("references")
+    if missing == ["corpus_id"] and isinstance(refs, (list, tuple)) and refs and isinstance(refs[0], Mapping) \
+            and refs[0].get("corpus_id") is not None:
+        missing = []  # a cross-document record whose first reference names the corpus
     if missing:
         raise ValueError(f"questions: row {row} lacks {missing}; a record needs question, corpus_id, references")
     return dict(record)
@@ -1290,7 +1356,7 @@ def _write_csv(records: list[dict[str, Any]], handle: Any) -> None:
     writer.writerow(columns)
     for record in records:
         # ASCII-escaped JSON, as the reference toolkit's own CSV holds it.
-        row = [record["question"], json.dumps(record["references"], allow_nan=False), record["corpus_id"]]
+        row = [record["question"], json.dumps(record["references"], allow_nan=False), record.get("corpus_id", "")]
         if with_ids:
             row.append(record.get("question_id", ""))
         if with_extra:
@@ -1302,9 +1368,10 @@ def _write_csv(records: list[dict[str, Any]], handle: Any) -> None:
 def _questions_table(records: list[dict[str, Any]]) -> Any:
     import pyarrow as pa
 
-    reference_type = pa.struct(
-        [("content", pa.string()), ("start_index", pa.int64()), ("end_index", pa.int64())]
-    )
+    fields = [("content", pa.string()), ("start_index", pa.int64()), ("end_index", pa.int64())]
+    if any(isinstance(ref, Mapping) and "corpus_id" in ref for r in records for ref in r["references"] or ()):
+        fields.append(("corpus_id", pa.string()))  # only then: files of one-corpus questions keep their schema
+    reference_type = pa.struct(fields)
     references = []
     for row, record in enumerate(records):
         refs = record["references"]
@@ -1317,7 +1384,7 @@ def _questions_table(records: list[dict[str, Any]]) -> Any:
             if unknown:
                 raise ValueError(
                     f"questions: row {row}, reference {i} has field(s) {unknown}; Parquet stores only "
-                    "content, start_index, end_index (write JSONL to keep them)"
+                    "content, start_index, end_index, corpus_id (write JSONL to keep them)"
                 )
         references.append(refs)
     extras = [_extra_fields(r) for r in records]
@@ -1325,7 +1392,7 @@ def _questions_table(records: list[dict[str, Any]]) -> Any:
         {
             "question_id": pa.array([r.get("question_id") for r in records], pa.string()),
             "question": pa.array([r["question"] for r in records], pa.string()),
-            "corpus_id": pa.array([r["corpus_id"] for r in records], pa.string()),
+            "corpus_id": pa.array([r.get("corpus_id") for r in records], pa.string()),
             "references": pa.array(references, pa.list_(reference_type)),
             "extra": pa.array(
                 [json.dumps(e, ensure_ascii=False, allow_nan=False) if e else None for e in extras], pa.string()

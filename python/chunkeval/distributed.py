@@ -351,7 +351,11 @@ def _search_shard(vectors: np.ndarray, offset: int, chunk_groups: np.ndarray | N
     rows = np.arange(n_q)
     if scope == "corpus":
         assert chunk_groups is not None and query_groups is not None
-        rows = np.flatnonzero(np.isin(query_groups, np.unique(chunk_groups)))
+        # Questions that search a corpus of this shard: a cross-document question's label is the
+        # tuple of its corpora, and it searches their union.
+        present = set(np.unique(chunk_groups).tolist())
+        rows = np.flatnonzero([bool(present.intersection(g)) if isinstance(g, tuple) else g in present
+                               for g in query_groups.tolist()])
     ids = np.full((n_q, k), -1, dtype=np.int64)
     scores = np.full((n_q, k), -np.inf, dtype=np.float32)
     exact_ids = ids.copy() if exact_too else None
@@ -569,7 +573,7 @@ def run_group_ray(
     shards = search_shards or max(1, min(cpus, len(chunk_vectors) // MIN_SHARD_ROWS))
     t = time.perf_counter()
     search = _search_on_ray(ray, chunk_vectors, question_vectors, k_search, method=retrieval, scope=scope,
-                            chunk_corpus=plan.chunk_corpus, question_corpus=plan.question_corpus, hnsw=hnsw,
+                            chunk_corpus=plan.chunk_corpus, question_corpus=plan.search_corpus, hnsw=hnsw,
                             check_recall=check_recall, shards=shards)
     timings.update(search.timings)
     recall = f", HNSW recall {search.hnsw_recall:.4f} against exact" if search.hnsw_recall is not None else ""

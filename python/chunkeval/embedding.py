@@ -32,7 +32,6 @@ import logging
 import os
 import platform
 import re
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -367,6 +366,28 @@ def cpu_supports_bf16() -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
+def _library_versions() -> dict[str, str | None]:
+    """The installed versions of the libraries that can compute vectors (``None``: not installed).
+
+    Read from the installed distributions, not the imported modules: a run whose vectors all come
+    from the cache imports none of them, and its provenance must say what a cold run says.
+    """
+    import importlib.metadata
+
+    distributions = {"torch": ("torch",), "transformers": ("transformers",), "openvino": ("openvino",),
+                     "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")}
+    versions: dict[str, str | None] = {}
+    for module, names in distributions.items():
+        versions[module] = None
+        for name in names:
+            try:
+                versions[module] = importlib.metadata.version(name)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
 # The on-disk vector cache
 
 
@@ -633,10 +654,6 @@ class Embedder:
 
     def config(self) -> dict[str, Any]:
         """Everything that decides the vectors, for provenance records."""
-        versions: dict[str, str | None] = {}
-        for module in ("torch", "transformers", "openvino", "onnxruntime"):
-            mod = sys.modules.get(module)
-            versions[module] = getattr(mod, "__version__", None) if mod is not None else None
         return {
             "name": self.model_name,
             "model_dir": str(self.spec.model_dir),
@@ -654,7 +671,7 @@ class Embedder:
             "cache_dir": str(self.cache_dir) if self.cache_dir is not None else None,
             "backend_requested": self.backend_requested,
             "backend": self._backend,
-            **{f"{k}_version": v for k, v in versions.items()},
+            **{f"{name}_version": version for name, version in _library_versions().items()},
         }
 
     # -- model --------------------------------------------------------------------------------

@@ -76,6 +76,21 @@ class EvaluationResult:
     unit_spans: pl.UnitSpans | None = None
     ranked_ids: np.ndarray | None = None
 
+    def to_trec(self, qrels_path: str | os.PathLike[str], run_path: str | os.PathLike[str], *,
+                graded: bool = False) -> None:
+        """Write the evidence-chunk qrels and the run in the TREC formats (:mod:`chunkeval.interop`):
+        trec_eval, pytrec_eval and ranx on them give the rank metrics of this evaluation."""
+        from . import interop
+
+        qrels, run = interop.evaluation_trec_data(self, graded=graded)
+        interop.write_trec(qrels_path, run_path, qrels, run)
+
+    def to_ranx(self, *, graded: bool = False) -> tuple[Any, Any]:
+        """``(ranx.Qrels, ranx.Run)`` of this evaluation (:func:`chunkeval.interop.to_ranx`)."""
+        from . import interop
+
+        return interop.to_ranx(*interop.evaluation_trec_data(self, graded=graded))
+
 
 EmbedBackend = Literal["auto", "torch", "openvino", "onnx"]
 

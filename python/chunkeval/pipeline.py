@@ -84,15 +84,21 @@ def documents_table(dataset: Dataset) -> pa.Table:
 # ----------------------------------------------------------------------------------------- chunk
 
 
-def chunk_stage(documents: pa.Table, chunker: Chunker, *, show_progress: bool | None = None) -> pa.Table:
+def chunk_stage(documents: pa.Table, chunker: Chunker, *, show_progress: bool | None = None,
+                cache_dir: Any = "default") -> pa.Table:
     """Chunk every document: one row per chunk, ``chunk_id`` = row, sorted by document.
 
     The spans are exact: ``text == document[start:end]``. ``documents`` may be any batch of the
     documents table (``doc`` keeps the batch's document numbers); chunk ids are then local to it.
+    A built-in chunker's spans of a document are read from the chunk cache under ``cache_dir``
+    (``"default"``, a folder, or ``None`` for none) when an earlier run stored them
+    (:mod:`chunkeval.chunk_cache`); the rows are the same either way.
     """
+    from .chunk_cache import chunk_cached
+
     docs = documents.column("doc").to_numpy()
     texts = documents.column("text").to_pylist()
-    spans = chunker.chunk(texts, show_progress=show_progress)
+    spans = chunk_cached(chunker, texts, cache_dir=cache_dir, show_progress=show_progress)
     doc = docs[spans.doc] if len(spans) else np.zeros(0, dtype=np.int64)
     start, end = spans.start, spans.end
     pieces = [texts[d][s:e] for d, s, e in zip(spans.doc.tolist(), start.tolist(), end.tolist(), strict=True)]
@@ -160,16 +166,49 @@ def search_stage(
     chunk_vectors: np.ndarray | None, question_vectors: np.ndarray | None, k_search: int, *, method: str = "hnsw",
     scope: str = "global", chunk_corpus: np.ndarray | None = None, question_corpus: np.ndarray | None = None,
     hnsw: Mapping[str, Any] | None = None, check_recall: bool = True, chunk_texts: Sequence[str] | None = None,
-    question_texts: Sequence[str] | None = None,
+    question_texts: Sequence[str] | None = None, cache_dir: Any = "default",
 ) -> SearchOutput:
     """Top-``k_search`` chunks per question: by cosine (``"exact"``, ``"hnsw"``, with HNSW's recall
     against exact search), by BM25 over the texts (``"bm25"``), or the reciprocal-rank fusion of both
     (``"hybrid"``; ``hnsw`` then holds the BM25/fusion parameters).
 
     ``scope="corpus"`` searches only the chunks whose corpus (``chunk_corpus``) is the question's
-    (``question_corpus``).
+    (``question_corpus``). A question whose label is a tuple of corpora (a cross-document question,
+    ``Dataset.search_groups()``) searches their union: each distinct set of corpora is one global
+    search over its chunks, ids mapped back to chunk rows; ``hnsw_recall`` is then the mean over
+    questions and ``index_bytes`` the sum over those searches.
+
+    ``cache_dir`` (``"default"``, a folder, or ``None`` for none) keeps single-threaded HNSW graphs
+    between runs (:func:`chunkeval.retrieval.build_index`); the results are the same either way.
     """
     from .retrieval import build_index, recall_at_k
+
+    if scope == "corpus" and question_corpus is not None and any(isinstance(g, tuple) for g in question_corpus):
+        if chunk_corpus is None:
+            raise ValueError("scope='corpus' needs chunk_corpus: one corpus label per chunk")
+        owner = list(chunk_corpus)
+        sets = [g if isinstance(g, tuple) else (g,) for g in question_corpus]
+        ids = np.full((len(sets), k_search), -1, dtype=np.int64)
+        scores = np.full((len(sets), k_search), -np.inf, dtype=np.float32)
+        parts: list[tuple[int, SearchOutput]] = []
+        for wanted in dict.fromkeys(sets):
+            rows = np.asarray([i for i, c in enumerate(owner) if c in wanted], dtype=np.int64)
+            asked = np.asarray([i for i, s in enumerate(sets) if s == wanted], dtype=np.int64)
+            if len(rows) == 0:
+                continue  # no chunk of these corpora: nothing to retrieve, the rows stay padding
+            sub = search_stage(
+                None if chunk_vectors is None else chunk_vectors[rows],
+                None if question_vectors is None else question_vectors[asked], k_search, method=method, hnsw=hnsw,
+                check_recall=check_recall, chunk_texts=None if chunk_texts is None else [chunk_texts[i] for i in rows],
+                question_texts=None if question_texts is None else [question_texts[i] for i in asked])
+            ids[asked] = np.where(sub.ids >= 0, rows[np.maximum(sub.ids, 0)], -1)
+            scores[asked] = sub.scores
+            parts.append((len(asked), sub))
+        checked = [(n, part.hnsw_recall) for n, part in parts if part.hnsw_recall is not None]
+        recall = sum(n * r for n, r in checked) / sum(n for n, _ in checked) if checked else None
+        spent = {name: sum(part.timings.get(name, 0.0) for _, part in parts) for name in ("index", "search")}
+        return SearchOutput(ids, scores, recall, sum(part.index_bytes for _, part in parts), dict(spent),
+                            parts[0][1].params if parts else {})
 
     if method in TEXT_METHODS:
         from .retrievers import search_texts
@@ -197,7 +236,9 @@ def search_stage(
     timings: dict[str, float] = {}
     t = time.perf_counter()
     params = dict(hnsw or {}) if method == "hnsw" else {}
-    index = build_index(chunk_vectors, groups=groups, method=method, scope=scope, **params)  # type: ignore[arg-type]
+    # A single-threaded HNSW graph of the same vectors is loaded from cache_dir, not rebuilt (same results).
+    index = build_index(chunk_vectors, groups=groups, method=method, scope=scope,  # type: ignore[arg-type]
+                        cache_dir=cache_dir, **params)
     timings["index"] = time.perf_counter() - t
     t = time.perf_counter()
     ids, scores = index.search(question_vectors, k_search, query_groups=query_groups)
@@ -461,6 +502,9 @@ class GroupPlan:
     chunk_corpus: np.ndarray
     question_corpus: np.ndarray
     question_ids: list[str]
+    # What scope="corpus" searches per question: its corpus, or for a cross-document question the
+    # tuple of the corpora its references lie in.
+    search_corpus: np.ndarray | None = None
 
 
 def plan_group(dataset: Dataset, documents: pa.Table, chunks: pa.Table, scorers: Sequence[Scorer],
@@ -478,7 +522,8 @@ def plan_group(dataset: Dataset, documents: pa.Table, chunks: pa.Table, scorers:
     corpus_of_doc = np.asarray(documents.column("corpus_id").to_pylist(), dtype=object)
     question_corpus = np.asarray([q["corpus_id"] for q in dataset.questions], dtype=object)
     question_ids = [str(q["question_id"]) for q in dataset.questions]
-    return GroupPlan(spans, unit_spans, k_search, corpus_of_doc[spans.doc], question_corpus, question_ids)
+    return GroupPlan(spans, unit_spans, k_search, corpus_of_doc[spans.doc], question_corpus, question_ids,
+                     dataset.search_groups())
 
 
 def group_tables(plan: GroupPlan, scorers: Sequence[Scorer], scorings: Mapping[tuple[str, str], Scoring],
@@ -538,7 +583,7 @@ def run_group(
     timings["embed"] = time.perf_counter() - t
 
     search = search_stage(chunk_vectors, question_vectors, plan.k_search, method=retrieval, scope=scope,
-                          chunk_corpus=plan.chunk_corpus, question_corpus=plan.question_corpus,
+                          chunk_corpus=plan.chunk_corpus, question_corpus=plan.search_corpus,
                           hnsw=hnsw, check_recall=check_recall, chunk_texts=chunks.column("text").to_pylist(),
                           question_texts=question_texts)
     timings.update(search.timings)

@@ -996,7 +996,9 @@ def _explorer_payload(
     for corpus, qid in selected:
         record = records[(corpus, qid)]
         length = len(data.corpora[corpus])
-        refs = [(int(r["start_index"]), int(r["end_index"])) for r in record["references"]]
+        # A cross-document question's references in other corpora are not drawn on this one's text.
+        refs = [(int(r["start_index"]), int(r["end_index"])) for r in record["references"]
+                if r.get("corpus_id", corpus) == corpus]
         windows = _merge((max(0, s - context), min(length, e + context)) for s, e in refs)
         needed.setdefault(corpus, []).extend((s, e) for s, e in windows)
         per_config: list[dict[str, Any] | None] = []

@@ -13,13 +13,20 @@ typically its corpus (``scope="corpus"``). :func:`recall_at_k` compares an appro
 with the exact one, by id or up to ties (an identical vector returned in place of another is no
 miss).
 
-hnswlib is imported only when an HNSW index is built.
+hnswlib is imported only when an HNSW index is built. With a cache folder (``build_index``'s
+``cache_dir``) a single-threaded HNSW graph is saved after it is built and loaded instead of
+rebuilt when the same vectors and graph parameters come again (:meth:`HNSWIndex` ``cache_folder``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import operator
+import os
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +35,11 @@ __all__ = ["TIE_ATOL", "ExactIndex", "HNSWIndex", "Retriever", "build_index", "h
 
 # Elements of one block of the query × vector score matrix (float32): bounds memory at ~64 MiB.
 _BLOCK_ELEMENTS = 1 << 24
+
+logger = logging.getLogger("chunkeval.retrieval")
+
+#: Bumped when the saved index's layout or key recipe changes.
+HNSW_CACHE_FORMAT = 1
 
 
 def _unit_rows(values: Any, name: str, dim: int | None = None) -> np.ndarray:
@@ -147,12 +159,19 @@ class HNSWIndex:
     racy order, so results may differ slightly between runs. Scores are recomputed exactly (float32
     dot products) for the returned ids, and each row is ordered by (-score, id) like
     :class:`ExactIndex`.
+
+    ``cache_folder`` (not an HNSW setting: it changes no result) keeps single-threaded graphs: the
+    graph of the same vectors (sha256 of their unit float32 rows), ``M``, ``ef_construction``,
+    ``seed``, dimension and hnswlib version is loaded with ``load_index`` instead of rebuilt;
+    because such a build is deterministic, the loaded graph is the one a build would make. A
+    graph file is trusted only when its sidecar ``.json`` holds the same key and the file's sha256
+    (a damaged or foreign file is rebuilt and rewritten, never loaded into hnswlib).
     """
 
     method = "hnsw"
 
     def __init__(self, vectors: Any, *, M: int = 16, ef_construction: int = 200, ef_search: int = 100,
-                 seed: int = 0, num_threads: int = 1) -> None:
+                 seed: int = 0, num_threads: int = 1, cache_folder: str | os.PathLike[str] | None = None) -> None:
         self.M = _positive_int(M, "M", 2)
         self.ef_construction = _positive_int(ef_construction, "ef_construction")
         self.ef_search = _positive_int(ef_search, "ef_search")
@@ -168,11 +187,80 @@ class HNSWIndex:
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ImportError("method='hnsw' needs hnswlib: pip install 'chunkeval[retrieval]' "
                                   "(or use method='exact')") from exc
-            index = hnswlib.Index(space="ip", dim=self.dim)
-            index.init_index(max_elements=self.n, ef_construction=self.ef_construction, M=self.M,
-                             random_seed=self.seed)
-            index.add_items(self.vectors, np.arange(self.n), num_threads=self.num_threads)
-            self._index = index
+            folder = Path(cache_folder).expanduser() if cache_folder is not None and self.num_threads == 1 else None
+            self._index = self._load(hnswlib, folder) if folder is not None else None
+            if self._index is None:
+                self._index = self._build(hnswlib)
+                if folder is not None:
+                    self._save(folder)
+
+    def _build(self, hnswlib: Any) -> Any:
+        index = hnswlib.Index(space="ip", dim=self.dim)
+        index.init_index(max_elements=self.n, ef_construction=self.ef_construction, M=self.M, random_seed=self.seed)
+        index.add_items(self.vectors, np.arange(self.n), num_threads=self.num_threads)
+        return index
+
+    def _cache_key(self) -> str:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("hnswlib")
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source build without metadata
+            version = "unknown"
+        settings = {"format": HNSW_CACHE_FORMAT, "hnswlib": version, "space": "ip", "dim": self.dim, "n": self.n,
+                    "M": self.M, "ef_construction": self.ef_construction, "seed": self.seed}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+        digest.update(self.vectors.tobytes())
+        return digest.hexdigest()
+
+    def _paths(self, folder: Path) -> tuple[Path, Path, str]:
+        key = self._cache_key()
+        return folder / key[:2] / f"{key}.hnsw", folder / key[:2] / f"{key}.json", key
+
+    def _load(self, hnswlib: Any, folder: Path) -> Any:
+        """The saved graph of this build, or ``None`` (absent, damaged, or not this build's)."""
+        graph, sidecar, key = self._paths(folder)
+        try:
+            record = json.loads(sidecar.read_text())
+            data = graph.read_bytes()
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            logger.warning("HNSW cache: ignoring unreadable index %s (%s); it is rebuilt", graph, exc)
+            return None
+        if not isinstance(record, dict) or record.get("key") != key or \
+                record.get("sha256") != hashlib.sha256(data).hexdigest():
+            logger.warning("HNSW cache: ignoring index %s that does not match its record; it is rebuilt", graph)
+            return None
+        index = hnswlib.Index(space="ip", dim=self.dim)
+        try:
+            index.load_index(str(graph), max_elements=self.n)
+        except (RuntimeError, ValueError) as exc:
+            logger.warning("HNSW cache: hnswlib could not load %s (%s); it is rebuilt", graph, exc)
+            return None
+        if index.element_count != self.n or index.dim != self.dim or index.M != self.M:
+            logger.warning("HNSW cache: index %s holds another graph; it is rebuilt", graph)
+            return None
+        return index
+
+    def _save(self, folder: Path) -> None:
+        """Graph first, then the sidecar naming its sha256: a reader trusts only a matching pair."""
+        from ._io import write_bytes_atomic
+
+        graph, sidecar, key = self._paths(folder)
+        try:
+            graph.parent.mkdir(parents=True, exist_ok=True)
+            tmp = graph.with_name(f".{graph.name}.{os.getpid()}.tmp")
+            try:
+                self._index.save_index(str(tmp))
+                data = tmp.read_bytes()
+                os.replace(tmp, graph)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            write_bytes_atomic(sidecar, json.dumps({"key": key, "sha256": hashlib.sha256(data).hexdigest()}).encode())
+        except (OSError, RuntimeError) as exc:  # a read-only or full cache costs the next run a build, no more
+            logger.warning("HNSW cache: could not save %s (%s)", graph, exc)
 
     def __len__(self) -> int:
         return self.n
@@ -274,18 +362,22 @@ def _group_labels(groups: Any, name: str, n: int, what: str = "label") -> list[H
     return labels
 
 
+#: Keyword arguments of :class:`HNSWIndex` that change no result, so are no setting of a run.
+_NOT_SETTINGS = ("cache_folder",)
+
+
 def hnsw_defaults() -> dict[str, Any]:
     """:class:`HNSWIndex`'s keyword parameters and their defaults: the one list of HNSW settings
     that the pipeline, the sweep files and the CLI accept."""
     import inspect
 
     return {name: p.default for name, p in inspect.signature(HNSWIndex.__init__).parameters.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _NOT_SETTINGS}
 
 
 def build_index(vectors: Any, groups: Sequence[Hashable] | np.ndarray | None = None, *,
                 method: Literal["hnsw", "exact"] = "hnsw", scope: Literal["global", "corpus"] | None = None,
-                **params: Any) -> Retriever:
+                cache_dir: str | os.PathLike[str] | None = None, **params: Any) -> Retriever:
     """Build a :class:`Retriever` over ``vectors`` (one row per chunk).
 
     Parameters
@@ -301,6 +393,11 @@ def build_index(vectors: Any, groups: Sequence[Hashable] | np.ndarray | None = N
     scope:
         ``"global"``: one index over all rows. ``"corpus"``: one index per group. Default:
         ``"corpus"`` when ``groups`` is given, else ``"global"``.
+    cache_dir:
+        ``None`` (default): build every HNSW graph. ``"default"`` (the cache folder of
+        :func:`chunkeval.evaluate.default_cache_dir`) or a folder: keep single-threaded graphs in
+        its ``hnsw/`` subfolder and load them when the same vectors and parameters come again
+        (same results as a build; see :class:`HNSWIndex`). Exact indexes are never cached.
     """
     if method not in ("hnsw", "exact"):
         raise ValueError(f"method={method!r} is not 'hnsw' or 'exact'")
@@ -316,8 +413,14 @@ def build_index(vectors: Any, groups: Sequence[Hashable] | np.ndarray | None = N
     unit = _unit_rows(vectors, "vectors")
     n, dim = unit.shape
 
+    folder = None
+    if method == "hnsw" and cache_dir is not None:
+        from .chunk_cache import cache_folder
+
+        folder = cache_folder(cache_dir, "hnsw")
+
     def make(rows: np.ndarray) -> Any:
-        return HNSWIndex(rows, **params) if method == "hnsw" else ExactIndex(rows)
+        return HNSWIndex(rows, cache_folder=folder, **params) if method == "hnsw" else ExactIndex(rows)
 
     if scope == "global":
         return Retriever({None: make(unit)}, None, method, scope, n, dim, dict(params))

@@ -25,6 +25,7 @@ struct MetricsOptions {
     const int64_t* ks = nullptr;  // list mode: strictly increasing cut-offs, all >= 1
     int64_t n_ks = 0;
     int num_threads = 1;  // 0 = every hardware thread
+    bool ranked = false;  // also the rank metrics (docs/engine.md §4); needs chunks
 };
 
 // Caller-owned outputs. recall, precision and iou are row-major (n_questions, n_columns);
@@ -36,7 +37,12 @@ struct MetricsOutputs {
     double* precision_omega = nullptr;  // NaN without chunks
     double* coverage = nullptr;         // NaN without chunks
     int64_t* n_evidence_chunks = nullptr;  // -1 without chunks
+    // With options.ranked: kRankMetrics blocks of (n_questions, n_columns), row-major, in the order
+    // hit, mrr, map, ndcg, ndcg_graded.
+    double* rank = nullptr;
 };
+
+inline constexpr int kRankMetrics = 5;
 
 // Columns of recall/precision/iou: n_ks in list mode, 1 otherwise.
 int64_t metric_columns(KMode k_mode, int64_t n_ks) noexcept;
@@ -49,6 +55,10 @@ int64_t metric_columns(KMode k_mode, int64_t n_ks) noexcept;
 void validate_metrics_inputs(const RaggedSpanView& references, const RaggedSpanView& retrieved,
                              const ChunkIndex* chunks, const MetricsOptions& options);
 
+// With options.ranked, also the rank metrics of docs/engine.md §4 (relevance is a positive overlap
+// with the references' union, repeated rows take no rank, cut-offs count ranks): the ranks may read
+// past the scored rows, up to the whole list. Needs chunks.
+//
 // Scores every question (one per CSR group; references and retrieved must have the same number of
 // groups). `chunks` may be null: then precision_omega and coverage are NaN, n_evidence_chunks -1.
 // Unknown doc ids match no chunks. Throws std::invalid_argument on bad input, naming the array and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from ..tokenizers import Tokenizer, get_tokenizer
 from .base import Chunker, SpanColumns, check_size
 from .spec import format_spec
 
-__all__ = ["FixedTokenChunker"]
+__all__ = ["DeferredTiktoken", "FixedTokenChunker", "chunker_tokenizer"]
 
 _DEFAULT_TOKENIZER = "cl100k_base"
 
@@ -18,6 +19,67 @@ _DEFAULT_TOKENIZER = "cl100k_base"
 def token_spec(tokenizer: Tokenizer) -> str:
     """The string :func:`~chunkeval.tokenizers.get_tokenizer` rebuilds ``tokenizer`` from."""
     return str(getattr(tokenizer, "spec", tokenizer.name))
+
+
+class DeferredTiktoken:
+    """A tiktoken encoding, known by name now and loaded on first use.
+
+    Loading ``cl100k_base`` decodes 100k base64 ranks (about 0.3 s); a chunker whose spans come
+    from :mod:`chunkeval.chunk_cache` never tokenizes, so it should not pay that. ``name`` and
+    ``spec`` are those of the :class:`~chunkeval.tokenizers.TiktokenTokenizer` it stands for.
+    """
+
+    def __init__(self, encoding: str, source: str | None = None) -> None:
+        self.encoding = encoding
+        self.name = f"tiktoken:{encoding}"
+        self.spec = encoding
+        self._source = source or encoding  # the spec get_tokenizer caches it under
+        self._loaded: Tokenizer | None = None
+
+    def __repr__(self) -> str:
+        return f"DeferredTiktoken({self.encoding!r})"
+
+    def loaded(self) -> Tokenizer:
+        """The real tokenizer (loaded once; :func:`get_tokenizer` shares it per encoding)."""
+        if self._loaded is None:
+            self._loaded = get_tokenizer(self._source)
+        return self._loaded
+
+    def encode(self, text: str) -> list[int]:
+        return self.loaded().encode(text)
+
+    def offsets(self, text: str) -> np.ndarray:
+        return self.loaded().offsets(text)
+
+    def count(self, text: str) -> int:
+        return self.loaded().count(text)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"encoding": self.encoding, "source": self._source}  # the loaded one holds a lock: reload
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.encoding, self._source, self._loaded = str(state["encoding"]), str(state["source"]), None
+        self.name, self.spec = f"tiktoken:{self.encoding}", self.encoding
+
+
+def chunker_tokenizer(spec: str | Tokenizer) -> Tokenizer:
+    """The tokenizer a chunker measures with: a tiktoken encoding named by a string is
+    :class:`DeferredTiktoken` (checked to exist now, loaded when first used); anything else is
+    :func:`~chunkeval.tokenizers.get_tokenizer`'s, built now."""
+    if isinstance(spec, str):
+        encoding = spec[len("tiktoken:"):] if spec.startswith("tiktoken:") else spec
+        named = spec.startswith("tiktoken:") or not os.path.isdir(os.path.expanduser(spec))  # a folder is an HF one
+        if named and _is_tiktoken_name(encoding):
+            return DeferredTiktoken(encoding, spec)
+    return get_tokenizer(spec)
+
+
+def _is_tiktoken_name(encoding: str) -> bool:
+    try:
+        import tiktoken
+    except ImportError:
+        return False  # get_tokenizer says how to install it
+    return encoding in tiktoken.list_encoding_names()
 
 
 class FixedTokenChunker(Chunker):
@@ -48,7 +110,7 @@ class FixedTokenChunker(Chunker):
                 f"overlap ({self.overlap}) must be smaller than size ({self.size}); "
                 "windows advance by size - overlap tokens"
             )
-        self.tokenizer = get_tokenizer(tokenizer)
+        self.tokenizer = chunker_tokenizer(tokenizer)
         spec = token_spec(self.tokenizer)
         suffix = "" if spec == _DEFAULT_TOKENIZER else f":{spec}"
         self.name = f"fixed:{self.size}:{self.overlap}{suffix}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from ..tokenizers import Tokenizer, get_tokenizer
+from ..tokenizers import Tokenizer
 from .base import Chunker, check_size
-from .fixed import token_spec
+from .fixed import chunker_tokenizer, token_spec
 from .spec import format_spec
 
 __all__ = ["RecursiveChunker", "DEFAULT_SEPARATORS"]
@@ -90,7 +90,7 @@ class RecursiveChunker(Chunker):
             raise TypeError(f"strip must be a bool, got {type(strip).__name__}")
         self.strip = strip
         self.length = length
-        self.tokenizer: Tokenizer | None = get_tokenizer(tokenizer) if length == "tokens" else None
+        self.tokenizer: Tokenizer | None = chunker_tokenizer(tokenizer) if length == "tokens" else None
         if self.tokenizer is not None and token_spec(self.tokenizer) == "chars":
             # Counting CharTokenizer tokens is counting characters; say so once, in one spelling.
             self.length, self.tokenizer = "chars", None

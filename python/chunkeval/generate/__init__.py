@@ -5,7 +5,7 @@ corpus and answers with a question and up to five verbatim excerpts (or, in appr
 piece-id ranges); each excerpt is located in the corpus as exact ``str`` offsets, filtered, and
 appended to a JSONL file of shared question records with full provenance. Runs resume after a
 crash or ``kill -9`` without duplicates, and no reply, however malformed, ends a run: it becomes a
-counted rejection (see docs/generate.md). Question kinds (single, multi-span, unanswerable), a
+counted rejection (see docs/generate.md). Question kinds (single, multi-span, cross-document, unanswerable), a
 grounding check, per-document quotas, windows from the user's own chunks and cost estimates are
 settings of :class:`GenerationSettings`. The approach follows Chroma's ``chunking_evaluation``
 synthetic generator and Jadon et al. (2025, arXiv 2502.15854).

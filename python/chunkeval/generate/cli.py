@@ -3,7 +3,7 @@
     chunkeval generate CORPUS_DIR --out questions.jsonl --base-url http://localhost:8000/v1 \\
         --model deepseek-ai/DeepSeek-R1-Distill-Qwen-14B --per-corpus 50
     chunkeval generate CORPUS_DIR --out questions.jsonl --local-model ./phi-4 --per-corpus 20
-    chunkeval generate CORPUS_DIR --out questions.jsonl ... --mix single=0.5,multi=0.3,unanswerable=0.2 --verify
+    chunkeval generate CORPUS_DIR --out questions.jsonl ... --mix single=0.5,multi=0.3,cross=0.2 --verify
     chunkeval generate CORPUS_DIR --out questions.jsonl ... --dry-run --price-in 0.27 --price-out 1.10
     chunkeval generate --stats questions.jsonl [CORPUS_DIR] [--price-in X --price-out Y]
     chunkeval generate --convert questions.jsonl questions.csv      # or .parquet
@@ -93,8 +93,9 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument("--corpora", default=None, help="comma-separated corpus ids to use (default: all)")
     run.add_argument("--mix", default=None, metavar="KIND=SHARE,...",
                      help="question kinds and their shares of --per-corpus: single (one passage), multi (evidence in "
-                          "two distant parts of a document), unanswerable (no evidence; written to "
-                          "<stem>.unanswerable.jsonl), e.g. single=0.5,multi=0.3,unanswerable=0.2 (default: single=1)")
+                          "two distant parts of a document), cross (evidence in two documents of the corpus set), "
+                          "unanswerable (no evidence; written to <stem>.unanswerable.jsonl), e.g. "
+                          "single=0.5,multi=0.3,cross=0.2 (default: single=1)")
     run.add_argument("--verify", action="store_true",
                      help="grounding check: a second request per question asks the model whether its references "
                           "answer it (unanswerable ones: whether the window does not); the rest are rejected")
@@ -222,7 +223,8 @@ def _dry_run(args: argparse.Namespace, corpora: dict[str, str], settings: Any) -
     print(f"dry run: {len(planned)} requests planned ({_format_counts(dict(per_corpus))}; "
           f"{_format_counts(dict(per_kind))}), {prompt_tokens:,} prompt tokens ({how}); nothing sent")
     for p in planned[:_DRY_RUN_SHOWN]:
-        windows = " + ".join(f"[{a}, {b})" for a, b in p.windows)
+        names = p.documents or ("",) * len(p.windows)  # cross-document: each window's corpus
+        windows = " + ".join(f"{c}[{a}, {b})" for c, (a, b) in zip(names, p.windows, strict=True))
         print(f"  {p.corpus_id} {p.kind} attempt {p.attempt}: window {windows}, {p.prompt_chars:,} prompt characters")
     if len(planned) > _DRY_RUN_SHOWN:
         print(f"  … and {len(planned) - _DRY_RUN_SHOWN} more")

@@ -61,19 +61,21 @@ def corpus_coverage(records: Iterable[Mapping[str, Any]], lengths: Mapping[str, 
     """Coverage of the corpora (``corpus_id`` → length) by the references of ``records``.
 
     Returns ``{"segment_chars", "share", "chars_share", "per_corpus": {cid: {"segments", "covered",
-    "share", "chars_share"}}}``; records of other corpora are ignored.
+    "share", "chars_share"}}}``; each reference counts in its own corpus (its ``corpus_id``, else
+    the record's), and references in other corpora are ignored.
     """
     if segment_chars < 1:
         raise ValueError(f"segment_chars must be at least 1, got {segment_chars}")
     spans: dict[str, list[tuple[int, int]]] = {cid: [] for cid in lengths}
     for record in records:
-        cid = record.get("corpus_id")
-        if cid not in spans:
-            continue
         for ref in record.get("references") or []:
+            # A cross-document question's reference in another corpus counts there.
+            cid = ref.get("corpus_id", record.get("corpus_id")) if isinstance(ref, Mapping) else None
+            if not isinstance(cid, str) or cid not in spans:
+                continue
             start, end = ref.get("start_index"), ref.get("end_index")
             if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= lengths[cid]:
-                spans[str(cid)].append((start, end))
+                spans[cid].append((start, end))
     per_corpus: dict[str, dict[str, Any]] = {}
     for cid, length in lengths.items():
         n_segments = max(1, math.ceil(length / segment_chars))

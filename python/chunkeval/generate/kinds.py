@@ -4,12 +4,13 @@
 ``multi``         two windows from distant places of one document, shown as two parts; the
                   question must need evidence from both (at least one reference in each part), so
                   its evidence is spread out: the questions that separate chunkers;
+``cross``         one window from each of two documents of the corpus set (the corpora of the
+                  run); the question needs evidence from both, each reference located in its own
+                  document. The question is counted and labelled under the first document (its
+                  ``corpus_id``); the second document's references carry their own ``corpus_id``;
 ``unanswerable``  one window, and a question on the document's topic that the text does *not*
                   answer. It has no references, so it is written to ``<stem>.unanswerable.jsonl``
                   and never mixed into the span metrics.
-
-Cross-document questions (evidence in two corpora) are not offered: a question record names one
-``corpus_id`` and its references are offsets into that corpus, so the format cannot hold them.
 
 A mix (``--mix single=0.5,multi=0.3,unanswerable=0.2``) splits each corpus's target into per-kind
 quotas by largest remainder; each kind has its own attempts, windows and attempt limit, so one
@@ -25,26 +26,25 @@ from collections.abc import Mapping
 from .coverage import spread_index
 
 __all__ = ["KINDS", "DEFAULT_MIX", "parse_mix", "check_mix", "quotas", "multi_windows", "render_parts",
-           "MIN_MULTI_PART_CHARS"]
+           "cross_partner", "render_documents", "MIN_MULTI_PART_CHARS"]
 
-KINDS = ("single", "multi", "unanswerable")
+KINDS = ("single", "multi", "cross", "unanswerable")
 DEFAULT_MIX: Mapping[str, float] = {"single": 1.0}
 
 #: Shortest part a multi-span window may have; a corpus under three times this cannot have two
 #: distant parts.
 MIN_MULTI_PART_CHARS = 100
 
-_CROSS = ("cross-document questions need references in two corpora, which the question format (one corpus_id "
-          "per question) cannot hold; use single, multi or unanswerable")
+#: Other spellings of a kind, accepted in a mix.
+_ALIASES = {"cross_document": "cross", "cross-document": "cross"}
 
 
 def check_mix(mix: Mapping[str, float], name: str = "mix") -> dict[str, float]:
     """Validate a kind → weight mapping and return it normalised to sum 1, in :data:`KINDS` order."""
     if not isinstance(mix, Mapping) or not mix:
         raise ValueError(f"{name} must map question kinds to weights, e.g. single=0.7,multi=0.3")
+    mix = {_ALIASES.get(kind, kind) if isinstance(kind, str) else kind: weight for kind, weight in mix.items()}
     for kind, weight in mix.items():
-        if kind in ("cross", "cross_document", "cross-document"):
-            raise ValueError(f"{name}: {_CROSS}")
         if kind not in KINDS:
             raise ValueError(f"{name}: unknown question kind {kind!r}; known: {', '.join(KINDS)}")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
@@ -62,7 +62,7 @@ def parse_mix(text: str) -> dict[str, float]:
         if not item:
             continue
         kind, sep, value = item.partition("=")
-        kind = kind.strip()
+        kind = _ALIASES.get(kind.strip(), kind.strip())
         if not sep:
             raise ValueError(f"--mix: {item!r} is not KIND=WEIGHT; write e.g. single=0.7,multi=0.3")
         try:
@@ -111,3 +111,21 @@ def multi_windows(text_length: int, window_chars: int, seed: int, corpus_id: str
 def render_parts(text: str, parts: tuple[tuple[int, int], ...]) -> str:
     """The parts of a multi-span window as the model sees them (in place of ``{window}``)."""
     return "\n\n".join(f'<part n="{i}">\n{text[start:end]}\n</part>' for i, (start, end) in enumerate(parts, start=1))
+
+
+def cross_partner(corpus_ids: list[str], corpus_id: str, seed: int, attempt: int) -> str:
+    """The second document of cross-document attempt ``attempt`` of ``corpus_id``: a pure function.
+
+    The partners of successive attempts spread evenly over the other documents
+    (:func:`.coverage.spread_index` of ``(seed, corpus_id)``), so every pair is asked about.
+    """
+    others = [cid for cid in corpus_ids if cid != corpus_id]
+    if not others:
+        raise ValueError(f"mix: cross-document questions pair two documents of the corpus set, and only {corpus_id!r} "
+                         "is given; add documents, or give cross no share (--mix)")
+    return others[spread_index(f"chunkeval-cross\0{seed}\0{corpus_id}", attempt, len(others))]
+
+
+def render_documents(texts: tuple[str, ...]) -> str:
+    """The windows of a cross-document attempt as the model sees them (in place of ``{window}``)."""
+    return "\n\n".join(f'<document n="{i}">\n{text}\n</document>' for i, text in enumerate(texts, start=1))

@@ -127,6 +127,31 @@ The two parts of the document:
 Reply with the JSON object only.
 """
 
+_CROSS_V1 = """\
+You write evaluation questions for a retrieval system. You are shown parts of two different
+documents. Write ONE question whose answer needs facts from BOTH documents: someone who has read
+only one of them cannot answer it fully (a comparison, or a fact of one that bears on the other).
+
+Rules:
+1. The question is specific and makes sense on its own: someone who has not seen the texts must
+   understand it (never write "in the text", "in document 1", "the author").
+2. "references" lists every passage needed to answer the question: at least one from document 1
+   and at least one from document 2, 2 to {max_references} passages in all, each copied character
+   for character from its document (same words, punctuation and capitalisation), preferably whole
+   sentences. Do not paraphrase, shorten with "..." or join passages.
+3. Do not repeat or rephrase any of the previous questions.
+4. Reply with one JSON object and nothing else:
+{"question": "...", "references": ["passage from document 1", "passage from document 2"]}
+=== user ===
+Previous questions (do not repeat them):
+{previous_questions}
+
+The two documents:
+{window}
+
+Reply with the JSON object only.
+"""
+
 _UNANSWERABLE_V1 = """\
 You write evaluation questions for a retrieval system. You are shown part of a document. Write ONE
 question that a reader of this document could plausibly ask, on its topic and about the people,
@@ -206,8 +231,8 @@ def _split(text: str, source: str) -> tuple[str, str]:
 
 
 def kind_template(kind: str) -> PromptTemplate:
-    """The built-in template of a question kind other than ``single`` (``multi``, ``unanswerable``)."""
-    texts = {"multi": _MULTI_V1, "unanswerable": _UNANSWERABLE_V1}
+    """The built-in template of a question kind other than ``single`` (``multi``, ``cross``, ``unanswerable``)."""
+    texts = {"multi": _MULTI_V1, "cross": _CROSS_V1, "unanswerable": _UNANSWERABLE_V1}
     if kind not in texts:
         raise ValueError(f"kind: no built-in template for {kind!r}; known: {', '.join(texts)}")
     system, user = _split(texts[kind], "builtin")

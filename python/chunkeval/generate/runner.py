@@ -48,7 +48,16 @@ from .filters import (
     question_key,
     too_many_references,
 )
-from .kinds import DEFAULT_MIX, KINDS, check_mix, multi_windows, quotas, render_parts
+from .kinds import (
+    DEFAULT_MIX,
+    KINDS,
+    check_mix,
+    cross_partner,
+    multi_windows,
+    quotas,
+    render_documents,
+    render_parts,
+)
 from .locate import MATCH_KINDS, CorpusIndex, Located, pieces_to_span, tag_pieces
 from .parsing import AnswerError, ParsedAnswer, parse_answer, parse_verdict
 from .prompts import (
@@ -133,6 +142,9 @@ class GenerationSettings:
         if self.approximate and "multi" in self.mix:
             raise ValueError("mix: multi-span questions quote two parts and need exact mode; drop approximate "
                              "(--approximate) or the multi share")
+        if self.approximate and "cross" in self.mix:
+            raise ValueError("mix: cross-document questions quote two documents and need exact mode; drop approximate "
+                             "(--approximate) or the cross share")
 
     @property
     def attempt_limit(self) -> int:
@@ -406,15 +418,20 @@ class _Plan:
     template: PromptTemplate
     bounds: list[int] | None = None
     chunks: tuple[int, ...] = ()  # with --from-chunks: the chunks shown, by position in the corpus's chunk list
+    documents: tuple[str, ...] = ()  # cross-document: the corpus of each window (else all the question's corpus)
 
     @property
     def span(self) -> tuple[int, int]:
-        """From the first window's start to the last one's end: where excerpts are searched first."""
-        return self.windows[0][0], self.windows[-1][1]
+        """From the first window's start to the last one's end: where excerpts are searched first
+        (cross-document: the first document's window)."""
+        return self.windows[0][0], (self.windows[0] if self.documents else self.windows[-1])[1]
 
     def window_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"window": {"start": self.span[0], "end": self.span[1]}}
-        if len(self.windows) > 1:
+        if self.documents:
+            record["documents"] = [{"corpus_id": c, "start": a, "end": b}
+                                   for c, (a, b) in zip(self.documents, self.windows, strict=True)]
+        elif len(self.windows) > 1:
             record["windows"] = [{"start": a, "end": b} for a, b in self.windows]
         if self.chunks:
             record["chunks"] = list(self.chunks)
@@ -460,6 +477,8 @@ class _Run:
                 chunk_pair(len(self.chunk_windows[cid]), 0, 0)  # raises when too few chunks
             elif "multi" in state.kinds:
                 multi_windows(len(state.text), settings.window_chars, settings.seed, cid, 0)  # raises when too short
+            if "cross" in state.kinds:
+                cross_partner(list(corpora), cid, settings.seed, 0)  # raises when there is no second document
 
     # -- resume ---------------------------------------------------------------------------------
 
@@ -514,6 +533,11 @@ class _Run:
         chunks = self.chunk_windows[state.corpus_id]
         key = f"chunkeval-chunk\0{self.settings.seed}\0{state.corpus_id}" + ("" if kind == "single" else f"\0{kind}")
         first = spread_index(key, attempt, len(chunks))
+        if kind == "cross":  # one chunk of each document; ``ids`` are positions in each one's own chunk list
+            partner = cross_partner(list(self.states), state.corpus_id, self.settings.seed, attempt)
+            theirs = self.chunk_windows[partner]
+            second = spread_index(f"{key}\0{partner}", attempt, len(theirs))
+            return (chunks[first], theirs[second]), (first, second)
         if kind != "multi":
             return (chunks[first],), (first,)
         pick = _attempt_seed(self.settings.seed, state.corpus_id, attempt, "multi-chunk")
@@ -525,6 +549,8 @@ class _Run:
         template = self.templates[kind]
         recent = state.questions[-settings.recent_questions:] if settings.recent_questions else []
         max_refs = settings.filters.max_references
+        if kind == "cross":
+            return self._cross_plan(state, attempt, template, recent, max_refs)
         if state.corpus_id in self.chunk_windows:
             windows, ids = self._chunk_plan(state, kind, attempt)
             bounds: list[int] | None = None
@@ -547,7 +573,30 @@ class _Run:
             shown, bounds = tag_pieces(shown, settings.piece_chars)
         return _Plan(kind, attempt, (window,), template.render(shown, recent, max_refs), template, bounds)
 
-    def _locate(self, state: _CorpusState, answer: ParsedAnswer, plan: _Plan) -> list[Located]:
+    def _cross_plan(self, state: _CorpusState, attempt: int, template: PromptTemplate, recent: list[str],
+                    max_refs: int) -> _Plan:
+        """One window of the question's document and one of its partner, half a window each."""
+        settings = self.settings
+        partner = cross_partner(list(self.states), state.corpus_id, settings.seed, attempt)
+        ids: tuple[int, ...] = ()
+        if state.corpus_id in self.chunk_windows:
+            windows, ids = self._chunk_plan(state, "cross", attempt)
+        else:
+            part = max(settings.window_chars // 2, 1)
+            windows = (
+                sample_window(state.text, part, settings.seed, state.corpus_id, attempt, settings.align_paragraphs,
+                              kind="cross"),
+                sample_window(self.states[partner].text, part, settings.seed, partner, attempt,
+                              settings.align_paragraphs, kind=f"cross\0{state.corpus_id}"),
+            )
+        documents = (state.corpus_id, partner)
+        shown = render_documents(tuple(self.states[c].text[a:b] for c, (a, b) in zip(documents, windows, strict=True)))
+        return _Plan("cross", attempt, windows, template.render(shown, recent, max_refs), template, None, ids,
+                     documents)
+
+    def _locate(self, state: _CorpusState, answer: ParsedAnswer, plan: _Plan) -> tuple[list[Located], list[int]]:
+        """Each excerpt's span and the document it lies in (its index in ``plan.documents``; 0 when
+        there is one document)."""
         settings = self.settings
         if too_many_references(answer.n_references, settings.filters.max_references):
             raise AnswerError("too_many_references",
@@ -558,36 +607,70 @@ class _Run:
             for first, last in answer.piece_ranges:
                 start, end = pieces_to_span(plan.bounds, lo, first, last)
                 located.append(Located(start, end, "pieces", 100.0))
-            return located
+            return located, [0] * len(located)
+        if plan.documents:
+            return self._locate_cross(answer, plan)
         for i, excerpt in enumerate(answer.excerpts):
             found = state.index.locate(excerpt, lo, hi, fuzzy_threshold=settings.fuzzy_threshold)
             if found is None:
-                preview = " ".join(excerpt.split())
-                preview = preview if len(preview) <= 80 else preview[:79] + "…"
                 raise AnswerError(
-                    "excerpt_not_found", f"reference {i} {preview!r} is not in corpus {state.corpus_id!r}"
+                    "excerpt_not_found", f"reference {i} {_preview(excerpt)!r} is not in corpus {state.corpus_id!r}"
                 )
             located.append(found)
         if plan.kind == "multi":
             _check_both_parts(located, plan.windows)
-        return located
+        return located, [0] * len(located)
 
-    def _references(self, state: _CorpusState, located: list[Located],
-                    answer: ParsedAnswer) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        merged, members = merge_overlapping([(loc.start, loc.end) for loc in located])
+    def _locate_cross(self, answer: ParsedAnswer, plan: _Plan) -> tuple[list[Located], list[int]]:
+        """Each excerpt in each document (its window first); the better match wins, the first
+        document on a tie. Both documents must hold at least one reference."""
+        located: list[Located] = []
+        docs: list[int] = []
+        for i, excerpt in enumerate(answer.excerpts):
+            best: tuple[tuple[int, float], int, Located] | None = None
+            for doc, (corpus_id, (lo, hi)) in enumerate(zip(plan.documents, plan.windows, strict=True)):
+                found = self.states[corpus_id].index.locate(excerpt, lo, hi,
+                                                            fuzzy_threshold=self.settings.fuzzy_threshold)
+                rank = (_MATCH_RANK[found.match], -found.score) if found is not None else None
+                if found is not None and rank is not None and (best is None or rank < best[0]):
+                    best = (rank, doc, found)
+            if best is None:
+                names = " or ".join(repr(c) for c in plan.documents)
+                raise AnswerError("excerpt_not_found", f"reference {i} {_preview(excerpt)!r} is in neither corpus "
+                                                       f"{names}")
+            docs.append(best[1])
+            located.append(best[2])
+        for doc, corpus_id in enumerate(plan.documents):
+            if doc not in docs:
+                raise AnswerError("not_cross_document", f"no reference lies in document {doc + 1} ({corpus_id!r}); a "
+                                                        "cross-document question needs evidence from both documents")
+        return located, docs
+
+    def _references(self, state: _CorpusState, located: list[Located], docs: list[int], answer: ParsedAnswer,
+                    plan: _Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The reference records, merged where they overlap within a document, the question's
+        document first; a reference in another document carries that document's ``corpus_id``."""
         references, how = [], []
-        for (start, end), parts in zip(merged, members, strict=True):
-            references.append({"content": state.text[start:end], "start_index": start, "end_index": end})
-            worst = max(parts, key=lambda i: (_MATCH_RANK[located[i].match], -located[i].score))
-            entry: dict[str, Any] = {
-                "match": located[worst].match,
-                "score": round(min(located[i].score for i in parts), 2),
-            }
-            if answer.piece_ranges:
-                entry["pieces"] = [list(answer.piece_ranges[i]) for i in parts]
-            if len(parts) > 1:
-                entry["merged_from"] = parts
-            how.append(entry)
+        for doc, corpus_id in enumerate(plan.documents or (state.corpus_id,)):
+            text = self.states[corpus_id].text
+            mine = [i for i, d in enumerate(docs) if d == doc]
+            merged, members = merge_overlapping([(located[i].start, located[i].end) for i in mine])
+            for (start, end), local in zip(merged, members, strict=True):
+                parts = [mine[j] for j in local]
+                reference: dict[str, Any] = {"content": text[start:end], "start_index": start, "end_index": end}
+                if corpus_id != state.corpus_id:
+                    reference["corpus_id"] = corpus_id
+                references.append(reference)
+                worst = max(parts, key=lambda i: (_MATCH_RANK[located[i].match], -located[i].score))
+                entry: dict[str, Any] = {
+                    "match": located[worst].match,
+                    "score": round(min(located[i].score for i in parts), 2),
+                }
+                if answer.piece_ranges:
+                    entry["pieces"] = [list(answer.piece_ranges[i]) for i in parts]
+                if len(parts) > 1:
+                    entry["merged_from"] = parts
+                how.append(entry)
         return references, how
 
     def _provenance(self, plan: _Plan, result: ChatResult, how: list[dict[str, Any]],
@@ -686,8 +769,8 @@ class _Run:
                 raise AnswerError("reflected_secret", "the question holds the API key (the server reflected it)")
             if plan.kind == "unanswerable":
                 return answer, [], []
-            located = self._locate(state, answer, plan)
-            references, how = self._references(state, located, answer)
+            located, docs = self._locate(state, answer, plan)
+            references, how = self._references(state, located, docs, answer, plan)
         except AnswerError:
             raise
         except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, RecursionError) as exc:
@@ -1000,6 +1083,11 @@ def _record_kind(record: Mapping[str, Any]) -> str:
     return kind if isinstance(kind, str) else "single"
 
 
+def _preview(excerpt: str) -> str:
+    preview = " ".join(excerpt.split())
+    return preview if len(preview) <= 80 else preview[:79] + "…"
+
+
 def _check_both_parts(located: list[Located], windows: tuple[tuple[int, int], ...]) -> None:
     """A multi-span answer needs at least one reference inside each part it was shown."""
     for number, (start, end) in enumerate(windows, start=1):
@@ -1223,6 +1311,7 @@ class PlannedRequest:
     attempt: int
     windows: tuple[tuple[int, int], ...]
     messages: list[dict[str, str]]
+    documents: tuple[str, ...] = ()  # cross-document: the corpus of each window
 
     @property
     def prompt_chars(self) -> int:
@@ -1258,5 +1347,6 @@ def plan_requests(corpora: Mapping[str, str], out_path: str | os.PathLike[str],
         while (picked := state.next_attempt()) is not None:
             kind, attempt = picked
             plan = run._plan(state, kind, attempt)
-            planned.append(PlannedRequest(state.corpus_id, kind, attempt, plan.windows, plan.messages))
+            planned.append(PlannedRequest(state.corpus_id, kind, attempt, plan.windows, plan.messages,
+                                          plan.documents))
     return planned

@@ -17,6 +17,8 @@ back to another backend.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -50,6 +52,17 @@ _KEY_RANK_LIMIT = 1 << _KEY_RANK_BITS
 _SWEEP_RANK_BITS = 20
 # Explicit DFS stack for the interval tree: (node, level) pairs, at most two pending per level.
 _STACK_SIZE = 512
+# Rank metrics: a retrieved list is deduplicated by comparing each row with the rows kept before it
+# while at most this many rows are read; a longer read sorts the rows instead (O(n log n)).
+_DEDUP_QUADRATIC = 32
+# D(i) = log2(i + 1) and 1.0 / D(i) for ranks i below this, computed with math.log2 exactly as the
+# reference does (frozen into the kernels as constants); deeper ranks call the same libm log2.
+_LOG2_TABLE_SIZE = 1024
+_LOG2_RANK = np.array([math.log2(i + 1) if i else 0.0 for i in range(_LOG2_TABLE_SIZE)], dtype=np.float64)
+_INV_LOG2_RANK = np.array([1.0 / math.log2(i + 1) if i else 0.0 for i in range(_LOG2_TABLE_SIZE)],
+                          dtype=np.float64)
+# The rank metrics' rows in the output array: hit, mrr, map, ndcg, ndcg_graded.
+_N_RANK_METRICS = 5
 
 # The hot kernels never allocate, so they are compiled without the NRT: otherwise every call
 # increfs and decrefs each array argument with an atomic, which costs more than the arithmetic of
@@ -792,6 +805,223 @@ def _rank_sweep(t0, n, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m
 
 
 # --------------------------------------------------------------------------------------------
+# Rank metrics (docs/engine.md §4)
+# --------------------------------------------------------------------------------------------
+
+
+@_kernel
+def _log2_rank(i):
+    """``D(i) = log2(i + 1)``, bit for bit what the reference's ``math.log2`` returns."""
+    if i < _LOG2_TABLE_SIZE:
+        return _LOG2_RANK[i]
+    return math.log2(np.float64(i + 1))
+
+
+@_kernel
+def _inv_log2_rank(i):
+    """``1.0 / D(i)``, the same division the reference makes."""
+    if i < _LOG2_TABLE_SIZE:
+        return _INV_LOG2_RANK[i]
+    return 1.0 / math.log2(np.float64(i + 1))
+
+
+@_kernel
+def _segment_prefix(seg_s, seg_e, nseg, seg_pre):
+    """``seg_pre[j]`` = total length of the segments before ``j`` (multiplicity ignored)."""
+    total = 0
+    seg_pre[0] = 0
+    for j in range(nseg):
+        total += seg_e[j] - seg_s[j]
+        seg_pre[j + 1] = total
+
+
+@_kernel
+def _gain(seg_doc, seg_s, seg_e, seg_pre, nseg, d, a, b):
+    """``|(d, a, b) ∩ E|``: two binary searches over the disjoint sorted segments and a difference
+    of their prefix lengths, clipped at both ends (O(log nseg) whatever the span covers)."""
+    lo = 0
+    hi = nseg
+    while lo < hi:  # first segment with (doc, end) > (d, a)
+        mid = (lo + hi) >> 1
+        if seg_doc[mid] < d or (seg_doc[mid] == d and seg_e[mid] <= a):
+            lo = mid + 1
+        else:
+            hi = mid
+    first = lo
+    hi = nseg
+    while lo < hi:  # first segment from there with (doc, start) >= (d, b)
+        mid = (lo + hi) >> 1
+        if seg_doc[mid] < d or (seg_doc[mid] == d and seg_s[mid] < b):
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == first:
+        return 0
+    # Segments first..lo-1 all lie in doc d and overlap [a, b); only the two outer ones stick out.
+    g = seg_pre[lo] - seg_pre[first]
+    if seg_s[first] < a:
+        g -= a - seg_s[first]
+    if seg_e[lo - 1] > b:
+        g -= seg_e[lo - 1] - b
+    return g
+
+
+@_kernel
+def _same_row(ret_doc, ret_start, ret_end, x, y):
+    return ret_start[x] == ret_start[y] and ret_end[x] == ret_end[y] and ret_doc[x] == ret_doc[y]
+
+
+@_kernel
+def _first_occurrences(t0, read, ret_doc, ret_start, ret_end, rk_idx, rk_tmp):
+    """``rk_tmp[p]`` = 1 when row ``p`` of ``t0 .. t0 + read`` equals no earlier row, else 0:
+    O(n log n) on the rows sorted by (doc, start, end, position); ``rk_idx`` is scratch."""
+    for i in range(read):
+        rk_idx[i] = t0 + i
+    # Two stable passes: by end, then by (doc, start); equal rows end up together, earliest first.
+    _sort_rows(rk_idx, read, ret_end, ret_end, rk_tmp)
+    _sort_rows(rk_idx, read, ret_doc, ret_start, rk_tmp)
+    for i in range(read):
+        r = rk_idx[i]
+        rk_tmp[r - t0] = 0 if i > 0 and _same_row(ret_doc, ret_start, ret_end, rk_idx[i - 1], r) else 1
+
+
+@_kernel
+def _rank_rows(t0, n_ret, depth, ret_doc, ret_start, ret_end, rk_idx, rk_tmp):
+    """The first ``depth`` distinct rows of the list ``t0 .. t0 + n_ret`` (``depth <= n_ret``): their
+    positions in the list go to ``rk_idx`` in rank order; returns how many there are.
+
+    Up to ``_DEDUP_QUADRATIC`` rows are read comparing each with the rows kept so far. A list that
+    needs more is deduplicated on a prefix (:func:`_first_occurrences`), doubled until it holds
+    ``depth`` distinct rows or is the whole list. ``rk_idx`` and ``rk_tmp`` have room for ``n_ret``.
+    """
+    n = 0
+    p = 0
+    quadratic = n_ret if n_ret < _DEDUP_QUADRATIC else _DEDUP_QUADRATIC
+    while p < quadratic and n < depth:
+        seen = False
+        for t in range(n):
+            if _same_row(ret_doc, ret_start, ret_end, t0 + rk_idx[t], t0 + p):
+                seen = True
+                break
+        if not seen:
+            rk_idx[n] = p
+            n += 1
+        p += 1
+    if n == depth or p == n_ret:
+        return n
+    read = max(2 * depth, 2 * _DEDUP_QUADRATIC)
+    while True:
+        if read > n_ret:
+            read = n_ret
+        _first_occurrences(t0, read, ret_doc, ret_start, ret_end, rk_idx, rk_tmp)
+        n = 0
+        for p in range(read):
+            if rk_tmp[p]:
+                rk_idx[n] = p
+                n += 1
+                if n == depth:
+                    return n
+        if read == n_ret:
+            return n
+        read *= 2
+
+
+@_kernel
+def _top_descending(a, n, top):
+    """Leave the ``top`` largest of ``a[:n]`` at ``a[n - 1], a[n - 2], ..., a[n - top]`` in decreasing
+    order: a partial heapsort (no allocation), so a deep ideal list costs O(n + top log n)."""
+    if n <= _SMALL_SORT:
+        _sort_values(a, n)
+        return
+    for start in range((n - 2) // 2, -1, -1):
+        _sift_down(a, start, n)
+    for t in range(top):
+        end = n - 1 - t
+        if end <= 0:
+            break
+        v = a[0]
+        a[0] = a[end]
+        a[end] = v
+        _sift_down(a, 0, end)
+
+
+@_kernel
+def _ideal_add(seg_doc, seg_s, seg_e, seg_pre, nseg, ideal, n_rel, d, cs, ce):
+    """Count evidence chunk ``(d, cs, ce)`` into the ideal list when it overlaps E (under chroma
+    semantics a merely touching one does not); gains past ``ideal``'s capacity are counted only."""
+    g = _gain(seg_doc, seg_s, seg_e, seg_pre, nseg, d, cs, ce)
+    if g <= 0:
+        return n_rel
+    if n_rel < ideal.shape[0]:
+        ideal[n_rel] = g
+    return n_rel + 1
+
+
+@_kernel
+def _rank_question(  # noqa: C901 - one pass over the ranks for every cut-off
+    q, t0, n_ret, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_pre, nseg,
+    ks, k_mode, n_ev, ideal, n_rel, rank_out, rk_idx, rk_tmp,
+):  # fmt: skip
+    """Write hit, mrr, map, ndcg and ndcg_graded of question ``q`` at every cut-off into
+    ``rank_out[:, q, :]`` (docs/engine.md §4). ``ideal[:n_rel]`` holds the gains of the chunks that
+    overlap E (reordered here); every sum runs from 0.0 in increasing rank, as in the reference."""
+    n_ks = ks.shape[0]
+    if k_mode == _KMODE_LIST:
+        depth = ks[n_ks - 1]
+        ideal_depth = depth
+    elif k_mode == _KMODE_ALL:
+        depth = n_ret
+        ideal_depth = n_rel
+    else:
+        depth = n_ev
+        ideal_depth = n_ev
+    if depth > n_ret:
+        depth = n_ret
+    if ideal_depth > n_rel:
+        ideal_depth = n_rel
+    n_ranks = _rank_rows(t0, n_ret, depth, ret_doc, ret_start, ret_end, rk_idx, rk_tmp)
+    _top_descending(ideal, n_rel, ideal_depth)
+    first = 0
+    n_hits = 0
+    ap = 0.0
+    dcg = 0.0
+    dcg_graded = 0.0
+    idcg = 0.0
+    idcg_graded = 0.0
+    i = 0
+    j = 0
+    n_cols = n_ks if k_mode == _KMODE_LIST else 1
+    for col in range(n_cols):
+        upto = n_ranks
+        cut = ideal_depth
+        if k_mode == _KMODE_LIST:
+            if ks[col] < upto:
+                upto = ks[col]
+            if ks[col] < cut:
+                cut = ks[col]
+        while i < upto:
+            row = t0 + rk_idx[i]
+            i += 1
+            g = _gain(seg_doc, seg_s, seg_e, seg_pre, nseg, ret_doc[row], ret_start[row], ret_end[row])
+            if g > 0:
+                n_hits += 1
+                if first == 0:
+                    first = i
+                ap += np.float64(n_hits) / np.float64(i)
+                dcg += _inv_log2_rank(i)
+                dcg_graded += np.float64(g) / _log2_rank(i)
+        while j < cut:
+            j += 1
+            idcg += _inv_log2_rank(j)
+            idcg_graded += np.float64(ideal[n_rel - j]) / _log2_rank(j)
+        rank_out[0, q, col] = 1.0 if first > 0 else 0.0
+        rank_out[1, q, col] = 1.0 / np.float64(first) if first > 0 else 0.0
+        rank_out[2, q, col] = ap / np.float64(n_rel) if n_rel > 0 else 0.0
+        rank_out[3, q, col] = dcg / idcg if idcg != 0.0 else 0.0
+        rank_out[4, q, col] = dcg_graded / idcg_graded if idcg_graded != 0.0 else 0.0
+
+
+# --------------------------------------------------------------------------------------------
 # Per-question kernel
 # --------------------------------------------------------------------------------------------
 
@@ -804,12 +1034,14 @@ def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece 
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
     r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
+    seg_pre, ideal, rk_idx, rk_tmp,
 ):  # fmt: skip
-    """Score question ``q`` into the output rows. Returns 0, or the evidence-buffer size needed
-    when ``ebuf`` was too small (nothing is written then; the caller grows it and calls again)."""
+    """Score question ``q`` into the output rows. Returns 0, or the buffer size needed when ``ebuf``
+    (or, ranked, ``ideal``) was too small (nothing is written then; the caller grows it and calls
+    again). With ``ranked`` the rank metrics go to ``rank_out[:, q, :]``."""
     chroma = semantics == _SEM_CHROMA
 
     # ---- 1. reference segments ------------------------------------------------------------
@@ -868,9 +1100,12 @@ def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece 
                 j += 1
             prev = pos
         g0 = g1
+    if ranked:
+        _segment_prefix(seg_s, seg_e, nseg, seg_pre)
 
     # ---- 2. evidence chunks ---------------------------------------------------------------
     n_ev = 0
+    n_rel = 0  # ranked: evidence chunks with a positive overlap, their gains in ideal
     if has_chunks:
         # Evidence intervals: consecutive same-doc segments that touch or overlap are joined.
         nev_int = 0
@@ -920,6 +1155,8 @@ def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece 
                                 break
                             ce = ci_rows[2 * (o + i) + 1]
                             n_ev += 1
+                            if ranked:
+                                n_rel = _ideal_add(seg_doc, seg_s, seg_e, seg_pre, nseg, ideal, n_rel, d, cs, ce)
                             sc, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w = _cstar_add(
                                 seg_doc, seg_s, seg_e, seg_m, nseg, sc,
                                 have, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w, d, cs, ce)
@@ -946,6 +1183,8 @@ def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece 
                             cs = ci_rows[2 * p]
                             ce = ci_rows[2 * p + 1]
                             n_ev += 1
+                            if ranked:
+                                n_rel = _ideal_add(seg_doc, seg_s, seg_e, seg_pre, nseg, ideal, n_rel, d, cs, ce)
                             sc, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w = _cstar_add(
                                 seg_doc, seg_s, seg_e, seg_m, nseg, sc,
                                 have, cur_d, cur_s, cur_e, cs_len, cs_in, cs_in_w, d, cs, ce)
@@ -956,6 +1195,8 @@ def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece 
             ov, wov, sc = _overlap(seg_doc, seg_s, seg_e, seg_m, nseg, sc, cur_d, cur_s, cur_e)
             cs_in += ov
             cs_in_w += wov
+        if ranked and n_rel > ideal.shape[0] and n_rel > need:
+            need = n_rel
         if need > 0:
             return need
         precision_omega[q] = np.float64(cs_in) / np.float64(e_len + cs_len - cs_in)
@@ -1012,6 +1253,9 @@ def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece 
             ret_sum += ret_end[t0 + rank] - ret_start[t0 + rank]
             rank += 1
         _write_metrics(recall, precision, iou, q, col, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
+    if ranked:
+        _rank_question(q, t0, n_ret, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_pre, nseg,
+                       ks, k_mode, n_ev, ideal, n_rel, rank_out, rk_idx, rk_tmp)  # fmt: skip
     return 0
 
 
@@ -1028,9 +1272,10 @@ def _score_range(
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
     r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
+    seg_pre, ideal, rk_idx, rk_tmp,
 ):  # fmt: skip
     """Score questions from ``q0`` on; stop at the first one whose evidence does not fit ``ebuf``.
 
@@ -1059,9 +1304,10 @@ def _score_range(
             has_chunks, ci_rows, ci_max_end, ci_doc_ids,
             ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
-            recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
             r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
+            seg_pre, ideal, rk_idx, rk_tmp,
         )  # fmt: skip
         if need > 0:
             return q, need
@@ -1076,7 +1322,7 @@ def _score_block(
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
 ):  # fmt: skip
     """Score questions ``[q0, q1)`` with one set of scratch buffers sized for the block."""
     max_refs = 1
@@ -1088,6 +1334,8 @@ def _score_block(
         L = ret_offsets[q + 1] - ret_offsets[q]
         if L > max_ret:
             max_ret = L
+    # Ranks may read a whole list (repeated rows take no rank), past the rows the span metrics score.
+    max_list = max_ret
     if k_mode == _KMODE_LIST and ks[ks.shape[0] - 1] < max_ret:
         max_ret = ks[ks.shape[0] - 1]
     idx_s = np.empty(max_refs, np.int64)
@@ -1115,6 +1363,12 @@ def _score_block(
     add_w = np.empty(n_add, np.int64)
     add_r = np.empty(n_add, np.int64)
     stack = np.empty(_STACK_SIZE, np.int64)
+    # Rank-metric scratch (a single element when not ranked): segment prefix lengths, the ideal
+    # gains (grown like ebuf) and the deduplication's positions and flags.
+    seg_pre = np.empty(seg_cap + 1 if ranked else 1, np.int64)
+    ideal = np.empty(64 if ranked else 1, np.int64)
+    rk_idx = np.empty(max_list if ranked else 1, np.int64)
+    rk_tmp = np.empty(max_list if ranked else 1, np.int64)
     q = q0
     while q < q1:
         q, need = _score_range(
@@ -1124,12 +1378,16 @@ def _score_block(
             has_chunks, ci_rows, ci_max_end, ci_doc_ids,
             ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
-            recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
             r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
+            seg_pre, ideal, rk_idx, rk_tmp,
         )  # fmt: skip
-        if need > 0:
+        # need is the larger of what ebuf and ideal lack: growing each one short of it fits both.
+        if need > ebuf.shape[0]:
             ebuf = np.empty(max(need, 2 * ebuf.shape[0]), np.int64)
+        if ranked and need > ideal.shape[0]:
+            ideal = np.empty(max(need, 2 * ideal.shape[0]), np.int64)
 
 
 @njit(cache=True, parallel=True)
@@ -1140,7 +1398,7 @@ def _score_parallel(
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
 ):  # fmt: skip
     n_questions = ref_offsets.shape[0] - 1
     for blk in prange(n_blocks):
@@ -1153,7 +1411,7 @@ def _score_parallel(
             has_chunks, ci_rows, ci_max_end, ci_doc_ids,
             ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
-            recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
         )  # fmt: skip
 
 
@@ -1250,14 +1508,19 @@ def span_metrics_numba(  # noqa: C901 - one check per argument
     k_mode: int,
     semantics: int,
     num_threads: int | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ranked: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Score every question (``docs/engine.md``); inputs are already validated int64 columns.
 
-    Returns ``(recall, precision, iou, precision_omega, coverage, n_evidence_chunks)``: the first
-    three ``(n_questions, n_cols)`` float64 with ``n_cols = len(ks)`` in list mode (``k_mode=0``)
-    and 1 otherwise; then per question float64, float64 (NaN without chunks) and int64 (-1 without
-    chunks). ``chunk_index`` is ``None`` or the tuple from :func:`build_chunk_index`.
-    ``num_threads`` of ``None`` or ``<= 0`` means every numba thread.
+    Returns ``(recall, precision, iou, precision_omega, coverage, n_evidence_chunks, rank)``: the
+    first three ``(n_questions, n_cols)`` float64 with ``n_cols = len(ks)`` in list mode
+    (``k_mode=0``) and 1 otherwise; then per question float64, float64 (NaN without chunks) and
+    int64 (-1 without chunks); then ``None``, or with ``ranked`` the rank metrics hit, mrr, map,
+    ndcg and ndcg_graded as one float64 array of shape ``(5, n_questions, n_cols)`` (``docs/engine.md``
+    §4: with ``g_i = |rank i ∩ E|``, ``mrr = 1 / first i with g_i > 0``,
+    ``map = Σ_{g_i > 0} hits_i / i / n_rel``, ``ndcg = Σ_{g_i > 0} 1 / log2(i + 1)`` over its ideal,
+    graded with ``g_i / log2(i + 1)``). ``chunk_index`` is ``None`` or the tuple from
+    :func:`build_chunk_index`. ``num_threads`` of ``None`` or ``<= 0`` means every numba thread.
     """
     k_mode = int(k_mode)
     semantics = int(semantics)
@@ -1267,6 +1530,9 @@ def span_metrics_numba(  # noqa: C901 - one check per argument
         raise ValueError(f"semantics must be 0 (set) or 1 (chroma), got {semantics}")
     if k_mode == _KMODE_AUTO and chunk_index is None:
         raise ValueError("k='auto' needs the chunking (pass chunks) to count evidence chunks")
+    ranked = bool(ranked)
+    if ranked and chunk_index is None:
+        raise ValueError("ranked=True needs the chunking: rank metrics count the evidence chunks")
     # The arrays may have been built by anyone: re-check every offset the kernels index with, so
     # that no input can make them read out of bounds or loop forever.
     _check_inputs("ref", ref_offsets, ref_doc, ref_start, ref_end)
@@ -1296,8 +1562,11 @@ def span_metrics_numba(  # noqa: C901 - one check per argument
     precision_omega = np.empty(n_questions, dtype=np.float64)
     coverage = np.empty(n_questions, dtype=np.float64)
     n_evidence_chunks = np.empty(n_questions, dtype=np.int64)
+    # Not ranked: an empty array of the same type, so that one compiled signature serves both.
+    rank_out = np.empty((_N_RANK_METRICS, n_questions if ranked else 0, n_cols), dtype=np.float64)
+    rank = rank_out if ranked else None
     if n_questions == 0:
-        return recall, precision, iou, precision_omega, coverage, n_evidence_chunks
+        return recall, precision, iou, precision_omega, coverage, n_evidence_chunks, rank
     if chunk_index is None:
         has_chunks = False
         ci = (_EMPTY, _EMPTY, _EMPTY, _EMPTY, _ONE_ZERO, _EMPTY, _EMPTY, _EMPTY, _EMPTY_F, 0)
@@ -1319,7 +1588,7 @@ def span_metrics_numba(  # noqa: C901 - one check per argument
         has_chunks, ci_rows, ci_max_end, ci_doc_ids,
         ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
         ks, k_mode, semantics,
-        recall, precision, iou, precision_omega, coverage, n_evidence_chunks,
+        recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
     )  # fmt: skip
     threads = _resolve_threads(num_threads)
     if threads == 1 or n_questions < _MIN_PARALLEL_QUESTIONS:
@@ -1332,4 +1601,4 @@ def span_metrics_numba(  # noqa: C901 - one check per argument
             _score_parallel(n_blocks, *args)
         finally:
             numba.set_num_threads(previous)
-    return recall, precision, iou, precision_omega, coverage, n_evidence_chunks
+    return recall, precision, iou, precision_omega, coverage, n_evidence_chunks, rank

@@ -130,9 +130,10 @@ def _ranks(ret: list[Span], k: int | None) -> list[Span]:
 
 
 def _dcg(gains: list[float]) -> float:
+    """``Σ g_i · W(i)`` in rank order from 0.0, with the discount ``W(i) = 1 / log2(i + 1)``."""
     total = 0.0
     for i, g in enumerate(gains, start=1):
-        total += g / math.log2(i + 1)
+        total += g * (1.0 / math.log2(i + 1))
     return total
 
 
