@@ -53,7 +53,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
-
 # `chunkeval evaluate` as its console script runs it (`from chunkeval.cli import main`), optionally
 # from another source tree: the editable install's import hook is taken out so that tree wins.
 _LAUNCH = """

@@ -90,7 +90,8 @@ def ranx_scores(qrels: Any, run: Any, ks: list[int]) -> dict[str, dict[str, list
 
 def ranx_from_files(qrels_path: Path, run_path: Path) -> tuple[Any, Any]:
     qrels = ranx.Qrels.from_file(str(qrels_path), kind="trec")
-    run = ranx.Run.from_file(str(run_path), kind="trec")
+    # ranx cannot read an empty run file (no question retrieved anything): start from an empty Run.
+    run = ranx.Run.from_file(str(run_path), kind="trec") if run_path.stat().st_size else ranx.Run()
     # A question with no retrieved row has no run line: ranx wants the qrels' questions in the run.
     return qrels, run.make_comparable(qrels)
 
@@ -128,6 +129,10 @@ def check_parity(references: RaggedSpans, retrieved: RaggedSpans, chunks: Spans,
         qrels_path, run_path = _files(tmp_path, qrels, run, "graded" if graded else "binary")
         retrieved_any = {q for q in qids if run[q]}
         assert_same(pytrec_scores(qrels_path, run_path, ks), engine, pairs, set(qrels) & retrieved_any, "pytrec_eval")
+        if not qrels:  # no question has a relevant chunk: ranx cannot even read the (empty) qrels file
+            with pytest.raises(ValueError, match=r"no question has a relevant chunk"):
+                to_ranx(qrels, run)
+            continue
         assert_same(ranx_scores(*ranx_from_files(qrels_path, run_path), ks), engine, pairs, set(qrels), "ranx")
         assert_same(ranx_scores(*to_ranx(qrels, run), ks), engine, pairs, set(qrels), "ranx (to_ranx)")
 
@@ -321,7 +326,7 @@ def batches(draw: st.DrawFn) -> tuple[RaggedSpans, RaggedSpans, Spans, list[int]
 
 
 @pytest.mark.parametrize("backend", RANKED_BACKENDS)
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=batches())
 def test_random_batches_equal_pytrec_eval_and_ranx(backend: str, batch: tuple, tmp_path: Path) -> None:
     references, retrieved, chunks, ks = batch

@@ -3,6 +3,8 @@ engine pass, and evaluate() checks what it can before any work."""
 
 from __future__ import annotations
 
+import math
+
 import hashlib
 import re
 from pathlib import Path
@@ -101,7 +103,9 @@ def test_token_units_score_every_cut_off_in_one_engine_pass(monkeypatch: pytest.
 
     monkeypatch.setattr(pl, "span_metrics", counting)
     scoring = pl.score_stage(spans, ids, k=ks)
-    assert len(calls) == 1  # one pass, however many cut-offs
+    # One pass for the span metrics, however many cut-offs (every prefix of the token rows at once),
+    # and one for the rank metrics, where a chunk without a token keeps its (irrelevant) rank.
+    assert calls == [[1, 2, 3], ks]
     monkeypatch.setattr(pl, "span_metrics", real)
     np.testing.assert_array_equal(scoring.metrics.recall, _per_cutoff_oracle(spans, ids, ks))
     # By hand: question 0 retrieves [ws, bbbb, ws, cccc, aaaa]; its reference is bbbb.
@@ -109,6 +113,21 @@ def test_token_units_score_every_cut_off_in_one_engine_pass(monkeypatch: pytest.
     # Question 1's reference is the whole text (3 tokens); it retrieves [cccc, ws, bbbb, ws, aaaa].
     assert scoring.metrics.recall[1].tolist() == [1 / 3, 1 / 3, 2 / 3, 1.0]
     assert scoring.scored.tolist() == [[1, 2, 3, 5], [1, 2, 3, 5]]
+    # Rank metrics on the character ranking, W(i) = 1 / log2(i + 1). Question 0: bbbb (the one
+    # relevant chunk) at rank 2. Question 1: cccc, bbbb and aaaa (all relevant) at ranks 1, 3, 5.
+    def w(i: int) -> float:
+        return 1.0 / math.log2(i + 1)
+
+    m = scoring.metrics
+    assert m.hit is not None and m.mrr is not None and m.map is not None and m.ndcg is not None
+    assert m.hit.tolist() == [[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+    assert m.mrr.tolist() == [[0.0, 0.5, 0.5, 0.5], [1.0, 1.0, 1.0, 1.0]]
+    assert m.map.tolist() == [[0.0, 0.5, 0.5, 0.5],
+                              [1 / 3, 1 / 3, (1 + 2 / 3) / 3, (1 + 2 / 3 + 3 / 5) / 3]]
+    assert m.ndcg.tolist() == [[0.0, w(2) / w(1), w(2) / w(1), w(2) / w(1)],
+                               [1.0, w(1) / (w(1) + w(2)), (w(1) + w(3)) / (w(1) + w(2) + w(3)),
+                                (w(1) + w(3) + w(5)) / (w(1) + w(2) + w(3))]]
+    assert np.array_equal(m.ndcg_graded, m.ndcg)  # every gain is one token
 
 
 def test_out_is_checked_before_any_work(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def test_read_results_concatenates_files_folders_and_tables_and_merges_provenanc
     assert table.column("config_id").to_pylist() == ["a" * 16] * 2 + ["b" * 16] * 2 + ["c" * 16]
     assert table.column("recall").to_pylist() == [1.0, 0.0, 1.0, 1.0, 0.5]
     assert rs.provenance(table) == {"a" * 16: {"k": 1}, "b" * 16: {"k": 3}}
-    assert json.loads(table.schema.metadata[b"chunkeval.schema"]) == 1
+    assert json.loads(table.schema.metadata[b"chunkeval.schema"]) == 2
 
 
 def test_a_folder_with_results_parquet_reads_only_that_file(tmp_path: Path) -> None:
@@ -107,3 +107,13 @@ def test_jsonable_turns_nan_into_null() -> None:
              "c": np.array([1.0, np.nan]), "d": Path("/x")}
     assert json.loads(json.dumps(rs.jsonable(value), allow_nan=False)) == {
         "a": None, "b": [None, 1.5, 3], "5": [None], "c": [1.0, None], "d": "/x"}
+
+
+def test_a_table_without_rank_metrics_reads_with_them_null(tmp_path: Path) -> None:
+    # Schema 1 had no rank metrics: such a table (or a user's own) conforms with null columns.
+    old = _rows("a" * 16, 1, ["q1", "q2"], [1.0, 0.0]).drop_columns(list(rs.RANK_COLUMNS))
+    pq.write_table(old, tmp_path / "old.parquet")
+    table = rs.read_results(tmp_path / "old.parquet")
+    for name in rs.RANK_COLUMNS:
+        assert table.column(name).null_count == 2
+    assert table.column("recall").to_pylist() == [1.0, 0.0]

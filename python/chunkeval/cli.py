@@ -391,7 +391,8 @@ def _run_metrics(args: argparse.Namespace) -> int:
 #: Subcommands that live with their pipeline stage: (module with ``add_subparser``, the one-line
 #: help that ``add_subparser`` registers, repeated here so listing them imports none of them).
 SUBCOMMAND_HELP: dict[str, tuple[str, str]] = {
-    "generate": ("chunkeval.generate.cli", "generate questions with exact reference spans from your corpora with an LLM"),
+    "generate": ("chunkeval.generate.cli",
+                 "generate questions with exact reference spans from your corpora with an LLM"),
     "sweep": ("chunkeval.sweep", "evaluate many configurations (chunkers x sizes x embedders x k x units), resumable"),
     "report": ("chunkeval.report", "write report.html, report.md, explorer.html and plots from results tables"),
 }

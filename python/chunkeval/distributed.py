@@ -46,7 +46,7 @@ import pyarrow as pa
 from . import pipeline as pl
 from . import results as rs
 from ._progress import progress_enabled
-from .metrics import SpanMetrics
+from .metrics import RANK_METRIC_NAMES, SpanMetrics
 from .spans import RaggedSpans, Spans
 
 if TYPE_CHECKING:
@@ -426,7 +426,8 @@ def take_questions(refs: RaggedSpans, rows: np.ndarray, name: str = "references"
     return RaggedSpans(offsets, spans.doc[index], spans.start[index], spans.end[index], name=name)
 
 
-_METRIC_NAMES = ("recall", "precision", "iou", "precision_omega", "coverage", "n_evidence_chunks")
+_METRIC_NAMES = ("recall", "precision", "iou", "precision_omega", "coverage", "n_evidence_chunks", *RANK_METRIC_NAMES)
+_PER_CUTOFF = ("recall", "precision", "iou", *RANK_METRIC_NAMES)
 
 
 def _plain_units(spans: pl.UnitSpans) -> dict[str, np.ndarray | None]:
@@ -502,12 +503,12 @@ def _score_on_ray(ray: ModuleType, spans: pl.UnitSpans, ids: np.ndarray, *, k: A
     result = result.take(pa.array(np.argsort(result.column("q").to_numpy(), kind="stable")))
     values = {name: _column_array(result, name) for name in _METRIC_NAMES}
     if not isinstance(label, tuple):
-        for name in ("recall", "precision", "iou"):
+        for name in _PER_CUTOFF:
             values[name] = values[name].reshape(-1)
     backend = str(result.column("backend")[0]) if result.num_rows else "cpp"
     metrics = SpanMetrics(values["recall"], values["precision"], values["iou"], values["precision_omega"],
-                             values["coverage"], values["n_evidence_chunks"], label, semantics, backend,
-                             np.asarray(groups))
+                          values["coverage"], values["n_evidence_chunks"], label, semantics, backend,
+                          np.asarray(groups), **{name: values[name] for name in RANK_METRIC_NAMES})
     cutoffs = ks if mode == 0 else [rs.K_ALL if mode == 1 else rs.K_AUTO]
     return pl.Scoring(metrics, _column_array(result, "scored").astype(np.int64), cutoffs)
 

@@ -381,10 +381,13 @@ def _library_versions() -> dict[str, str | None]:
         versions[module] = None
         for name in names:
             try:
-                versions[module] = importlib.metadata.version(name)
-                break
+                metadata = importlib.metadata.distribution(name).read_text("METADATA") or ""
             except importlib.metadata.PackageNotFoundError:
                 continue
+            # The Version header, read directly: importlib's e-mail parser takes ~5 ms per package.
+            versions[module] = next((line[len("Version:"):].strip() for line in metadata.splitlines()
+                                     if line.startswith("Version:")), None)
+            break
     return versions
 
 

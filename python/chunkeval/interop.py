@@ -313,9 +313,11 @@ def to_ranx(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[st
         raise ImportError(f"to_ranx needs the ranx package: {_INSTALL}") from exc
     if not qrels:
         raise ValueError("qrels: no question has a relevant chunk, so ranx has nothing to evaluate")
-    judged = {str(q): {str(d): int(r) for d, r in docs.items()} for q, docs in qrels.items()}
-    ranked = {q: {str(d): float(s) for d, s in run.get(q, {}).items()} for q in judged}
-    return ranx.Qrels(judged), ranx.Run(ranked)
+    judged = ranx.Qrels({str(q): {str(d): int(r) for d, r in docs.items()} for q, docs in qrels.items()})
+    ranked = {str(q): {str(d): float(s) for d, s in docs.items()} for q, docs in run.items() if docs}
+    # ranx cannot build a Run from empty rankings; make_comparable adds them (and drops the
+    # questions that are not in the qrels).
+    return judged, ranx.Run(ranked or None).make_comparable(judged)
 
 
 def evaluation_trec_data(result: Any, *, graded: bool = False) -> tuple[Qrels, Run]:

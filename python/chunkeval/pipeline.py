@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import results as rs
-from .metrics import SpanMetrics, span_metrics
+from .metrics import RANK_METRIC_NAMES, SpanMetrics, span_metrics
 from .spans import RaggedSpans, Spans
 
 if TYPE_CHECKING:
@@ -365,18 +365,19 @@ class Scoring:
 
     def at(self, column: int) -> dict[str, np.ndarray]:
         m = self.metrics.at(self.cutoffs[column]) if self.metrics.multi_k else self.metrics
-        return {"recall": m.recall, "precision": m.precision, "iou": m.iou, "precision_omega": m.precision_omega,
-                "coverage": m.coverage, "n_evidence_chunks": m.n_evidence_chunks}
+        return {name: getattr(m, name) for name in m.metric_names() + ("precision_omega", "coverage",
+                                                                          "n_evidence_chunks")}
 
 
 def score_stage(spans: UnitSpans, ids: np.ndarray, *, k: Any, semantics: SemanticsName = "set",
                 groups: Any = None, num_threads: int | None = None, backend: BackendName = "auto") -> Scoring:
-    """Span metrics of ranked character chunk ids at every cut-off of ``k``, in one engine pass.
+    """Span and rank metrics of ranked character chunk ids at every cut-off of ``k``, in one engine pass.
 
     In token units a chunk can hold no token (whitespace under a tokenizer that skips it): such a
     chunk keeps its rank but adds nothing, so cut-off ``k`` scores the token rows among the first
     ``k`` character ranks. The engine then scores every prefix of each token ranking at once and
-    each cut-off reads the prefix it covers.
+    each cut-off reads the prefix it covers; the rank metrics, where such a chunk is a rank that is
+    not relevant (as in the exported TREC run), come from one more pass (:func:`_rank_with_empty`).
     """
     mode, ks, label = parse_k(k)
     n_chunk_ids = len(spans.chunk_id) if spans.chunk_id is not None else len(spans.chunks)
@@ -416,21 +417,43 @@ def score_stage(spans: UnitSpans, ids: np.ndarray, *, k: Any, semantics: Semanti
             hit = token_rows[:, j] > 0
             out[hit, j] = values[rows[hit], token_rows[hit, j] - 1]
         columns[name] = out if isinstance(label, tuple) else out[:, 0]
+    ranked = _rank_with_empty(spans, ids, k=k, semantics=semantics, num_threads=num_threads, backend=backend)
     metrics = SpanMetrics(columns["recall"], columns["precision"], columns["iou"], prefixes.precision_omega,
                           prefixes.coverage, prefixes.n_evidence_chunks, label, semantics, prefixes.backend,
-                          prefixes.groups)
+                          prefixes.groups, **{name: getattr(ranked, name) for name in RANK_METRIC_NAMES})
     scored = np.minimum(scored, n_valid[:, None])
     return Scoring(metrics, scored, cutoffs)
+
+
+def _rank_with_empty(spans: UnitSpans, ids: np.ndarray, *, k: Any, semantics: SemanticsName,
+                     num_threads: int | None, backend: BackendName) -> SpanMetrics:
+    """The rank metrics of character chunk ids in token units when some chunks hold no token: each
+    such chunk keeps its rank as a row of its own in a document no reference is in (never relevant,
+    distinct per chunk id), so the ranks and cut-offs are the character ranking's, like a TREC run of
+    the chunk ids. (Its span metrics are not used: :func:`score_stage` computes those.)"""
+    assert spans.chunk_id is not None
+    chunks = spans.chunks
+    empty_ids = np.flatnonzero(spans.chunk_id < 0)
+    nowhere = int(max(int(chunks.doc.max(initial=-1)), int(spans.references.doc.max(initial=-1)))) + 1
+    row_of = np.where(spans.chunk_id >= 0, spans.chunk_id, len(chunks) + np.cumsum(spans.chunk_id < 0) - 1)
+    extended = Spans(np.concatenate([chunks.doc, np.full(len(empty_ids), nowhere, dtype=np.int64)]),
+                     np.concatenate([chunks.start, empty_ids]), np.concatenate([chunks.end, empty_ids + 1]),
+                     name="chunks")
+    rows = np.where(ids >= 0, row_of[np.maximum(ids, 0)], -1)
+    retrieved = retrieved_spans(rows, extended)
+    return span_metrics(spans.references, retrieved, extended, k=k, semantics=semantics, num_threads=num_threads,
+                        backend=backend, ranked=True)
 
 
 def score_retrieved(references: RaggedSpans, retrieved: RaggedSpans, chunks: Spans | None, *, k: Any,
                     semantics: SemanticsName = "set", groups: Any = None, num_threads: int | None = None,
                     backend: BackendName = "auto") -> Scoring:
-    """Span metrics of ranked retrieved spans (a user's own lists, or chunk rows) at every cut-off
-    of ``k`` in one engine pass; ``scored[q, j]`` is the number of rows cut-off ``j`` covers."""
+    """Span metrics (and, with a chunking, the rank metrics) of ranked retrieved spans (a user's own
+    lists, or chunk rows) at every cut-off of ``k`` in one engine pass; ``scored[q, j]`` is the number
+    of rows cut-off ``j`` covers."""
     mode, ks, _ = parse_k(k)
     metrics = span_metrics(references, retrieved, chunks, k=k, semantics=semantics, num_threads=num_threads,
-                           groups=groups, backend=backend)
+                           groups=groups, backend=backend, ranked=chunks is not None)
     n_rows = retrieved.counts()
     if mode == 0:
         scored = np.minimum(n_rows[:, None], np.asarray(ks, dtype=np.int64)[None, :])

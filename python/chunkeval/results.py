@@ -28,6 +28,9 @@ column                  type                        meaning
 ``recall`` …            float64                     ``recall``, ``precision``, ``iou``,
                                                     ``precision_omega``, ``coverage``
 ``n_evidence_chunks``   int64                       ``-1`` without a chunking
+``hit`` …               float64                     rank metrics ``hit``, ``mrr``, ``map``, ``ndcg``,
+                                                    ``ndcg_graded`` (docs/metrics.md); null without a
+                                                    chunking
 ``retrieved_chunk_ids`` list<int64>                 the ranked chunk ids scored at this ``k``
 ``retrieved_scores``    list<float32>               their similarity scores (null when unknown)
 ``retrieved_spans``     list<struct<corpus_id,      those chunks' character spans
@@ -59,11 +62,11 @@ import pyarrow.parquet as pq
 from ._io import write_parquet_atomic
 
 __all__ = [
-    "SCHEMA_VERSION", "SCHEMA", "CONFIG_COLUMNS", "METRIC_COLUMNS", "Configuration", "config_id",
+    "SCHEMA_VERSION", "SCHEMA", "CONFIG_COLUMNS", "METRIC_COLUMNS", "RANK_COLUMNS", "Configuration", "config_id",
     "jsonable", "results_table", "read_results", "write_results", "provenance", "K_AUTO", "K_ALL",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: the rank metrics (tables of version 1 read with them null)
 PROVENANCE_KEY = b"chunkeval.provenance"
 SCHEMA_KEY = b"chunkeval.schema"
 #: ``k`` of Chroma's ``retrieve=-1`` rule and of "every retrieved row".
@@ -73,6 +76,8 @@ _SPAN = pa.struct([("corpus_id", pa.string()), ("start", pa.int64()), ("end", pa
 CONFIG_COLUMNS = ("config_id", "config_label", "chunker", "chunker_spec", "chunk_size", "size_unit",
                   "chunk_overlap", "embedder", "retrieval", "scope", "k", "semantics", "units")
 METRIC_COLUMNS = ("recall", "precision", "iou", "precision_omega", "coverage")
+#: The rank metrics (``span_metrics(..., ranked=True)``): null where no chunking was given.
+RANK_COLUMNS = ("hit", "mrr", "map", "ndcg", "ndcg_graded")
 SCHEMA = pa.schema([
     ("config_id", pa.string()), ("config_label", pa.string()),
     ("chunker", pa.string()), ("chunker_spec", pa.string()), ("chunk_size", pa.int64()), ("size_unit", pa.string()),
@@ -81,6 +86,7 @@ SCHEMA = pa.schema([
     ("question_id", pa.string()), ("corpus_id", pa.string()),
     *[(name, pa.float64()) for name in METRIC_COLUMNS],
     ("n_evidence_chunks", pa.int64()),
+    *[(name, pa.float64()) for name in RANK_COLUMNS],
     ("retrieved_chunk_ids", pa.list_(pa.int64())), ("retrieved_scores", pa.list_(pa.float32())),
     ("retrieved_spans", pa.list_(_SPAN)),
     ("n_chunks", pa.int64()), ("embedded_tokens", pa.int64()), ("index_bytes", pa.int64()),
@@ -164,7 +170,7 @@ def results_table(
     """The rows of one configuration at one cut-off: one per question, in :data:`SCHEMA`.
 
     ``metrics`` maps every name of :data:`METRIC_COLUMNS` and ``n_evidence_chunks`` to a
-    per-question array; ``retrieved_*`` hold each question's scored rows in rank order (``None``:
+    per-question array, and the names of :data:`RANK_COLUMNS` where they were computed (else null); ``retrieved_*`` hold each question's scored rows in rank order (``None``:
     unknown, e.g. chunk ids of a user's own retrieved spans).
     """
     n = len(question_ids)
@@ -184,6 +190,9 @@ def results_table(
     for name in METRIC_COLUMNS:
         columns[name] = pa.array(np.asarray(metrics[name], dtype=np.float64))
     columns["n_evidence_chunks"] = pa.array(np.asarray(metrics["n_evidence_chunks"], dtype=np.int64))
+    for name in RANK_COLUMNS:
+        value = metrics.get(name)
+        columns[name] = pa.nulls(n, pa.float64()) if value is None else pa.array(np.asarray(value, dtype=np.float64))
     columns["retrieved_chunk_ids"] = pa.array(
         [list(map(int, r)) for r in retrieved_ids] if retrieved_ids is not None else [None] * n, pa.list_(pa.int64()))
     columns["retrieved_scores"] = pa.array(

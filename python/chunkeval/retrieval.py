@@ -162,7 +162,7 @@ class HNSWIndex:
 
     ``cache_folder`` (not an HNSW setting: it changes no result) keeps single-threaded graphs: the
     graph of the same vectors (sha256 of their unit float32 rows), ``M``, ``ef_construction``,
-    ``seed``, dimension and hnswlib version is loaded with ``load_index`` instead of rebuilt;
+    ``seed``, dimension and hnswlib binary is loaded with ``load_index`` instead of rebuilt;
     because such a build is deterministic, the loaded graph is the one a build would make. A
     graph file is trusted only when its sidecar ``.json`` holds the same key and the file's sha256
     (a damaged or foreign file is rebuilt and rewritten, never loaded into hnswlib).
@@ -201,13 +201,13 @@ class HNSWIndex:
         return index
 
     def _cache_key(self) -> str:
-        import importlib.metadata
+        import hnswlib
 
-        try:
-            version = importlib.metadata.version("hnswlib")
-        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source build without metadata
-            version = "unknown"
-        settings = {"format": HNSW_CACHE_FORMAT, "hnswlib": version, "space": "ip", "dim": self.dim, "n": self.n,
+        # The binary that builds the graph, by size and modification time: a reinstall or another
+        # version is another key (cheaper than reading the package metadata).
+        binary = os.stat(hnswlib.__file__) if getattr(hnswlib, "__file__", None) else None
+        library = [binary.st_size, binary.st_mtime_ns] if binary is not None else None
+        settings = {"format": HNSW_CACHE_FORMAT, "hnswlib": library, "space": "ip", "dim": self.dim, "n": self.n,
                     "M": self.M, "ef_construction": self.ef_construction, "seed": self.seed}
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
         digest.update(self.vectors.tobytes())

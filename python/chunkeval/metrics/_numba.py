@@ -839,6 +839,11 @@ def _segment_prefix(seg_s, seg_e, nseg, seg_pre):
 def _gain(seg_doc, seg_s, seg_e, seg_pre, nseg, d, a, b):
     """``|(d, a, b) ∩ E|``: two binary searches over the disjoint sorted segments and a difference
     of their prefix lengths, clipped at both ends (O(log nseg) whatever the span covers)."""
+    if nseg == 1:
+        # One reference: a plain intersection, without the searches' unpredictable branches.
+        lo = a if a > seg_s[0] else seg_s[0]
+        hi = b if b < seg_e[0] else seg_e[0]
+        return hi - lo if seg_doc[0] == d and hi > lo else 0
     lo = 0
     hi = nseg
     while lo < hi:  # first segment with (doc, end) > (d, a)
@@ -898,13 +903,21 @@ def _rank_rows(t0, n_ret, depth, ret_doc, ret_start, ret_end, rk_idx, rk_tmp):
     p = 0
     quadratic = n_ret if n_ret < _DEDUP_QUADRATIC else _DEDUP_QUADRATIC
     while p < quadratic and n < depth:
-        seen = False
+        # The kept rows' starts sit contiguously in rk_tmp: a branch-free count over them (which
+        # vectorises) rules out almost every row before any full comparison.
+        s = ret_start[t0 + p]
+        same_start = 0
         for t in range(n):
-            if _same_row(ret_doc, ret_start, ret_end, t0 + rk_idx[t], t0 + p):
-                seen = True
-                break
+            same_start += np.int64(rk_tmp[t] == s)
+        seen = False
+        if same_start > 0:
+            for t in range(n):
+                if rk_tmp[t] == s and _same_row(ret_doc, ret_start, ret_end, t0 + rk_idx[t], t0 + p):
+                    seen = True
+                    break
         if not seen:
             rk_idx[n] = p
+            rk_tmp[n] = s
             n += 1
         p += 1
     if n == depth or p == n_ret:
