@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -72,14 +73,18 @@ sys.exit(code)
 """
 
 
-def _launch(args: list[str], env: dict[str, str], python_flags: tuple[str, ...] = ()) -> tuple[float, str]:
+def _launch(args: list[str], env: dict[str, str], python_flags: tuple[str, ...] = ()) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (user + system) and stderr of one run in a fresh interpreter."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     done = subprocess.run([sys.executable, *python_flags, "-c", _LAUNCH, *args], capture_output=True, text=True,
                           env=env)
     wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"chunkeval {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return wall, done.stderr
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stderr
 
 
 def _import_totals(stderr: str) -> tuple[float, list[tuple[float, str]]]:
@@ -98,15 +103,18 @@ def warm_cli(runs: int, source: str | None, command: list[str]) -> None:
     if source:
         env["BENCH_SOURCE"] = str(Path(source).resolve())
     _launch(command, env)  # fills whatever cache is empty: this run is not timed
-    walls = [_launch(command, env)[0] for _ in range(runs)]
+    timed = [_launch(command, env)[:2] for _ in range(runs)]
+    walls, cpus = [w for w, _ in timed], [c for _, c in timed]
     with tempfile.TemporaryDirectory() as tmp:
         env["BENCH_MODULES_OUT"] = str(Path(tmp) / "modules.json")
-        _, importtime = _launch(command, env, ("-X", "importtime"))
+        _, _, importtime = _launch(command, env, ("-X", "importtime"))
         modules = json.loads(Path(env["BENCH_MODULES_OUT"]).read_text())
     total, largest = _import_totals(importtime)
     print(f"warm `chunkeval {' '.join(command)}` from {modules['chunkeval']}")
     print(f"wall over {runs} runs: best {min(walls):.3f} s, median {statistics.median(walls):.3f} s "
           f"({', '.join(f'{w:.3f}' for w in walls)})")
+    print(f"CPU time (user + system; less sensitive to other load than the wall time): best {min(cpus):.3f} s, "
+          f"median {statistics.median(cpus):.3f} s")
     print(f"python -X importtime: {total:.3f} s of top-level imports (one more run, with the timer's overhead); "
           "largest: " + ", ".join(f"{name} {t:.3f}" for t, name in largest))
     print(f"torch / transformers / pandas imported: {modules['heavy'] or 'none'}")

@@ -45,17 +45,19 @@ struct Config {
     int64_t batch = 1000000;
     int64_t repeat = 1;
     int64_t long_rows = int64_t{1} << 20;  // rows of the one-question long-list cases (0: skip them)
+    int64_t only = -1;                     // run only this scenario (its 0-based row in the table)
 };
 
 void usage() {
     std::printf(
         "usage: chunkeval_bench [--docs N] [--chunks N] [--questions N] [--k N] [--refs-max N]\n"
         "                       [--threads N] [--seed N] [--scale N] [--batch N] [--repeat N]\n"
-        "                       [--long-rows N]\n"
+        "                       [--long-rows N] [--only N]\n"
         "Each flag also reads from CHUNKEVAL_BENCH_<FLAG> (e.g. CHUNKEVAL_BENCH_REFS_MAX); flags win.\n"
         "--scale multiplies docs, chunks and questions. --batch is the questions generated and scored\n"
         "at a time. --repeat keeps the fastest of N runs of each measurement. --long-rows is the length\n"
-        "of the one-question retrieved lists timed at the end (at most 2^20; 0 skips them).\n");
+        "of the one-question retrieved lists timed at the end (at most 2^20; 0 skips them). --only runs\n"
+        "one scenario, by its 0-based row in the table (for profilers; the others print zeros).\n");
 }
 
 int64_t parse_int(const char* text, const char* what) {
@@ -87,6 +89,7 @@ Config parse_config(int argc, char** argv) {
         {"--batch", "CHUNKEVAL_BENCH_BATCH", &config.batch},
         {"--repeat", "CHUNKEVAL_BENCH_REPEAT", &config.repeat},
         {"--long-rows", "CHUNKEVAL_BENCH_LONG_ROWS", &config.long_rows},
+        {"--only", "CHUNKEVAL_BENCH_ONLY", &config.only},
     };
     for (const Flag& flag : flags) {
         if (const char* env = std::getenv(flag.env)) *flag.value = parse_int(env, flag.env);
@@ -487,6 +490,7 @@ int main(int argc, char** argv) {
         floor.many_threads += best_of(config.repeat, [&] { floor_sum += stream_sum(questions, threads); });
 
         for (size_t s = 0; s < scenarios.size(); ++s) {
+            if (config.only >= 0 && static_cast<int64_t>(s) != config.only) continue;
             const Scenario& scenario = scenarios[s];
             MetricsOptions options;
             options.k_mode = KMode::list;

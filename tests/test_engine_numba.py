@@ -216,8 +216,8 @@ def test_rank_metrics_ignore_merely_touching_chunks(semantics):
 def test_rank_log2_matches_python_past_the_table():
     # Ranks below the table read it; deeper ranks call log2 in the kernel: both must be Python's.
     for i in [1, 2, 3, 1022, 1023, 1024, 1025, 4097, 2**20 - 1, 2**20, 2**31 + 5]:
-        assert _numba._log2_rank(i) == math.log2(i + 1)
-        assert _numba._inv_log2_rank(i) == 1.0 / math.log2(i + 1)
+        assert _numba._log2_rank(_numba._RANK_LOG2, i) == math.log2(i + 1)
+        assert _numba._inv_log2_rank(_numba._RANK_LOG2, i) == 1.0 / math.log2(i + 1)
 
 
 def test_rank_metrics_of_deep_lists_and_many_ideal_chunks():

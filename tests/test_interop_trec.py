@@ -375,11 +375,12 @@ def test_benchmark_to_trec_equals_the_engine(default_run: Any, tmp_path: Path) -
     check_parity(spans.references, retrieved, spans.chunks, metrics, BENCH_K, qids, tmp_path)
     engine = engine_rows(metrics, qids)
     for graded, pairs in ((False, BINARY), (True, GRADED)):
-        q, r = tmp_path / "bench.qrels", tmp_path / "bench.run"
-        default_run.to_trec(q, r, graded=graded)
-        judged = {line.split()[0] for line in q.read_text().splitlines()}
-        assert_same(pytrec_scores(q, r, BENCH_K), engine, pairs, judged, "pytrec_eval (to_trec)")
-        assert_same(ranx_scores(*ranx_from_files(q, r), BENCH_K), engine, pairs, judged, "ranx (to_trec files)")
+        qrels_path, run_path = tmp_path / "bench.qrels", tmp_path / "bench.run"
+        default_run.to_trec(qrels_path, run_path, graded=graded)
+        judged = {line.split()[0] for line in qrels_path.read_text().splitlines()}
+        assert_same(pytrec_scores(qrels_path, run_path, BENCH_K), engine, pairs, judged, "pytrec_eval (to_trec)")
+        assert_same(ranx_scores(*ranx_from_files(qrels_path, run_path), BENCH_K), engine, pairs, judged,
+                    "ranx (to_trec files)")
         assert_same(ranx_scores(*default_run.to_ranx(graded=graded), BENCH_K), engine, pairs, judged,
                     "ranx (to_ranx)")
 
@@ -411,6 +412,33 @@ def test_export_cli_writes_what_trec_data_gives(tmp_path: Path) -> None:
         run_export(parser.parse_args([*common, "--trec"]))
 
 
+def test_token_units_keep_the_rank_of_a_chunk_without_tokens(tmp_path: Path) -> None:
+    """Under MiniLM's tokenizer the whitespace chunks hold no token: the pipeline keeps their
+    (irrelevant) ranks, and so does the exported run, as documents no qrels line names."""
+    from chunkeval import pipeline as pl
+    from chunkeval.interop import NO_TOKENS, unit_trec_data
+    from chunkeval.tokenizers import HFTokenizer
+
+    text = "aaaa    bbbb    cccc"
+    chunks = Spans([0] * 5, [0, 4, 8, 12, 16], [4, 8, 12, 16, 20])
+    refs = RaggedSpans([0, 1, 2], [0, 0], [8, 0], [12, 20])
+    spans = pl.unit_stage(refs, chunks, [text], "tokens", HFTokenizer("all-MiniLM-L6-v2"))
+    assert spans.chunk_id is not None and spans.chunk_id.tolist() == [0, -1, 1, -1, 2]
+    ids = np.array([[1, 2, 3, 4, 0], [4, 3, 2, -1, -1]])
+    ks = [1, 2, 3, 5]
+    scoring = pl.score_stage(spans, ids, k=ks)
+    qrels, run = unit_trec_data(spans, ids, question_ids=["a", "b"])
+    token = [docno(d, s, e) for d, s, e in zip(spans.chunks.doc.tolist(), spans.chunks.start.tolist(),
+                                               spans.chunks.end.tolist(), strict=True)]
+    assert list(run["a"]) == [NO_TOKENS.format(1), token[1], NO_TOKENS.format(3), token[2], token[0]]
+    assert list(run["b"]) == [token[2], NO_TOKENS.format(3), token[1]]
+    assert qrels == {"a": {token[1]: 1}, "b": {token[0]: 1, token[1]: 1, token[2]: 1}}
+    engine = engine_rows(scoring.metrics, ["a", "b"])
+    q, r = _files(tmp_path, qrels, run, "tokens")
+    assert_same(pytrec_scores(q, r, ks), engine, BINARY, {"a", "b"}, "pytrec_eval (tokens)")
+    assert_same(ranx_scores(*to_ranx(qrels, run), ks), engine, BINARY, {"a", "b"}, "ranx (tokens)")
+
+
 # Last: this part needs the pipeline to compute the rank metrics (evaluate's results table with
 # hit/mrr/map/ndcg/ndcg_graded columns). It fails, not skips, while they are missing.
 def test_benchmark_results_table_equals_pytrec_eval_and_ranx(default_run: Any, tmp_path: Path) -> None:
@@ -428,11 +456,12 @@ def test_benchmark_results_table_equals_pytrec_eval_and_ranx(default_run: Any, t
             for q, v in zip(qids, at.column(m).to_pylist(), strict=True):
                 engine[m][q].append(v)
     for graded, pairs in ((False, BINARY), (True, GRADED)):
-        q, r = tmp_path / "table.qrels", tmp_path / "table.run"
-        default_run.to_trec(q, r, graded=graded)
-        judged = {line.split()[0] for line in q.read_text().splitlines()}
+        qrels_path, run_path = tmp_path / "table.qrels", tmp_path / "table.run"
+        default_run.to_trec(qrels_path, run_path, graded=graded)
+        judged = {line.split()[0] for line in qrels_path.read_text().splitlines()}
         for name in qids:
             if name not in judged:
                 assert all(engine[m][name] == [0.0] * len(BENCH_K) for m in RANK)
-        assert_same(pytrec_scores(q, r, BENCH_K), engine, pairs, judged, "pytrec_eval vs table")
-        assert_same(ranx_scores(*ranx_from_files(q, r), BENCH_K), engine, pairs, judged, "ranx vs table")
+        assert_same(pytrec_scores(qrels_path, run_path, BENCH_K), engine, pairs, judged, "pytrec_eval vs table")
+        assert_same(ranx_scores(*ranx_from_files(qrels_path, run_path), BENCH_K), engine, pairs, judged,
+                    "ranx vs table")

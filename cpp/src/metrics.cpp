@@ -109,10 +109,8 @@ struct Discounts {
         }
     }
 };
-const Discounts& discounts() noexcept {
-    static const Discounts table;
-    return table;
-}
+const Discounts kDiscounts;  // built when the library loads: no guard on the hot path
+const Discounts& discounts() noexcept { return kDiscounts; }
 double inverse_discount(int64_t rank) noexcept {
     return rank < kDiscountTable ? discounts().inverse[rank] : 1.0 / std::log2(static_cast<double>(rank + 1));
 }
@@ -379,12 +377,14 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
     };
 
     const bool one_segment = n_segments == 1;
+    constexpr size_t kGainScan = 8;
     size_t k = 0;
     while (k < n_segments) {
         // Evidence interval: consecutive segments of one doc that overlap or touch.
         const int64_t doc = segments[k].doc;
         const int64_t start = segments[k].start;
         int64_t end = segments[k].end;
+        const size_t first_segment = k;
         for (++k; k < n_segments && segments[k].doc == doc && segments[k].start <= end; ++k) {
             end = std::max(end, segments[k].end);
         }
@@ -396,10 +396,26 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
             const int64_t chunk_end = chunks_->end(row);
             if (ideal_gains) {
                 // The ideal list: evidence chunks with a positive overlap (chroma's touching ones have 0).
-                const int64_t lo = std::max(start, chunk_start);
-                const int64_t hi = std::min(end, chunk_end);
-                const Count g = one_segment ? (lo < hi ? length(lo, hi) : 0) : gain(doc, chunk_start, chunk_end);
-                // (With one segment, E is [start, end) itself; otherwise a chunk may reach other intervals.)
+                Count g = 0;
+                if (one_segment) {  // E is [start, end) itself
+                    const int64_t lo = std::max(start, chunk_start);
+                    const int64_t hi = std::min(end, chunk_end);
+                    g = lo < hi ? length(lo, hi) : 0;
+                } else {
+                    // A chunk first reported for this interval overlaps no earlier one (it would have
+                    // been reported there), so its segments start at the interval's first; sum at most
+                    // kGainScan of them (more: the prefix sums of gain()).
+                    size_t s = first_segment;
+                    const size_t stop = std::min(n_segments, first_segment + kGainScan);
+                    for (; s < stop && segments[s].doc == doc && segments[s].start < chunk_end; ++s) {
+                        const int64_t lo = std::max(chunk_start, segments[s].start);
+                        const int64_t hi = std::min(chunk_end, segments[s].end);
+                        if (lo < hi) g += length(lo, hi);
+                    }
+                    if (s == stop && s < n_segments && segments[s].doc == doc && segments[s].start < chunk_end) {
+                        g = gain(doc, chunk_start, chunk_end);
+                    }
+                }
                 if (g > 0) *scratch_push(ideal_, n_ideal_) = g;
             }
             if (have_piece && piece_doc == doc && chunk_start <= piece_end) {
@@ -788,20 +804,13 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
         cutoff = n_evidence;
     }
     const int64_t deepest = std::min(hi - lo, cutoff);  // rows that can take a rank
-    const Count* kept_gain = nullptr;
-    int64_t n_ranks = 0;
+    // The gains of the ranks: rank_retrieved's per-row gains, skipping the repeats it marked
+    // (`skip` non-null), unless more rows than it scored are needed.
+    const Count* gains = rank_gain_.data();
+    const uint8_t* skip = n_repeats_ > 0 ? repeat_.data() : nullptr;
+    int64_t n_rows_read = limit;  // rows the loop below walks: ranks plus skipped repeats
     const int64_t distinct = limit - static_cast<int64_t>(n_repeats_);
-    if (n_repeats_ == 0) {
-        kept_gain = rank_gain_.data();
-        n_ranks = limit;
-    } else if (limit == hi - lo || distinct >= deepest) {
-        Count* compact = scratch(kept_gain_, static_cast<size_t>(limit));
-        for (int64_t r = 0; r < limit && n_ranks < deepest; ++r) {
-            compact[n_ranks] = rank_gain_[static_cast<size_t>(r)];
-            n_ranks += repeat_[static_cast<size_t>(r)] ? 0 : 1;
-        }
-        kept_gain = compact;
-    } else {
+    if (skip != nullptr && limit < hi - lo && distinct < deepest) {
         // Repeats among the scored rows and more rows after them: the ranks read on. Sort the whole
         // list by (doc, start, end, rank); a row is a repeat when the one before it is the same span.
         const SpanView& spans = retrieved_.spans;
@@ -820,10 +829,13 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
                                    rows[r].end == rows[r - 1].end;
         }
         Count* compact = scratch(kept_gain_, static_cast<size_t>(deepest));
-        for (int64_t r = 0; r < n_rows && n_ranks < deepest; ++r) {
-            if (!repeat[r]) compact[n_ranks++] = gain(spans.doc[lo + r], spans.start[lo + r], spans.end[lo + r]);
+        int64_t n_kept = 0;
+        for (int64_t r = 0; r < n_rows && n_kept < deepest; ++r) {
+            if (!repeat[r]) compact[n_kept++] = gain(spans.doc[lo + r], spans.start[lo + r], spans.end[lo + r]);
         }
-        kept_gain = compact;
+        gains = compact;
+        skip = nullptr;
+        n_rows_read = n_kept;
     }
 
     // The ideal gains, largest first; only as many as the deepest cut-off reads.
@@ -851,12 +863,14 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     int64_t hits = 0;
     int64_t first_hit = 0;
     int64_t rank = 0;        // ranks read so far
+    int64_t row = 0;         // rows read so far (ranks and skipped repeats)
     int64_t ideal_rank = 0;  // ideal positions summed so far
     const int64_t n_cutoffs = list_mode ? options_.n_ks : 1;
     for (int64_t column = 0; column < n_cutoffs; ++column) {
         const int64_t k = list_mode ? options_.ks[column] : cutoff;
-        for (const int64_t upto = std::min(k, n_ranks); rank < upto;) {
-            const Count g = kept_gain[rank];
+        for (; rank < k && row < n_rows_read; ++row) {
+            if (skip != nullptr && skip[row]) continue;
+            const Count g = gains[row];
             ++rank;
             if (g == 0) continue;
             ++hits;

@@ -27,14 +27,18 @@ import importlib
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._io import atomic_open
 from .spans import RaggedSpans, Spans
 
-__all__ = ["Qrels", "Run", "trec_data", "write_trec", "to_ranx", "evaluation_trec_data", "docno"]
+if TYPE_CHECKING:
+    from .pipeline import UnitSpans
+
+__all__ = ["Qrels", "Run", "trec_data", "write_trec", "to_ranx", "evaluation_trec_data", "unit_trec_data",
+           "docno", "NO_TOKENS"]
 
 #: ``{question_id: {docno: relevance}}``, the judged (relevant) chunks of each question.
 Qrels = dict[str, dict[str, int]]
@@ -321,13 +325,8 @@ def to_ranx(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[st
 
 
 def evaluation_trec_data(result: Any, *, graded: bool = False) -> tuple[Qrels, Run]:
-    """:func:`trec_data` of a :class:`chunkeval.evaluate.EvaluationResult`, in the evaluation's units.
-
-    The references and chunks are ``result.unit_spans``, the run each question's whole ranked list
-    (``result.ranked_ids``), the question ids those of ``result.table``.
-    """
-    from .pipeline import retrieved_spans
-
+    """:func:`trec_data` of a :class:`chunkeval.evaluate.EvaluationResult` (:func:`unit_trec_data` of
+    its ``unit_spans`` and ``ranked_ids``, with the question ids of its ``table``)."""
     spans, ids = getattr(result, "unit_spans", None), getattr(result, "ranked_ids", None)
     if spans is None or ids is None:
         raise ValueError("this EvaluationResult carries no unit_spans and ranked_ids (it was not made by "
@@ -336,8 +335,46 @@ def evaluation_trec_data(result: Any, *, graded: bool = False) -> tuple[Qrels, R
     question_ids = table.column("question_id").to_pylist()
     if table.num_rows:
         # One row per question and cut-off: the first configuration's rows are the questions in order.
-        first = table.column("config_id")[0].as_py()
-        question_ids = [q for q, c in zip(question_ids, table.column("config_id").to_pylist(), strict=True)
-                        if c == first]
-    retrieved = retrieved_spans(spans.ranked_ids(ids), spans.chunks)
-    return trec_data(spans.references, retrieved, spans.chunks, question_ids=question_ids, graded=graded)
+        configs = table.column("config_id").to_pylist()
+        question_ids = [q for q, c in zip(question_ids, configs, strict=True) if c == configs[0]]
+    return unit_trec_data(spans, ids, question_ids=question_ids, graded=graded)
+
+
+#: The document name of a retrieved chunk that holds no token (token units), by character chunk id.
+NO_TOKENS = "no-tokens:chunk{}"
+
+
+def unit_trec_data(spans: UnitSpans, ids: np.ndarray, *, question_ids: Sequence[Any] | None = None,
+                   graded: bool = False) -> tuple[Qrels, Run]:
+    """:func:`trec_data` of ranked character chunk ids (``-1`` padding) in the units of ``spans``
+    (a :class:`chunkeval.pipeline.UnitSpans`), as the pipeline scores them.
+
+    In token units a chunk can hold no token; it keeps its character rank and is never relevant
+    (the pipeline's rank metrics count it so), and is written as the document
+    ``no-tokens:chunk{id}``, which no qrels line names.
+    """
+    from .pipeline import retrieved_spans
+
+    rows = spans.ranked_ids(ids)  # checks ids
+    chunk_id = spans.chunk_id
+    if chunk_id is None or not bool((chunk_id < 0).any()):
+        return trec_data(spans.references, retrieved_spans(rows, spans.chunks), spans.chunks,
+                         question_ids=question_ids, graded=graded)
+    ids = np.asarray(ids, dtype=np.int64)
+    chunks = spans.chunks
+    valid = ids >= 0
+    char_ids = ids[valid]  # row-major: each question's rank order
+    row = chunk_id[char_ids]
+    empty, safe = row < 0, np.maximum(row, 0)
+    # A chunk without a token becomes the span [id, id + 1) of a document no reference is in:
+    # distinct per chunk, never relevant; its document number is renamed below.
+    nowhere = max(int(chunks.doc.max(initial=-1)), int(spans.references.doc.max(initial=-1))) + 1
+    offsets = np.concatenate(([0], np.cumsum(valid.sum(axis=1)))).astype(np.int64)
+    retrieved = RaggedSpans(offsets, np.where(empty, nowhere, chunks.doc[safe]),
+                            np.where(empty, char_ids, chunks.start[safe]),
+                            np.where(empty, char_ids + 1, chunks.end[safe]), name="retrieved")
+    qrels, run = trec_data(spans.references, retrieved, chunks, question_ids=question_ids, graded=graded)
+    prefix = f"{nowhere}:"
+    renamed = {qid: {(NO_TOKENS.format(name[len(prefix):].split("-")[0]) if name.startswith(prefix) else name): score
+                     for name, score in ranked.items()} for qid, ranked in run.items()}
+    return qrels, renamed

@@ -8,11 +8,13 @@ question of every corpus (with a single corpus, ``all`` is the only domain).
 :func:`write_report` writes into ``out_dir``:
 
 - ``report.md``: per domain, a table with one row per configuration, named by its
-  ``config_label`` (the ``config_id`` hash follows, small), holding the mean of IoU, Recall,
-  Precision and Precision Ω over the domain's questions with its 95 % confidence interval, and the
-  configuration's cost (chunks embedded, tokens embedded, index size). The best mean of each column
-  is bold. Then the recommendation and, with ``baseline``, every configuration's paired difference
-  to the baseline.
+  ``config_label`` (the ``config_id`` hash follows, small), holding the mean of each metric shown
+  over the domain's questions with its 95 % confidence interval, and the configuration's cost
+  (chunks embedded, tokens embedded, index size). The metrics shown are ``metrics=`` (``--metrics``)
+  or by default IoU, Recall, Precision and Precision Ω, plus MRR and nDCG when the results have
+  rank metrics (docs/metrics.md; results scored without a chunking have none); the file's first
+  line is a comment naming them. The best mean of each column is bold. Then the recommendation
+  and, with ``baseline``, every configuration's paired difference to the baseline.
 - ``report.html``: the same, self-contained (inline CSS, plots embedded as base64 PNG), linking to
   ``explorer.html``.
 - ``explorer.html``: a self-contained page (plain JavaScript, no external assets) that shows, for a
@@ -20,8 +22,8 @@ question of every corpus (with a single corpus, ``all`` is the only domain).
   with the reference spans and each configuration's retrieved chunks highlighted: *hit* (retrieved
   and in a reference), *miss* (in a reference, not retrieved), *noise* (retrieved, in no
   reference). Chunks retrieved away from the evidence are listed with an excerpt.
-- ``plots/*.png`` and ``plots/*.svg``: per domain and embedder, each metric against chunk size
-  (one series per chunker, k and the other attributes that vary; error bars are the 95 %
+- ``plots/*.png`` and ``plots/*.svg``: per domain and embedder, each metric shown against chunk size
+  (one panel per metric; one series per chunker, k and the other attributes that vary; error bars are the 95 %
   confidence intervals; each metric has its own y axis); per domain the recall–precision frontier
   and the recall–cost frontier (points on the frontier labelled with k and chunk size).
 - ``summary.csv``: the numbers of the tables, one row per (domain, configuration).
@@ -96,8 +98,19 @@ __all__ = [
 #: What :func:`write_report` and friends accept: a table, a Parquet file or folder, or a list of them.
 ResultsSource = Union["pa.Table", str, "os.PathLike[str]", Sequence[Union["pa.Table", str, "os.PathLike[str]"]]]
 
+#: The span metrics a report shows by default; the recommendation and the frontiers use them whatever is shown.
 METRICS = ("iou", "recall", "precision", "precision_omega")
-METRIC_LABELS = {"iou": "IoU", "recall": "Recall", "precision": "Precision", "precision_omega": "Precision Ω"}
+#: Every span metric a report can show (``metrics=``), in the results table's order of importance.
+SPAN_METRICS = ("iou", "recall", "precision", "precision_omega", "coverage")
+#: The rank metrics (docs/metrics.md, *Rank metrics*): null in results scored without a chunking.
+RANK_METRICS = ("hit", "mrr", "map", "ndcg", "ndcg_graded")
+#: The rank metrics shown by default when the results have them.
+DEFAULT_RANK_METRICS = ("mrr", "ndcg")
+METRIC_LABELS = {"iou": "IoU", "recall": "Recall", "precision": "Precision", "precision_omega": "Precision Ω",
+                 "coverage": "Coverage", "hit": "Hit rate", "mrr": "MRR", "map": "MAP", "ndcg": "nDCG",
+                 "ndcg_graded": "nDCG (graded)"}
+# The baseline section's default metrics: precision Ω is left out as before (it is often not computed).
+_BASELINE_METRICS = ("iou", "recall", "precision")
 CONFIG_COLUMNS = ("chunker", "chunker_spec", "chunk_size", "size_unit", "chunk_overlap", "embedder", "retrieval",
                   "scope", "k", "semantics", "units")
 COST_COLUMNS = ("n_chunks", "embedded_tokens", "index_bytes")
@@ -276,11 +289,73 @@ def _prepare(results: Any) -> _Results:
         if nulls:
             raise ValueError(f"results: row {nulls[0]} has no {name}; every row needs one")
         columns[name] = values.astype(str)
-    for name in METRICS:
-        values = np.asarray(arrow.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
-        _check_metric(name, values, columns["config_id"])
-        columns[name] = values
-    return _Results(arrow, columns, _config_infos(arrow, columns["config_id"]))
+    res = _Results(arrow, columns, _config_infos(arrow, columns["config_id"]))
+    _load_metrics(res, METRICS)
+    return res
+
+
+def _load_metrics(res: _Results, names: Iterable[str]) -> None:
+    """Read and check the metric columns ``names`` into ``res.columns`` (once each): the other
+    columns of a table are never checked, so a report shows what it always did for what it did."""
+    for name in names:
+        if name not in res.columns:
+            values = np.asarray(res.table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
+            _check_metric(name, values, res.columns["config_id"])
+            res.columns[name] = values
+
+
+def _has_values(res: _Results, name: str) -> bool:
+    """Whether any row has metric ``name`` (rank metrics are null in results scored without a chunking)."""
+    _load_metrics(res, (name,))
+    return bool(np.isfinite(res.columns[name]).any())
+
+
+def _metric_names(metrics: str | Sequence[str]) -> tuple[str, ...]:
+    """``metrics`` as a tuple of known names; a string is a comma-separated list (``"iou,mrr"``)."""
+    valid = SPAN_METRICS + RANK_METRICS
+    if isinstance(metrics, str):
+        names: list[Any] = [m.strip() for m in metrics.split(",")]
+    elif isinstance(metrics, Iterable):
+        names = list(metrics)
+    else:
+        raise TypeError(f"metrics must be a sequence of metric names (or a comma-separated string), "
+                        f"got {type(metrics).__name__}")
+    wrong = [n for n in names if not isinstance(n, str)]
+    if wrong:
+        raise TypeError(f"metrics: every metric is named by a string, got {type(wrong[0]).__name__} {wrong[0]!r}")
+    if not names or names == [""]:
+        raise ValueError(f"metrics is empty; name at least one of {', '.join(valid)}")
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(f"metrics: unknown metric {unknown[0]!r}; choose from {', '.join(valid)}")
+    twice = [n for n, count in Counter(names).items() if count > 1]
+    if twice:
+        raise ValueError(f"metrics: {twice[0]!r} is named twice; name each metric once")
+    return tuple(names)
+
+
+def _resolve_metrics(res: _Results, metrics: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The metrics a report shows: ``metrics``, or by default :data:`METRICS` and, when the results
+    have them, :data:`DEFAULT_RANK_METRICS`. A rank metric asked for on results without it is an error."""
+    if metrics is None:
+        return METRICS + tuple(m for m in DEFAULT_RANK_METRICS if _has_values(res, m))
+    names = _metric_names(metrics)
+    absent = [m for m in names if m in RANK_METRICS and not _has_values(res, m)]
+    if absent:
+        raise ValueError(
+            f"metrics: the results have no rank metrics ({', '.join(absent)} is null in every row): they were scored "
+            "without a chunking (chunkeval metrics without --chunks, or a results table written before the rank "
+            "metrics). Rescore with the chunking (chunkeval evaluate or sweep, or chunkeval metrics --chunks) or "
+            f"choose from the span metrics {', '.join(SPAN_METRICS)}"
+        )
+    _load_metrics(res, names)
+    return names
+
+
+def _summary_metrics(shown: Sequence[str]) -> tuple[str, ...]:
+    """What a summary holds: :data:`METRICS` (the recommendation and the frontiers read them
+    whatever is shown), then the other metrics shown, in their order."""
+    return METRICS + tuple(m for m in shown if m not in METRICS)
 
 
 def _check_metric(name: str, values: np.ndarray, config_ids: np.ndarray) -> None:
@@ -329,7 +404,9 @@ def _domain_mask(res: _Results, domain: str) -> np.ndarray:
     return mask
 
 
-def _summarize_domain(res: _Results, domain: str, n_resamples: int, seed: int | None) -> list[ConfigSummary]:
+def _summarize_domain(
+    res: _Results, domain: str, n_resamples: int, seed: int | None, metrics: Sequence[str] = METRICS
+) -> list[ConfigSummary]:
     rows = np.flatnonzero(_domain_mask(res, domain))
     c = res.columns
     # By configuration, then by question, so each configuration's rows are in one question order.
@@ -343,7 +420,7 @@ def _summarize_domain(res: _Results, domain: str, n_resamples: int, seed: int | 
         by_questions.setdefault(key, []).append((str(config_of[lo]), own))
     summaries: list[ConfigSummary] = []
     for group in by_questions.values():
-        matrix = np.column_stack([c[m][own] for _, own in group for m in METRICS])
+        matrix = np.column_stack([c[m][own] for _, own in group for m in metrics])
         # A metric a configuration did not compute is NaN in all its rows: resample zeros, report NaN.
         absent = np.isnan(matrix[0])
         mean, low, high = bootstrap_mean_cis(np.where(np.isnan(matrix), 0.0, matrix), n_resamples=n_resamples,
@@ -352,7 +429,7 @@ def _summarize_domain(res: _Results, domain: str, n_resamples: int, seed: int | 
             out[absent] = np.nan
         for j, (config_id, own) in enumerate(group):
             info = res.configs[config_id]
-            cols = {m: j * len(METRICS) + i for i, m in enumerate(METRICS)}
+            cols = {m: j * len(metrics) + i for i, m in enumerate(metrics)}
             summaries.append(ConfigSummary(
                 domain=domain, config_id=config_id, label=info.label, attributes=info.attributes,
                 n_questions=len(own), mean={m: float(mean[i]) for m, i in cols.items()},
@@ -363,7 +440,8 @@ def _summarize_domain(res: _Results, domain: str, n_resamples: int, seed: int | 
 
 
 def summarize(
-    results: ResultsSource, *, n_resamples: int = 10000, seed: int | None = 0
+    results: ResultsSource, *, n_resamples: int = 10000, seed: int | None = 0,
+    metrics: str | Sequence[str] | None = None,
 ) -> dict[str, list[ConfigSummary]]:
     """Mean and 95 % bootstrap interval of every metric per domain and configuration.
 
@@ -371,9 +449,16 @@ def summarize(
     corpus) and then, when there are several corpora, each ``corpus_id`` in sorted order; within a
     domain configurations are sorted by chunker, embedder, size unit, chunk size, overlap,
     retrieval, scope and k.
+
+    ``metrics`` are the metrics to summarize (as :func:`write_report` takes them; default: IoU,
+    recall, precision, precision Ω, and MRR and nDCG when the results have rank metrics); a
+    summary always holds :data:`METRICS`, which the recommendation reads. A metric a configuration
+    did not compute (null) has NaN mean and interval. Adding a metric does not change the others'
+    intervals: the resampled questions depend only on ``seed`` and the questions.
     """
     res = _prepare(results)
-    return {domain: _summarize_domain(res, domain, n_resamples, seed) for domain in _domains(res)}
+    names = _summary_metrics(_resolve_metrics(res, metrics))
+    return {domain: _summarize_domain(res, domain, n_resamples, seed, names) for domain in _domains(res)}
 
 
 # --------------------------------------------------------------------------------- recommendation
@@ -604,13 +689,31 @@ def _set_size_axis(ax: Any, sizes: list[float]) -> None:
         ax.xaxis.set_minor_locator(NullLocator())
 
 
-def plot_metrics_vs_size(domain: str, embedder: str, configs: list[ConfigSummary]) -> Any:
-    """Each metric against chunk size (a ``matplotlib.figure.Figure``): one panel per metric with
-    its own y range, one series per chunker (and k, overlap, … where they vary), error bars that
-    are the 95 % intervals of the mean, and one legend for the figure."""
+def _panel_grid(n: int) -> tuple[int, int]:
+    """``(rows, columns)`` of a figure with ``n`` panels: two columns up to four panels (the four
+    default metrics in a square), three beyond."""
+    columns = 1 if n == 1 else 2 if n <= 4 else 3
+    return -(-n // columns), columns
+
+
+def plot_metrics_vs_size(
+    domain: str, embedder: str, configs: list[ConfigSummary], metrics: Sequence[str] = METRICS
+) -> Any:
+    """Each metric against chunk size (a ``matplotlib.figure.Figure``): one panel per metric of
+    ``metrics`` with its own y range (a grid of two columns up to four metrics, three beyond), one
+    series per chunker (and k, overlap, … where they vary), error bars that are the 95 % intervals
+    of the mean, and one legend for the figure. Every summary must hold every metric."""
     configs = [c for c in configs if _numeric_size(c) is not None]
-    fig = _new_figure(9.5, 7.0)
-    axes = fig.subplots(2, 2, sharex=True)
+    missing = [m for m in metrics if any(m not in c.mean for c in configs)]
+    if missing or not metrics:
+        raise ValueError(f"metrics: the summaries hold no {missing[0]!r}; summarize with metrics including it"
+                         if missing else "metrics is empty; name at least one metric to plot")
+    n_rows, n_columns = _panel_grid(len(metrics))
+    fig = _new_figure(4.75 * n_columns, 3.5 * n_rows)
+    grid = fig.subplots(n_rows, n_columns, sharex=True, squeeze=False)
+    for ax in grid.ravel()[len(metrics):]:
+        ax.remove()
+    axes = grid.ravel()[:len(metrics)]
     keys = sorted({_series_key(c) for c in configs})
     units = sorted({str(c.attributes["size_unit"]) for c in configs})
     sizes = sorted({float(_numeric_size(c) or 0.0) for c in configs})
@@ -620,7 +723,7 @@ def plot_metrics_vs_size(domain: str, embedder: str, configs: list[ConfigSummary
     ks = sorted({key[k_index] for key in keys}, key=lambda text: (len(text), text))
     colours = [f"C{i % 10}" for i in range(len(families))]
     styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v")]
-    for ax, metric in zip(axes.ravel(), METRICS, strict=True):
+    for ax, metric in zip(axes, metrics, strict=True):
         for key in keys:
             series = sorted((c for c in configs if _series_key(c) == key), key=lambda c: _numeric_size(c) or 0.0)
             x = np.array([_numeric_size(c) for c in series], dtype=np.float64)
@@ -637,9 +740,12 @@ def plot_metrics_vs_size(domain: str, embedder: str, configs: list[ConfigSummary
         ax.set_title(METRIC_LABELS[metric])
         ax.grid(True, alpha=0.3)
         _set_size_axis(ax, sizes)
-    for ax in axes[1]:
-        ax.set_xlabel(f"chunk size ({', '.join(units)})")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    for column in range(n_columns):
+        # The lowest panel of each column carries the x label (the last row may be short).
+        lowest = max(i for i in range(column, len(metrics), n_columns))
+        axes[lowest].set_xlabel(f"chunk size ({', '.join(units)})")
+        axes[lowest].xaxis.set_tick_params(labelbottom=True)
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, max(1, len(labels))), fontsize="small")
     fig.suptitle(f"{domain} — {embedder}: mean and 95 % bootstrap CI per chunk size")
     return fig
@@ -740,9 +846,9 @@ def _fmt_cost(name: str, value: int | None) -> str:
     return f"{value:,}"
 
 
-def _best_means(configs: list[ConfigSummary]) -> dict[str, float]:
+def _best_means(configs: list[ConfigSummary], metrics: Sequence[str]) -> dict[str, float]:
     best = {}
-    for m in METRICS:
+    for m in metrics:
         known = [c.mean[m] for c in configs if np.isfinite(c.mean[m])]
         best[m] = max(known) if known else np.nan
     return best
@@ -756,15 +862,15 @@ def _short_id(config_id: str) -> str:
     return config_id[:12]
 
 
-def _markdown_table(configs: list[ConfigSummary], recommended: str | None) -> str:
-    best = _best_means(configs)
+def _markdown_table(configs: list[ConfigSummary], recommended: str | None, metrics: Sequence[str] = METRICS) -> str:
+    best = _best_means(configs, metrics)
     costs = _cost_columns(configs)
-    header = ["Configuration", "n"] + [METRIC_LABELS[m] for m in METRICS] + [COST_LABELS[c] for c in costs]
+    header = ["Configuration", "n"] + [METRIC_LABELS[m] for m in metrics] + [COST_LABELS[c] for c in costs]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for c in configs:
         name = c.label.replace("|", "\\|") + f" <sub>`{_short_id(c.config_id)}`</sub>"
         cells = [f"**{name}** ★" if c.config_id == recommended else name, str(c.n_questions)]
-        for m in METRICS:
+        for m in metrics:
             text = _fmt(c, m)
             cells.append(f"**{text}**" if c.mean[m] == best[m] else text)
         cells += [_fmt_cost(name, c.cost.get(name)) for name in costs]
@@ -772,20 +878,20 @@ def _markdown_table(configs: list[ConfigSummary], recommended: str | None) -> st
     return "\n".join(lines)
 
 
-def _html_table(configs: list[ConfigSummary], recommended: str | None) -> str:
-    best = _best_means(configs)
+def _html_table(configs: list[ConfigSummary], recommended: str | None, metrics: Sequence[str] = METRICS) -> str:
+    best = _best_means(configs, metrics)
     costs = _cost_columns(configs)
     esc = html.escape
     head = "<th>Configuration</th><th>n</th>"
     head += "".join(f'<th class="metric">{esc(METRIC_LABELS[m])} <span class="unit">[95 % CI]</span></th>'
-                    for m in METRICS)
+                    for m in metrics)
     head += "".join(f'<th class="metric">{esc(COST_LABELS[c])}</th>' for c in costs)
     body = []
     for c in configs:
         star = ' <span class="star" title="recommended">★</span>' if c.config_id == recommended else ""
         cells = (f'<td class="label">{esc(c.label)}{star}<br><span class="hash" title="config_id {esc(c.config_id)}">'
                  f"{esc(_short_id(c.config_id))}</span></td><td>{c.n_questions}</td>")
-        for m in METRICS:
+        for m in metrics:
             is_best = c.mean[m] == best[m]
             attrs = (f'data-metric="{m}" data-mean="{c.mean[m]!r}" data-low="{c.ci_low[m]!r}" '
                      f'data-high="{c.ci_high[m]!r}"')
@@ -966,7 +1072,9 @@ def _select_questions(res: _Results, keys: list[tuple[str, str]], limit: int) ->
     return sorted(ranked[:limit])
 
 
-def _explorer_runs(res: _Results, selected: list[tuple[str, str]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+def _explorer_runs(
+    res: _Results, selected: list[tuple[str, str]], rank: Sequence[str] = ()
+) -> dict[tuple[str, str, str], dict[str, Any]]:
     c = res.columns
     wanted = set(selected)
     keys = zip(c["corpus_id"].tolist(), c["question_id"].tolist(), strict=True)
@@ -977,20 +1085,23 @@ def _explorer_runs(res: _Results, selected: list[tuple[str, str]]) -> dict[tuple
     for j, row in enumerate(rows):
         corpus = str(c["corpus_id"][row])
         listed = [(str(s["corpus_id"] or corpus), int(s["start"]), int(s["end"])) for s in spans[j] or []]
+        values = [float(c[m][row]) for m in rank]
         out[(str(c["config_id"][row]), corpus, str(c["question_id"][row]))] = {
             "recall": float(c["recall"][row]), "precision": float(c["precision"][row]), "iou": float(c["iou"][row]),
             "spans": listed,
+            # A configuration scored without a chunking has no rank metrics: none are shown for it.
+            "rank": values if values and all(np.isfinite(values)) else None,
         }
     return out
 
 
 def _explorer_payload(
     res: _Results, data: Dataset, selected: list[tuple[str, str]], config_order: list[ConfigSummary],
-    defaults: tuple[int, int], context: int,
+    defaults: tuple[int, int], context: int, rank: Sequence[str] = (),
 ) -> dict[str, Any]:
     records = {(q["corpus_id"], str(q["question_id"])): q for q in data.questions}
     corpus_index = {cid: i for i, cid in enumerate(data.corpora)}
-    runs = _explorer_runs(res, selected)
+    runs = _explorer_runs(res, selected, rank)
     needed: dict[str, list[tuple[int, int]]] = {}
     questions = []
     for corpus, qid in selected:
@@ -1012,18 +1123,24 @@ def _explorer_payload(
                 if not inside and c_id in data.corpora:
                     needed.setdefault(c_id, []).append((s, min(e, s + EXPLORER_EXCERPT)))
             hit, miss, noise = char_overlap(refs, run["spans"], corpus)
-            per_config.append({
+            entry = {
                 "r": run["recall"], "p": run["precision"], "i": run["iou"], "hit": hit, "miss": miss, "noise": noise,
                 "ret": [[corpus_index.get(c_id, -1), s, e] for c_id, s, e in run["spans"]],
-            })
+            }
+            if run["rank"] is not None:
+                entry["rk"] = run["rank"]
+            per_config.append(entry)
         questions.append({"id": qid, "c": corpus_index[corpus], "q": str(record.get("question", "")),
                           "refs": [list(r) for r in refs], "win": windows, "runs": per_config})
     segments = {cid: [[s, data.corpora[cid][s:e]] for s, e in _merge(spans)] for cid, spans in needed.items()}
-    return {
+    payload: dict[str, Any] = {
         "corpora": list(data.corpora), "segments": {str(corpus_index[c]): v for c, v in segments.items()},
         "configs": [{"id": s.config_id, "label": s.label} for s in config_order], "defaults": list(defaults),
         "questions": questions, "excerpt": EXPLORER_EXCERPT,
     }
+    if rank:
+        payload["rank"] = [METRIC_LABELS[m] for m in rank]
+    return payload
 
 
 _EXPLORER_CSS = """
@@ -1068,6 +1185,8 @@ function renderPanel(panel, q, ci) {
   panel.appendChild(el('div', 'stats', 'recall ' + run.r.toFixed(3) + ' · precision ' + run.p.toFixed(3) +
     ' · IoU ' + run.i.toFixed(3) + ' · characters: ' + run.hit + ' hit, ' + run.miss + ' missed, ' +
     run.noise + ' noise'));
+  if (run.rk) panel.appendChild(el('div', 'stats rank-metrics',
+    D.rank.map((name, i) => name + ' ' + run.rk[i].toFixed(3)).join(' · ')));
   const rets = []; const away = [];
   run.ret.forEach((r, i) => { const inside = r[0] === q.c && q.win.some(w => r[1] < w[1] && w[0] < r[2]);
     (inside ? rets : away).push([r[1], r[2], i + 1, r[0]]); });
@@ -1141,6 +1260,7 @@ def write_explorer(
     context: int = EXPLORER_CONTEXT,
     summaries: list[ConfigSummary] | None = None,
     recommendation: Recommendation | None = None,
+    metrics: str | Sequence[str] | None = None,
 ) -> tuple[Path | None, str]:
     """Write the per-question explorer page to ``path``; returns ``(path or None, note)``.
 
@@ -1150,11 +1270,14 @@ def write_explorer(
     nothing is written and the note says why. At most ``max_questions`` questions are shown, those
     on which the configurations' recall differs most; only ``context`` characters around each
     question's references are embedded, plus a short excerpt of every chunk retrieved elsewhere.
+    The rank metrics among ``metrics`` (as :func:`write_report` takes them; by default MRR and nDCG
+    when the results have rank metrics) are shown per question for each configuration that has them.
     """
     if isinstance(max_questions, bool) or not isinstance(max_questions, int) or max_questions < 1:
         raise ValueError(f"max_questions must be a positive int (questions shown in the explorer), "
                          f"got {max_questions!r}")
     res = _prepare(results)
+    rank = [m for m in _resolve_metrics(res, metrics) if m in RANK_METRICS]
     spans = res.table.column("retrieved_spans")
     if spans.null_count == len(spans):
         return None, "no explorer: the results hold no retrieved spans (they record only scores)"
@@ -1177,7 +1300,7 @@ def write_explorer(
     defaults = _explorer_defaults(config_order, recommendation)
     while True:
         selected = _select_questions(res, matched, limit)
-        page = _explorer_html(_explorer_payload(res, data, selected, config_order, defaults, context), notes + (
+        page = _explorer_html(_explorer_payload(res, data, selected, config_order, defaults, context, rank), notes + (
             [f"Showing {limit} of {len(matched)} questions (at most --explorer-questions, in a page under "
              f"{EXPLORER_MAX_BYTES / 1e6:g} MB): those on which the configurations' recall differs most."]
             if limit < len(matched) else []))
@@ -1223,20 +1346,34 @@ def write_report(
     explorer: bool = True,
     explorer_questions: int = DEFAULT_EXPLORER_QUESTIONS,
     show_progress: bool | None = None,
+    metrics: str | Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, ``summary.csv``, ``explorer.html`` and ``plots/``.
 
     ``results``: a results table, a Parquet file or folder, or a list of them (read and checked by
     :func:`chunkeval.results.read_results`). ``recall_floor``, ``relative_floor`` and ``k`` set the
     recommendation (module docstring); ``baseline`` (a ``config_id`` or ``config_label``) adds, per
-    domain, every other configuration's paired difference to it on IoU, recall and precision.
+    domain, every other configuration's paired difference to it on each metric shown (by default
+    IoU, recall, precision and the rank metrics shown; precision Ω only when asked for).
     ``dataset`` supplies the corpus texts for the explorer (default: the results' provenance).
+
+    ``metrics`` chooses the metrics shown (a sequence of names or a comma-separated string, in
+    the order of the columns): any of :data:`SPAN_METRICS` and :data:`RANK_METRICS`. By default
+    the report shows IoU, recall, precision and precision Ω, plus MRR and nDCG when the results
+    have rank metrics (results scored without a chunking have none). Each gets a table column
+    with its bootstrap interval, a panel of the metrics-against-size figure and a column of the
+    baseline section; ``report.md`` opens with a comment naming them (``<!-- chunkeval report:
+    {"metrics": [...]} -->``) and ``report.html`` with ``<meta name="chunkeval-metrics">``. The
+    recommendation (IoU with a recall floor) does not depend on the choice.
+
     Returns ``{"markdown", "html", "summary", ["explorer"], "plots/<file>"...: Path}``.
     """
     _check_recommend_args(recall_floor, relative_floor, k)
     res = _prepare(results)
+    shown = _resolve_metrics(res, metrics)
+    compared = tuple(m for m in shown if m != "precision_omega") if metrics is None else shown
     baseline = _resolve_baseline(baseline, res.configs)
-    summaries = summarize(res, n_resamples=n_resamples, seed=seed)
+    summaries = summarize(res, n_resamples=n_resamples, seed=seed, metrics=shown)
     recommendations = recommend(
         res, recall_floor, k=k, relative_floor=relative_floor, alpha=alpha, n_resamples=n_resamples,
         n_permutations=n_permutations, seed=seed, summaries=summaries,
@@ -1249,7 +1386,7 @@ def write_report(
     if explorer:
         written, explorer_note = write_explorer(
             res, out / "explorer.html", dataset=dataset, max_questions=explorer_questions,
-            summaries=summaries[ALL_DOMAINS], recommendation=recommendations[ALL_DOMAINS])
+            summaries=summaries[ALL_DOMAINS], recommendation=recommendations[ALL_DOMAINS], metrics=shown)
         if written is not None:
             paths["explorer"] = written
     n_questions = len(set(zip(res.columns["corpus_id"].tolist(), res.columns["question_id"].tolist(), strict=True)))
@@ -1258,7 +1395,9 @@ def write_report(
              f"{_plural(n_corpora, 'corpus', 'corpora')}. Cells are the mean over questions and its 95 % confidence "
              f"interval (percentile bootstrap over questions, {n_resamples} resamples, seed {seed}); the best mean of "
              "each column is bold, ★ marks the recommendation.")
-    md: list[str] = ["# chunkeval report", "", intro, ""]
+    # Invisible when rendered (a table without rank metrics reads as it always did), parseable by tools.
+    header = json.dumps({"metrics": list(shown)})
+    md: list[str] = [f"<!-- chunkeval report: {header} -->", "# chunkeval report", "", intro, ""]
     body: list[str] = ["<h1>chunkeval report</h1>", f'<p class="note">{html.escape(intro)}</p>']
     if "explorer" in paths:
         body.append('<p><a href="explorer.html">Per-question explorer</a>: the corpus text around each question\'s '
@@ -1271,7 +1410,8 @@ def write_report(
         task = bar.add_task("report", total=len(summaries))
         for domain, configs in summaries.items():
             _domain_section(res, domain, configs, recommendations[domain], baseline, md, body, paths, plot_dir,
-                            plots=plots, alpha=alpha, n_resamples=n_resamples, n_permutations=n_permutations, seed=seed)
+                            plots=plots, alpha=alpha, n_resamples=n_resamples, n_permutations=n_permutations, seed=seed,
+                            metrics=shown, compared=compared)
             bar.advance(task)
     md_path = out / "report.md"
     write_text_atomic(md_path, "\n".join(md).rstrip() + "\n")
@@ -1279,6 +1419,7 @@ def write_report(
     write_text_atomic(
         html_path,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>chunkeval report</title>"
+        f'<meta name="chunkeval-metrics" content="{",".join(shown)}">'
         f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n",
     )
     summary_path = out / "summary.csv"
@@ -1289,28 +1430,30 @@ def write_report(
 def _domain_section(
     res: _Results, domain: str, configs: list[ConfigSummary], rec: Recommendation, baseline: str | None,
     md: list[str], body: list[str], paths: dict[str, Path], plot_dir: Path, *, plots: bool, alpha: float,
-    n_resamples: int, n_permutations: int, seed: int | None,
+    n_resamples: int, n_permutations: int, seed: int | None, metrics: Sequence[str] = METRICS,
+    compared: Sequence[str] = _BASELINE_METRICS,
 ) -> None:
     title = "All questions" if domain == ALL_DOMAINS else f"Domain: {domain}"
     md += [f"## {title}", ""]
     body.append(f'<section id="{html.escape(_safe_name(domain))}"><h2>{html.escape(title)}</h2>')
     recommended = rec.best.config_id if rec.best else None
-    md += [_markdown_table(configs, recommended), ""]
-    body.append(_html_table(configs, recommended))
+    md += [_markdown_table(configs, recommended, metrics), ""]
+    body.append(_html_table(configs, recommended, metrics))
     md += [_recommendation_text(rec, alpha, lambda s: f"**{s.label}** (`{_short_id(s.config_id)}`)"), ""]
     body.append(f'<p class="rec" data-recommended="{html.escape(recommended or "")}" data-k="{_k_text(rec.k)}" '
                 f'data-floor="{rec.recall_floor!r}">'
                 f"{_recommendation_text(rec, alpha, lambda s: f'<strong>{html.escape(s.label)}</strong>')}</p>")
     if baseline is not None:
         lines_md, lines_html = _baseline_section(res, domain, configs, baseline, alpha, n_resamples, n_permutations,
-                                                 seed)
+                                                 seed, compared)
         md += lines_md
         body += lines_html
     if plots:
         stem = _safe_name(domain)
         embedders = sorted({_embedder_label(c) for c in configs if _numeric_size(c) is not None})
         for embedder in embedders:
-            fig = plot_metrics_vs_size(domain, embedder, [c for c in configs if _embedder_label(c) == embedder])
+            fig = plot_metrics_vs_size(domain, embedder, [c for c in configs if _embedder_label(c) == embedder],
+                                       metrics)
             _add_plot(fig, plot_dir, f"metrics_vs_size__{stem}__{_safe_name(embedder)}",
                       f"{domain}, {embedder}: metrics against chunk size (95 % CI)", paths, md, body)
         _add_plot(plot_frontier(domain, configs), plot_dir, f"frontier__{stem}", f"{domain}: recall–precision frontier",
@@ -1343,10 +1486,11 @@ def _add_plot(
 def _baseline_section(
     res: _Results, domain: str, configs: list[ConfigSummary], baseline: str,
     alpha: float, n_resamples: int, n_permutations: int, seed: int | None,
+    metrics: Sequence[str] = _BASELINE_METRICS,
 ) -> tuple[list[str], list[str]]:
-    metrics = ("iou", "recall", "precision")
     label = res.configs[baseline].label
-    if baseline not in {c.config_id for c in configs}:
+    base = next((c for c in configs if c.config_id == baseline), None)
+    if base is None:
         text = f"The baseline {label} was not run on this domain."
         return [text, ""], [f'<p class="note">{html.escape(text)}</p>']
     rows = res.table.filter(_domain_mask(res, domain))
@@ -1358,9 +1502,11 @@ def _baseline_section(
         if c.config_id == baseline:
             continue
         name = c.label.replace("|", "\\|")
+        # A metric either side did not compute (a rank metric of results without a chunking) is not compared.
+        known = [m for m in metrics if np.isfinite(base.mean[m]) and np.isfinite(c.mean[m])]
         try:
-            rows_out = compare(rows, baseline, c.config_id, metrics=metrics, group_by=None, alpha=alpha,
-                               n_resamples=n_resamples, n_permutations=n_permutations, seed=seed)
+            rows_out = compare(rows, baseline, c.config_id, metrics=known, group_by=None, alpha=alpha,
+                               n_resamples=n_resamples, n_permutations=n_permutations, seed=seed) if known else []
             result = {r.metric: r for r in rows_out}
         except ValueError as exc:
             md.append(f"| {name} | " + " | ".join(["n/a"] * len(metrics)) + " |")
@@ -1369,7 +1515,10 @@ def _baseline_section(
             continue
         cells = []
         for m in metrics:
-            r = result[m]
+            r = result.get(m)
+            if r is None:
+                cells.append("–")
+                continue
             mark = {"b": " ▲", "a": " ▼", None: ""}[r.winner]
             cells.append(f"{r.diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], p={r.p_value:.3g}{mark}")
         md.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -1396,7 +1545,7 @@ def _write_summary_csv(summaries: dict[str, list[ConfigSummary]], path: Path) ->
             row: dict[str, Any] = {"domain": domain, "config_id": c.config_id, "config_label": c.label}
             row.update({name: (None if v is None else str(v)) for name, v in c.attributes.items()})
             row["n_questions"] = c.n_questions
-            for m in METRICS:
+            for m in c.mean:
                 row[f"{m}_mean"] = c.mean[m]
                 row[f"{m}_ci_low"] = c.ci_low[m]
                 row[f"{m}_ci_high"] = c.ci_high[m]
@@ -1442,6 +1591,13 @@ def _parse_fraction(text: str) -> float:
     return value
 
 
+def _parse_metrics(text: str) -> tuple[str, ...]:
+    try:
+        return _metric_names(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--metrics {text!r}: {exc}") from None
+
+
 _EPILOG = """\
 The recommendation compares configurations at one k (--k, else the largest k every configuration
 was run at) and picks the best mean IoU among those whose mean recall is at least the floor
@@ -1450,6 +1606,7 @@ was run at) and picks the best mean IoU among those whose mean recall is at leas
 examples:
   chunkeval report runs/results.parquet --out report/
   chunkeval report a.parquet b.parquet sweep-out/ --out report/ --dataset my-data/ --k 5
+  chunkeval report runs/results.parquet --out report/ --metrics iou,recall,mrr,ndcg
 """
 
 
@@ -1462,8 +1619,9 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "report",
         help="write report.html, report.md, explorer.html and plots from results tables",
-        description="Per-domain tables (mean and 95% bootstrap CI of IoU, recall, precision, precision Ω, and "
-        "each configuration's cost), plots, the recall-precision and recall-cost frontiers, a recommendation, and a "
+        description="Per-domain tables (mean and 95% bootstrap CI of IoU, recall, precision, precision Ω, the rank "
+        "metrics MRR and nDCG where the results have them, or the --metrics chosen, and each configuration's cost), "
+        "plots, the recall-precision and recall-cost frontiers, a recommendation, and a "
         "per-question explorer page.",
         epilog=_EPILOG,
         formatter_class=_HelpFormatter,
@@ -1487,6 +1645,10 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--explorer-questions", type=int, default=DEFAULT_EXPLORER_QUESTIONS,
                         help="most questions shown in explorer.html")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots (faster)")
+    parser.add_argument("--metrics", type=_parse_metrics, default=None, metavar="M1,M2,...",
+                        help=f"comma-separated metrics to show, in column order, from {', '.join(SPAN_METRICS)} and "
+                        f"the rank metrics {', '.join(RANK_METRICS)}; default: {', '.join(METRICS)}, plus "
+                        f"{' and '.join(DEFAULT_RANK_METRICS)} when the results have rank metrics")
     parser.set_defaults(handler=run_report_command)
     return cast(argparse.ArgumentParser, parser)
 
@@ -1505,7 +1667,7 @@ def run_report_command(args: argparse.Namespace) -> int:
             args.results, out, recall_floor=args.recall_floor, baseline=args.baseline, dataset=args.dataset, k=args.k,
             relative_floor=args.relative_floor, alpha=args.alpha, n_resamples=args.resamples,
             n_permutations=args.resamples, seed=args.seed, plots=not args.no_plots,
-            explorer_questions=args.explorer_questions,
+            explorer_questions=args.explorer_questions, metrics=args.metrics,
         )
     except (ValueError, TypeError, OSError) as exc:
         print(f"chunkeval report: error: {' '.join(str(exc).split())}", file=sys.stderr)

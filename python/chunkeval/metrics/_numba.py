@@ -55,12 +55,13 @@ _STACK_SIZE = 512
 # Rank metrics: a retrieved list is deduplicated by comparing each row with the rows kept before it
 # while at most this many rows are read; a longer read sorts the rows instead (O(n log n)).
 _DEDUP_QUADRATIC = 32
-# D(i) = log2(i + 1) and 1.0 / D(i) for ranks i below this, computed with math.log2 exactly as the
-# reference does (frozen into the kernels as constants); deeper ranks call the same libm log2.
+# D(i) = log2(i + 1) (row 0) and 1.0 / D(i) (row 1) for ranks i below this, computed with math.log2
+# exactly as the reference does; deeper ranks call the same libm log2. The table travels to the
+# kernels as an argument: read as a frozen global, each lookup cost about ten nanoseconds.
 _LOG2_TABLE_SIZE = 1024
-_LOG2_RANK = np.array([math.log2(i + 1) if i else 0.0 for i in range(_LOG2_TABLE_SIZE)], dtype=np.float64)
-_INV_LOG2_RANK = np.array([1.0 / math.log2(i + 1) if i else 0.0 for i in range(_LOG2_TABLE_SIZE)],
-                          dtype=np.float64)
+_RANK_LOG2 = np.array([[math.log2(i + 1) if i else 0.0 for i in range(_LOG2_TABLE_SIZE)],
+                       [1.0 / math.log2(i + 1) if i else 0.0 for i in range(_LOG2_TABLE_SIZE)]], dtype=np.float64)
+_RANK_LOG2.flags.writeable = False
 # The rank metrics' rows in the output array: hit, mrr, map, ndcg, ndcg_graded.
 _N_RANK_METRICS = 5
 
@@ -810,18 +811,18 @@ def _rank_sweep(t0, n, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m
 
 
 @_kernel
-def _log2_rank(i):
+def _log2_rank(log2_table, i):
     """``D(i) = log2(i + 1)``, bit for bit what the reference's ``math.log2`` returns."""
-    if i < _LOG2_TABLE_SIZE:
-        return _LOG2_RANK[i]
+    if i < log2_table.shape[1]:
+        return log2_table[0, i]
     return math.log2(np.float64(i + 1))
 
 
 @_kernel
-def _inv_log2_rank(i):
+def _inv_log2_rank(log2_table, i):
     """``1.0 / D(i)``, the same division the reference makes."""
-    if i < _LOG2_TABLE_SIZE:
-        return _INV_LOG2_RANK[i]
+    if i < log2_table.shape[1]:
+        return log2_table[1, i]
     return 1.0 / math.log2(np.float64(i + 1))
 
 
@@ -973,7 +974,7 @@ def _ideal_add(seg_doc, seg_s, seg_e, seg_pre, nseg, ideal, n_rel, d, cs, ce):
 @_kernel
 def _rank_question(  # noqa: C901 - one pass over the ranks for every cut-off
     q, t0, n_ret, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_pre, nseg,
-    ks, k_mode, n_ev, ideal, n_rel, rank_out, rk_idx, rk_tmp,
+    ks, k_mode, n_ev, ideal, n_rel, rank_out, rk_idx, rk_tmp, log2_table,
 ):  # fmt: skip
     """Write hit, mrr, map, ndcg and ndcg_graded of question ``q`` at every cut-off into
     ``rank_out[:, q, :]`` (docs/engine.md §4). ``ideal[:n_rel]`` holds the gains of the chunks that
@@ -1003,6 +1004,13 @@ def _rank_question(  # noqa: C901 - one pass over the ranks for every cut-off
     idcg_graded = 0.0
     i = 0
     j = 0
+    # The values of the last cut-off: recomputed only when a relevant rank or an ideal step came in
+    # since (a cut-off that adds neither has the same sums, so the same quotients).
+    hit = 0.0
+    mrr = 0.0
+    mean_ap = 0.0
+    ndcg = 0.0
+    ndcg_graded = 0.0
     n_cols = n_ks if k_mode == _KMODE_LIST else 1
     for col in range(n_cols):
         upto = n_ranks
@@ -1012,6 +1020,7 @@ def _rank_question(  # noqa: C901 - one pass over the ranks for every cut-off
                 upto = ks[col]
             if ks[col] < cut:
                 cut = ks[col]
+        moved = False
         while i < upto:
             row = t0 + rk_idx[i]
             i += 1
@@ -1020,18 +1029,26 @@ def _rank_question(  # noqa: C901 - one pass over the ranks for every cut-off
                 n_hits += 1
                 if first == 0:
                     first = i
+                    hit = 1.0
+                    mrr = 1.0 / np.float64(first)
                 ap += np.float64(n_hits) / np.float64(i)
-                dcg += _inv_log2_rank(i)
-                dcg_graded += np.float64(g) / _log2_rank(i)
+                dcg += _inv_log2_rank(log2_table, i)
+                dcg_graded += np.float64(g) / _log2_rank(log2_table, i)
+                moved = True
         while j < cut:
             j += 1
-            idcg += _inv_log2_rank(j)
-            idcg_graded += np.float64(ideal[n_rel - j]) / _log2_rank(j)
-        rank_out[0, q, col] = 1.0 if first > 0 else 0.0
-        rank_out[1, q, col] = 1.0 / np.float64(first) if first > 0 else 0.0
-        rank_out[2, q, col] = ap / np.float64(n_rel) if n_rel > 0 else 0.0
-        rank_out[3, q, col] = dcg / idcg if idcg != 0.0 else 0.0
-        rank_out[4, q, col] = dcg_graded / idcg_graded if idcg_graded != 0.0 else 0.0
+            idcg += _inv_log2_rank(log2_table, j)
+            idcg_graded += np.float64(ideal[n_rel - j]) / _log2_rank(log2_table, j)
+            moved = True
+        if moved:
+            mean_ap = ap / np.float64(n_rel) if n_rel > 0 else 0.0
+            ndcg = dcg / idcg if idcg != 0.0 else 0.0
+            ndcg_graded = dcg_graded / idcg_graded if idcg_graded != 0.0 else 0.0
+        rank_out[0, q, col] = hit
+        rank_out[1, q, col] = mrr
+        rank_out[2, q, col] = mean_ap
+        rank_out[3, q, col] = ndcg
+        rank_out[4, q, col] = ndcg_graded
 
 
 # --------------------------------------------------------------------------------------------
@@ -1047,7 +1064,7 @@ def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece 
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
     r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
     seg_pre, ideal, rk_idx, rk_tmp,
@@ -1268,7 +1285,7 @@ def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece 
         _write_metrics(recall, precision, iou, q, col, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
     if ranked:
         _rank_question(q, t0, n_ret, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_pre, nseg,
-                       ks, k_mode, n_ev, ideal, n_rel, rank_out, rk_idx, rk_tmp)  # fmt: skip
+                       ks, k_mode, n_ev, ideal, n_rel, rank_out, rk_idx, rk_tmp, log2_table)  # fmt: skip
     return 0
 
 
@@ -1285,7 +1302,7 @@ def _score_range(
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
     r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
     seg_pre, ideal, rk_idx, rk_tmp,
@@ -1317,7 +1334,7 @@ def _score_range(
             has_chunks, ci_rows, ci_max_end, ci_doc_ids,
             ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
-            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
             r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
             seg_pre, ideal, rk_idx, rk_tmp,
@@ -1335,7 +1352,7 @@ def _score_block(
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
 ):  # fmt: skip
     """Score questions ``[q0, q1)`` with one set of scratch buffers sized for the block."""
     max_refs = 1
@@ -1391,7 +1408,7 @@ def _score_block(
             has_chunks, ci_rows, ci_max_end, ci_doc_ids,
             ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
-            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
             r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
             seg_pre, ideal, rk_idx, rk_tmp,
@@ -1411,7 +1428,7 @@ def _score_parallel(
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
 ):  # fmt: skip
     n_questions = ref_offsets.shape[0] - 1
     for blk in prange(n_blocks):
@@ -1424,7 +1441,7 @@ def _score_parallel(
             has_chunks, ci_rows, ci_max_end, ci_doc_ids,
             ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
-            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
         )  # fmt: skip
 
 
@@ -1601,7 +1618,7 @@ def span_metrics_numba(  # noqa: C901 - one check per argument
         has_chunks, ci_rows, ci_max_end, ci_doc_ids,
         ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
         ks, k_mode, semantics,
-        recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out,
+        recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, _RANK_LOG2,
     )  # fmt: skip
     threads = _resolve_threads(num_threads)
     if threads == 1 or n_questions < _MIN_PARALLEL_QUESTIONS:
