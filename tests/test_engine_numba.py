@@ -184,12 +184,13 @@ def test_rank_metrics_worked_example():
     refs = RaggedSpans.from_lists([[(0, 15, 25)]])
     rets = RaggedSpans.from_lists([[(0, 20, 30), (0, 20, 30), (0, 50, 60), (0, 10, 20)]])
     r = span_metrics(refs, rets, TENS, k=(1, 2, 3), backend="numba", ranked=True)
-    idcg2 = 1.0 + 1.0 / math.log2(3)
+    w2, w3 = 1.0 / math.log2(3), 1.0 / math.log2(4)  # the discounts W(i) = 1 / log2(i + 1); W(1) = 1
+    idcg2 = 1.0 + w2
     assert r.hit is not None and r.hit.tolist() == [[1.0, 1.0, 1.0]]
     assert r.mrr is not None and r.mrr.tolist() == [[1.0, 1.0, 1.0]]
     assert r.map is not None and r.map.tolist() == [[0.5, 0.5, (1.0 + 2 / 3) / 2]]
-    assert r.ndcg is not None and r.ndcg.tolist() == [[1.0, 1.0 / idcg2, (1.0 + 1.0 / math.log2(4)) / idcg2]]
-    graded = [1.0, 5.0 / (5.0 + 5.0 / math.log2(3)), (5.0 + 5.0 / math.log2(4)) / (5.0 + 5.0 / math.log2(3))]
+    assert r.ndcg is not None and r.ndcg.tolist() == [[1.0, 1.0 / idcg2, (1.0 + w3) / idcg2]]
+    graded = [1.0, 5.0 / (5.0 + 5.0 * w2), (5.0 + 5.0 * w3) / (5.0 + 5.0 * w2)]
     assert r.ndcg_graded is not None and r.ndcg_graded.tolist() == [graded]
     assert graded == pytest.approx(r.ndcg.tolist()[0], abs=1e-15)  # both gains are 5
     # The span metrics still score the first k rows, repeat included.
@@ -208,16 +209,23 @@ def test_rank_metrics_ignore_merely_touching_chunks(semantics):
     assert r.mrr is not None and r.mrr.tolist() == [[0.0, 0.5]]
     assert r.map is not None and r.map.tolist() == [[0.0, 0.5]]
     assert r.ndcg is not None and r.ndcg.tolist() == [[0.0, 1.0 / math.log2(3)]]
-    assert r.ndcg_graded is not None and r.ndcg_graded.tolist() == [[0.0, (10.0 / math.log2(3)) / 10.0]]
+    assert r.ndcg_graded is not None and r.ndcg_graded.tolist() == [[0.0, (10.0 * (1.0 / math.log2(3))) / 10.0]]
     auto = span_metrics(refs, rets, TENS, k="auto", semantics=semantics, backend="numba", ranked=True)
     assert auto.ndcg is not None and auto.ndcg.tolist() == [1.0 / math.log2(3) if semantics == "chroma" else 0.0]
 
 
-def test_rank_log2_matches_python_past_the_table():
-    # Ranks below the table read it; deeper ranks call log2 in the kernel: both must be Python's.
+def test_rank_discounts_match_python_past_the_table():
+    # Ranks below the table read it; deeper ranks call log2 in the kernel: both must be the
+    # reference's W(i) = 1.0 / math.log2(i + 1), and the binary ideal DCG its sums in rank order.
+    table = _numba._DISCOUNTS
     for i in [1, 2, 3, 1022, 1023, 1024, 1025, 4097, 2**20 - 1, 2**20, 2**31 + 5]:
-        assert _numba._log2_rank(_numba._RANK_LOG2, i) == math.log2(i + 1)
-        assert _numba._inv_log2_rank(_numba._RANK_LOG2, i) == 1.0 / math.log2(i + 1)
+        assert _numba._discount(table, i) == 1.0 / math.log2(i + 1)
+    total = 0.0
+    for depth in range(1, 3000):
+        total += 1.0 / math.log2(depth + 1)
+        if depth in (1, 2, 1023, 1024, 1025, 2999):
+            assert _numba._binary_idcg(table, depth) == total, depth
+    assert _numba._binary_idcg(table, 0) == 0.0
 
 
 def test_rank_metrics_of_deep_lists_and_many_ideal_chunks():

@@ -3,9 +3,8 @@ engine pass, and evaluate() checks what it can before any work."""
 
 from __future__ import annotations
 
-import math
-
 import hashlib
+import math
 import re
 from pathlib import Path
 

@@ -574,7 +574,9 @@ def run_group_ray(
     shards = search_shards or max(1, min(cpus, len(chunk_vectors) // MIN_SHARD_ROWS))
     t = time.perf_counter()
     search = _search_on_ray(ray, chunk_vectors, question_vectors, k_search, method=retrieval, scope=scope,
-                            chunk_corpus=plan.chunk_corpus, question_corpus=plan.search_corpus, hnsw=hnsw,
+                            chunk_corpus=plan.chunk_corpus,
+                            question_corpus=plan.question_corpus if plan.search_corpus is None else plan.search_corpus,
+                            hnsw=hnsw,
                             check_recall=check_recall, shards=shards)
     timings.update(search.timings)
     recall = f", HNSW recall {search.hnsw_recall:.4f} against exact" if search.hnsw_recall is not None else ""

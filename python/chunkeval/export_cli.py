@@ -13,7 +13,10 @@ from typing import Any
 
 from ._help import HelpFormatter
 
-__all__ = ["add_export_parser", "run_export"]
+__all__ = ["EXPORT_HELP", "add_export_parser", "add_subparser", "run_export"]
+
+#: The one-line help of ``chunkeval export`` (``cli.SUBCOMMAND_HELP`` repeats it).
+EXPORT_HELP = "write your spans as TREC qrels and run files (trec_eval, pytrec_eval, ranx)"
 
 EXPORT_EXAMPLES = """examples:
   chunkeval export --trec --references refs.csv --retrieved ranked.parquet --chunks chunks.parquet \\
@@ -25,7 +28,7 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``export`` on the CLI's subparsers; its handler is :func:`run_export`."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "export",
-        help="write your spans as TREC qrels and run files (trec_eval, pytrec_eval, ranx)",
+        help=EXPORT_HELP,
         description="Export user-supplied spans (the files of chunkeval metrics: question_id, doc, start, end per "
                     "row; the retrieved file may add rank) as TREC files. The qrels are each question's evidence "
                     "chunks: the chunks that overlap its references (relevance 1, or with --graded the overlap "
@@ -47,6 +50,11 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="a question with no retrieved row stops the export (error) or gets an empty run (zero)")
     p.set_defaults(handler=run_export)
     return p
+
+
+def add_subparser(subparsers: Any) -> None:
+    """The hook ``cli.SUBCOMMAND_HELP`` calls for a subcommand in its own module."""
+    add_export_parser(subparsers)
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -17,8 +17,10 @@ judged document no run can name, so the ideal list the tools build is the engine
 A question whose evidence overlaps no chunk (``R = 0``) has nothing to judge and is left out of the
 qrels: trec_eval and pytrec_eval evaluate only the questions of the qrels (and ranx needs the run
 and the qrels to hold the same questions, which :func:`to_ranx` arranges), while chunkeval scores
-such a question 0 on every rank metric. The numbers agree on every question of the qrels; the
-means agree when no question has ``R = 0``.
+such a question 0 on every rank metric. A question that retrieved nothing has no run line:
+pytrec_eval (and trec_eval without ``-c``) skip it, ranx scores it 0. The numbers agree on every
+question a tool evaluates; the means agree when every question has an evidence chunk and a
+retrieved row.
 """
 
 from __future__ import annotations

@@ -22,10 +22,11 @@ question of every corpus (with a single corpus, ``all`` is the only domain).
   with the reference spans and each configuration's retrieved chunks highlighted: *hit* (retrieved
   and in a reference), *miss* (in a reference, not retrieved), *noise* (retrieved, in no
   reference). Chunks retrieved away from the evidence are listed with an excerpt.
-- ``plots/*.png`` and ``plots/*.svg``: per domain and embedder, each metric shown against chunk size
-  (one panel per metric; one series per chunker, k and the other attributes that vary; error bars are the 95 %
-  confidence intervals; each metric has its own y axis); per domain the recall–precision frontier
-  and the recall–cost frontier (points on the frontier labelled with k and chunk size).
+- ``plots/*.png`` and ``plots/*.svg``: per domain and embedder, each metric shown against chunk
+  size (one panel per metric; one series per chunker, k and the other attributes that vary; error
+  bars are the 95 % confidence intervals; each metric has its own y axis); per domain the
+  recall–precision frontier and the recall–cost frontier (points on the frontier labelled with k
+  and chunk size).
 - ``summary.csv``: the numbers of the tables, one row per (domain, configuration).
 
 **Confidence intervals.** The interval of a mean is a percentile bootstrap over questions:
@@ -690,9 +691,9 @@ def _set_size_axis(ax: Any, sizes: list[float]) -> None:
 
 
 def _panel_grid(n: int) -> tuple[int, int]:
-    """``(rows, columns)`` of a figure with ``n`` panels: two columns up to four panels (the four
-    default metrics in a square), three beyond."""
-    columns = 1 if n == 1 else 2 if n <= 4 else 3
+    """``(rows, columns)`` of a figure with ``n`` panels: one row up to three, the four default
+    metrics in a square, three columns beyond."""
+    columns = n if n <= 3 else 2 if n == 4 else 3
     return -(-n // columns), columns
 
 
@@ -700,16 +701,17 @@ def plot_metrics_vs_size(
     domain: str, embedder: str, configs: list[ConfigSummary], metrics: Sequence[str] = METRICS
 ) -> Any:
     """Each metric against chunk size (a ``matplotlib.figure.Figure``): one panel per metric of
-    ``metrics`` with its own y range (a grid of two columns up to four metrics, three beyond), one
-    series per chunker (and k, overlap, … where they vary), error bars that are the 95 % intervals
-    of the mean, and one legend for the figure. Every summary must hold every metric."""
+    ``metrics`` with its own y range (one row up to three metrics, a square of four, three columns
+    beyond), one series per chunker (and k, overlap, … where they vary), error bars that are the
+    95 % intervals of the mean, and one legend for the figure. Every summary must hold every metric."""
     configs = [c for c in configs if _numeric_size(c) is not None]
     missing = [m for m in metrics if any(m not in c.mean for c in configs)]
     if missing or not metrics:
         raise ValueError(f"metrics: the summaries hold no {missing[0]!r}; summarize with metrics including it"
                          if missing else "metrics is empty; name at least one metric to plot")
     n_rows, n_columns = _panel_grid(len(metrics))
-    fig = _new_figure(4.75 * n_columns, 3.5 * n_rows)
+    # A single row gets half an inch more for the legend below it (two rows fit theirs in 7 inches).
+    fig = _new_figure(4.75 * n_columns, 3.5 * n_rows + (0.5 if n_rows == 1 else 0.0))
     grid = fig.subplots(n_rows, n_columns, sharex=True, squeeze=False)
     for ax in grid.ravel()[len(metrics):]:
         ax.remove()

@@ -170,8 +170,9 @@ def results_table(
     """The rows of one configuration at one cut-off: one per question, in :data:`SCHEMA`.
 
     ``metrics`` maps every name of :data:`METRIC_COLUMNS` and ``n_evidence_chunks`` to a
-    per-question array, and the names of :data:`RANK_COLUMNS` where they were computed (else null); ``retrieved_*`` hold each question's scored rows in rank order (``None``:
-    unknown, e.g. chunk ids of a user's own retrieved spans).
+    per-question array, and the names of :data:`RANK_COLUMNS` where they were computed (else
+    null); ``retrieved_*`` hold each question's scored rows in rank order (``None``: unknown, e.g.
+    chunk ids of a user's own retrieved spans).
     """
     n = len(question_ids)
     if len(corpus_ids) != n or (retrieved_ids is not None and len(retrieved_ids) != n):
@@ -191,8 +192,9 @@ def results_table(
         columns[name] = pa.array(np.asarray(metrics[name], dtype=np.float64))
     columns["n_evidence_chunks"] = pa.array(np.asarray(metrics["n_evidence_chunks"], dtype=np.int64))
     for name in RANK_COLUMNS:
-        value = metrics.get(name)
-        columns[name] = pa.nulls(n, pa.float64()) if value is None else pa.array(np.asarray(value, dtype=np.float64))
+        ranks = metrics.get(name)
+        columns[name] = (pa.nulls(n, pa.float64()) if ranks is None
+                         else pa.array(np.asarray(ranks, dtype=np.float64)))
     columns["retrieved_chunk_ids"] = pa.array(
         [list(map(int, r)) for r in retrieved_ids] if retrieved_ids is not None else [None] * n, pa.list_(pa.int64()))
     columns["retrieved_scores"] = pa.array(

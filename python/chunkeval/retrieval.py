@@ -25,6 +25,7 @@ import json
 import logging
 import operator
 import os
+import tempfile
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -250,14 +251,13 @@ class HNSWIndex:
         graph, sidecar, key = self._paths(folder)
         try:
             graph.parent.mkdir(parents=True, exist_ok=True)
-            tmp = graph.with_name(f".{graph.name}.{os.getpid()}.tmp")
-            try:
+            # A folder of our own beside the target (two builds may save at once); hnswlib creates the
+            # file in it with the usual permissions, and a rename moves it into place whole.
+            with tempfile.TemporaryDirectory(prefix=f".{graph.name}.", dir=graph.parent) as tmp_dir:
+                tmp = Path(tmp_dir) / graph.name
                 self._index.save_index(str(tmp))
                 data = tmp.read_bytes()
                 os.replace(tmp, graph)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
             write_bytes_atomic(sidecar, json.dumps({"key": key, "sha256": hashlib.sha256(data).hexdigest()}).encode())
         except (OSError, RuntimeError) as exc:  # a read-only or full cache costs the next run a build, no more
             logger.warning("HNSW cache: could not save %s (%s)", graph, exc)

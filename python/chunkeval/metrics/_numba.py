@@ -55,13 +55,26 @@ _STACK_SIZE = 512
 # Rank metrics: a retrieved list is deduplicated by comparing each row with the rows kept before it
 # while at most this many rows are read; a longer read sorts the rows instead (O(n log n)).
 _DEDUP_QUADRATIC = 32
-# D(i) = log2(i + 1) (row 0) and 1.0 / D(i) (row 1) for ranks i below this, computed with math.log2
-# exactly as the reference does; deeper ranks call the same libm log2. The table travels to the
-# kernels as an argument: read as a frozen global, each lookup cost about ten nanoseconds.
-_LOG2_TABLE_SIZE = 1024
-_RANK_LOG2 = np.array([[math.log2(i + 1) if i else 0.0 for i in range(_LOG2_TABLE_SIZE)],
-                       [1.0 / math.log2(i + 1) if i else 0.0 for i in range(_LOG2_TABLE_SIZE)]], dtype=np.float64)
-_RANK_LOG2.flags.writeable = False
+# Row 0: the discount W(i) = 1.0 / log2(i + 1) for ranks i below this, computed with math.log2
+# exactly as the reference does (deeper ranks call the same libm log2); row 1: the binary ideal DCG
+# of depth d, W(1) + ... + W(d) added from 0.0 in that order, as the reference adds them. The table
+# travels to the kernels as an argument: read as a frozen global, each lookup cost ~10 ns.
+_DISCOUNT_TABLE_SIZE = 1024
+
+
+def _discount_table() -> np.ndarray:
+    table = np.zeros((2, _DISCOUNT_TABLE_SIZE), dtype=np.float64)
+    total = 0.0
+    for i in range(1, _DISCOUNT_TABLE_SIZE):
+        w = 1.0 / math.log2(i + 1)
+        total += w
+        table[0, i] = w
+        table[1, i] = total
+    table.flags.writeable = False
+    return table
+
+
+_DISCOUNTS = _discount_table()
 # The rank metrics' rows in the output array: hit, mrr, map, ndcg, ndcg_graded.
 _N_RANK_METRICS = 5
 
@@ -811,19 +824,23 @@ def _rank_sweep(t0, n, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_m
 
 
 @_kernel
-def _log2_rank(log2_table, i):
-    """``D(i) = log2(i + 1)``, bit for bit what the reference's ``math.log2`` returns."""
-    if i < log2_table.shape[1]:
-        return log2_table[0, i]
-    return math.log2(np.float64(i + 1))
+def _discount(discounts, i):
+    """``W(i) = 1.0 / log2(i + 1)``, bit for bit the reference's (the same libm ``log2``)."""
+    if i < discounts.shape[1]:
+        return discounts[0, i]
+    return 1.0 / math.log2(np.float64(i + 1))
 
 
 @_kernel
-def _inv_log2_rank(log2_table, i):
-    """``1.0 / D(i)``, the same division the reference makes."""
-    if i < log2_table.shape[1]:
-        return log2_table[1, i]
-    return 1.0 / math.log2(np.float64(i + 1))
+def _binary_idcg(discounts, depth):
+    """``W(1) + ... + W(depth)`` added from 0.0 in that order (the table holds the first sums)."""
+    n = discounts.shape[1]
+    if depth < n:
+        return discounts[1, depth]
+    total = discounts[1, n - 1]
+    for j in range(n, depth + 1):
+        total += 1.0 / math.log2(np.float64(j + 1))
+    return total
 
 
 @_kernel
@@ -892,17 +909,11 @@ def _first_occurrences(t0, read, ret_doc, ret_start, ret_end, rk_idx, rk_tmp):
 
 
 @_kernel
-def _rank_rows(t0, n_ret, depth, ret_doc, ret_start, ret_end, rk_idx, rk_tmp):
-    """The first ``depth`` distinct rows of the list ``t0 .. t0 + n_ret`` (``depth <= n_ret``): their
-    positions in the list go to ``rk_idx`` in rank order; returns how many there are.
-
-    Up to ``_DEDUP_QUADRATIC`` rows are read comparing each with the rows kept so far. A list that
-    needs more is deduplicated on a prefix (:func:`_first_occurrences`), doubled until it holds
-    ``depth`` distinct rows or is the whole list. ``rk_idx`` and ``rk_tmp`` have room for ``n_ret``.
-    """
+def _distinct_prefix(t0, quadratic, depth, ret_doc, ret_start, ret_end, rk_idx, rk_tmp):
+    """Read rows ``0 .. quadratic`` of the list until ``depth`` are kept, comparing each with the
+    rows kept so far (positions to ``rk_idx``, starts to ``rk_tmp``); returns ``(kept, read)``."""
     n = 0
     p = 0
-    quadratic = n_ret if n_ret < _DEDUP_QUADRATIC else _DEDUP_QUADRATIC
     while p < quadratic and n < depth:
         # The kept rows' starts sit contiguously in rk_tmp: a branch-free count over them (which
         # vectorises) rules out almost every row before any full comparison.
@@ -921,6 +932,20 @@ def _rank_rows(t0, n_ret, depth, ret_doc, ret_start, ret_end, rk_idx, rk_tmp):
             rk_tmp[n] = s
             n += 1
         p += 1
+    return n, p
+
+
+@_kernel
+def _rank_rows(t0, n_ret, depth, ret_doc, ret_start, ret_end, rk_idx, rk_tmp):
+    """The first ``depth`` distinct rows of the list ``t0 .. t0 + n_ret`` (``depth <= n_ret``): their
+    positions in the list go to ``rk_idx`` in rank order; returns how many there are.
+
+    Up to ``_DEDUP_QUADRATIC`` rows are read comparing each with the rows kept so far. A list that
+    needs more is deduplicated on a prefix (:func:`_first_occurrences`), doubled until it holds
+    ``depth`` distinct rows or is the whole list. ``rk_idx`` and ``rk_tmp`` have room for ``n_ret``.
+    """
+    quadratic = n_ret if n_ret < _DEDUP_QUADRATIC else _DEDUP_QUADRATIC
+    n, p = _distinct_prefix(t0, quadratic, depth, ret_doc, ret_start, ret_end, rk_idx, rk_tmp)
     if n == depth or p == n_ret:
         return n
     read = max(2 * depth, 2 * _DEDUP_QUADRATIC)
@@ -974,7 +999,7 @@ def _ideal_add(seg_doc, seg_s, seg_e, seg_pre, nseg, ideal, n_rel, d, cs, ce):
 @_kernel
 def _rank_question(  # noqa: C901 - one pass over the ranks for every cut-off
     q, t0, n_ret, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_pre, nseg,
-    ks, k_mode, n_ev, ideal, n_rel, rank_out, rk_idx, rk_tmp, log2_table,
+    ks, k_mode, n_ev, ideal, n_rel, rank_out, rk_idx, rk_tmp, discounts,
 ):  # fmt: skip
     """Write hit, mrr, map, ndcg and ndcg_graded of question ``q`` at every cut-off into
     ``rank_out[:, q, :]`` (docs/engine.md §4). ``ideal[:n_rel]`` holds the gains of the chunks that
@@ -1032,13 +1057,15 @@ def _rank_question(  # noqa: C901 - one pass over the ranks for every cut-off
                     hit = 1.0
                     mrr = 1.0 / np.float64(first)
                 ap += np.float64(n_hits) / np.float64(i)
-                dcg += _inv_log2_rank(log2_table, i)
-                dcg_graded += np.float64(g) / _log2_rank(log2_table, i)
+                w = _discount(discounts, i)
+                dcg += w  # 1.0 * W(i)
+                dcg_graded += np.float64(g) * w
                 moved = True
-        while j < cut:
-            j += 1
-            idcg += _inv_log2_rank(log2_table, j)
-            idcg_graded += np.float64(ideal[n_rel - j]) / _log2_rank(log2_table, j)
+        if j < cut:
+            while j < cut:
+                j += 1
+                idcg_graded += np.float64(ideal[n_rel - j]) * _discount(discounts, j)
+            idcg = _binary_idcg(discounts, j)
             moved = True
         if moved:
             mean_ap = ap / np.float64(n_rel) if n_rel > 0 else 0.0
@@ -1064,7 +1091,7 @@ def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece 
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, discounts,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
     r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
     seg_pre, ideal, rk_idx, rk_tmp,
@@ -1285,7 +1312,7 @@ def _score_question(  # noqa: C901 - the per-question kernel, kept in one piece 
         _write_metrics(recall, precision, iou, q, col, chroma, inter, inter_w, r_len, ret_sum, e_len, ref_sum)
     if ranked:
         _rank_question(q, t0, n_ret, ret_doc, ret_start, ret_end, seg_doc, seg_s, seg_e, seg_pre, nseg,
-                       ks, k_mode, n_ev, ideal, n_rel, rank_out, rk_idx, rk_tmp, log2_table)  # fmt: skip
+                       ks, k_mode, n_ev, ideal, n_rel, rank_out, rk_idx, rk_tmp, discounts)  # fmt: skip
     return 0
 
 
@@ -1302,7 +1329,7 @@ def _score_range(
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, discounts,
     idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
     r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
     seg_pre, ideal, rk_idx, rk_tmp,
@@ -1334,7 +1361,7 @@ def _score_range(
             has_chunks, ci_rows, ci_max_end, ci_doc_ids,
             ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
-            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, discounts,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
             r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
             seg_pre, ideal, rk_idx, rk_tmp,
@@ -1352,7 +1379,7 @@ def _score_block(
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, discounts,
 ):  # fmt: skip
     """Score questions ``[q0, q1)`` with one set of scratch buffers sized for the block."""
     max_refs = 1
@@ -1408,7 +1435,7 @@ def _score_block(
             has_chunks, ci_rows, ci_max_end, ci_doc_ids,
             ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
-            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, discounts,
             idx_s, idx_e, idx_tmp, seg_doc, seg_s, seg_e, seg_m, ev_doc, ev_s, ev_e,
             r_doc, r_s, r_e, r_t1, r_t2, ebuf, stack, keys, add_i, add_w, add_r,
             seg_pre, ideal, rk_idx, rk_tmp,
@@ -1428,7 +1455,7 @@ def _score_parallel(
     has_chunks, ci_rows, ci_max_end, ci_doc_ids,
     ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
     ks, k_mode, semantics,
-    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
+    recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, discounts,
 ):  # fmt: skip
     n_questions = ref_offsets.shape[0] - 1
     for blk in prange(n_blocks):
@@ -1441,7 +1468,7 @@ def _score_parallel(
             has_chunks, ci_rows, ci_max_end, ci_doc_ids,
             ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
             ks, k_mode, semantics,
-            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, log2_table,
+            recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, discounts,
         )  # fmt: skip
 
 
@@ -1548,8 +1575,8 @@ def span_metrics_numba(  # noqa: C901 - one check per argument
     int64 (-1 without chunks); then ``None``, or with ``ranked`` the rank metrics hit, mrr, map,
     ndcg and ndcg_graded as one float64 array of shape ``(5, n_questions, n_cols)`` (``docs/engine.md``
     §4: with ``g_i = |rank i ∩ E|``, ``mrr = 1 / first i with g_i > 0``,
-    ``map = Σ_{g_i > 0} hits_i / i / n_rel``, ``ndcg = Σ_{g_i > 0} 1 / log2(i + 1)`` over its ideal,
-    graded with ``g_i / log2(i + 1)``). ``chunk_index`` is ``None`` or the tuple from
+    ``map = Σ_{g_i > 0} hits_i / i / n_rel``, ``ndcg = Σ_{g_i > 0} W(i)`` over its ideal with
+    ``W(i) = 1 / log2(i + 1)``, graded with ``g_i · W(i)``). ``chunk_index`` is ``None`` or the tuple from
     :func:`build_chunk_index`. ``num_threads`` of ``None`` or ``<= 0`` means every numba thread.
     """
     k_mode = int(k_mode)
@@ -1618,7 +1645,7 @@ def span_metrics_numba(  # noqa: C901 - one check per argument
         has_chunks, ci_rows, ci_max_end, ci_doc_ids,
         ci_doc_offsets, ci_root_level, ci_ends_sorted, ci_first_end, ci_rpu, ci_dense,
         ks, k_mode, semantics,
-        recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, _RANK_LOG2,
+        recall, precision, iou, precision_omega, coverage, n_evidence_chunks, ranked, rank_out, _DISCOUNTS,
     )  # fmt: skip
     threads = _resolve_threads(num_threads)
     if threads == 1 or n_questions < _MIN_PARALLEL_QUESTIONS:

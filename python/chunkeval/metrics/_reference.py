@@ -159,6 +159,18 @@ def _rank_scores(E: list[Span], ret: list[Span], ideal: list[int], k: int | None
     )
 
 
+def _rank_columns(E: list[Span], ret: list[Span], by_doc: dict[int, list[Span]], ks: np.ndarray, k_mode: int,
+                  n_evidence: int) -> np.ndarray:
+    """The rank metrics of one question, ``(5, n_cols)``, at the cut-offs of ``k_mode``."""
+    # Ideal list: every chunk of the question's documents with a positive overlap with E.
+    ideal = sorted((g for d in sorted({d for d, _, _ in E}) for c in by_doc.get(d, [])
+                    if (g := overlap_with(c, E)) > 0), reverse=True)
+    cutoffs: list[int | None] = (
+        [int(k) for k in ks] if k_mode == K_LIST else [None] if k_mode == K_ALL else [n_evidence])
+    columns: np.ndarray = np.array([_rank_scores(E, ret, ideal, k) for k in cutoffs]).T
+    return columns
+
+
 def span_metrics_reference(
     ref_offsets: np.ndarray,
     ref_doc: np.ndarray,
@@ -229,12 +241,5 @@ def span_metrics_reference(
         for j, k in enumerate(cutoffs):
             recall[q, j], precision[q, j], iou[q, j] = _scores(E, refs, ret[:k], semantics)
         if rank is not None:
-            # Ideal list: every chunk of the question's documents with a positive overlap with E.
-            ideal = sorted((g for d in sorted({d for d, _, _ in E}) for c in by_doc.get(d, [])
-                            if (g := overlap_with(c, E)) > 0), reverse=True)
-            rank_cutoffs: list[int | None] = (
-                [int(k) for k in ks] if k_mode == K_LIST else [None] if k_mode == K_ALL else [int(n_evidence[q])]
-            )
-            for j, rk in enumerate(rank_cutoffs):
-                rank[:, q, j] = _rank_scores(E, ret, ideal, rk)
+            rank[:, q, :] = _rank_columns(E, ret, by_doc, ks, k_mode, int(n_evidence[q]))
     return recall, precision, iou, omega, coverage, n_evidence, rank
