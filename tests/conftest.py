@@ -5,6 +5,7 @@ to run the suite where one is deliberately absent."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,16 @@ def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One embedding cache for the whole session, so each text meets the real model at most once
     (the bundled MiniLM embeds only tens of texts per second on a CI CPU)."""
     return tmp_path_factory.mktemp("embedding-cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_default_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The default cache (chunk spans, HNSW graphs, embeddings of calls that name no cache) lives in a
+    temporary folder for the session, not in the user's ~/.cache/chunkeval."""
+    previous = os.environ.get("CHUNKEVAL_CACHE_DIR")
+    os.environ["CHUNKEVAL_CACHE_DIR"] = str(tmp_path_factory.mktemp("default-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CHUNKEVAL_CACHE_DIR", None)
+    else:
+        os.environ["CHUNKEVAL_CACHE_DIR"] = previous

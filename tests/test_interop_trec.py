@@ -34,15 +34,8 @@ from chunkeval.pipeline import retrieved_spans
 RANK = ("hit", "mrr", "map", "ndcg", "ndcg_graded")
 TOL = 1e-12
 
-# The compiled backends compute the rank metrics only since the lead's engine change; while it is
-# in flight this set names the backends whose parity runs are skipped. Empty it (or delete it and
-# the marks below) once `span_metrics(..., ranked=True)` runs on every backend.
-RANKED_PENDING: frozenset[str] = frozenset()
-RANKED_BACKENDS = [
-    pytest.param(b, marks=pytest.mark.skip(reason=f"rank metrics not yet in the {b} backend")) if b in RANKED_PENDING
-    else b
-    for b in ["python", *[b for b in available_backends() if b != "python"]]
-]
+# Every backend's rank metrics against the tools (conftest requires all three to be installed).
+RANKED_BACKENDS = ["python", *[b for b in available_backends() if b != "python"]]
 
 
 # ------------------------------------------------------------------------------- the tools' numbers

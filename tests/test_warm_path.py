@@ -298,11 +298,16 @@ def test_a_warm_evaluate_imports_no_torch_transformers_or_pandas_and_prints_the_
     args = ["evaluate", "--corpora", "chatlogs", "--max-questions", "12", "--k", "1,3", "--cache-dir",
             str(embedding_cache)]
     cold, _ = launch([*args, "--out", str(tmp_path / "cold")], tmp_path, env)
-    cached = _graph_files(tmp_path / "c")
+    # --cache-dir holds every cache: embeddings, chunk spans and HNSW graphs.
+    def span_and_graph_files() -> dict[Path, bytes]:
+        return {**_graph_files(embedding_cache / "chunks"), **_graph_files(embedding_cache / "hnsw")}
+
+    cached = span_and_graph_files()
     assert sorted({p.suffix for p in cached}) == [".hnsw", ".json", ".spans"]
+    assert not _graph_files(tmp_path / "c")
     warm, modules = launch([*args, "--out", str(tmp_path / "warm")], tmp_path, env)
     assert modules == []
-    assert _graph_files(tmp_path / "c") == cached  # spans and graph read, nothing rebuilt
+    assert span_and_graph_files() == cached  # spans and graph read, nothing rebuilt
 
     def table_rows(stdout: str) -> list[str]:
         return [line for line in stdout.splitlines() if line.startswith("│")]

@@ -206,6 +206,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# What the printed table shows (summary.json and the results table hold every metric).
+SUMMARY_METRICS = ("iou", "recall", "precision", "precision_omega", "mrr", "ndcg")
+
+
 def _print_summary(summary: dict[str, Any], config: dict[str, Any] | None, paths: dict[str, str]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -213,19 +217,20 @@ def _print_summary(summary: dict[str, Any], config: dict[str, Any] | None, paths
     console = Console()
     if not console.is_terminal:
         # A pipe or a log file has no width to fit: rich's default of 80 columns would wrap the numbers.
-        console = Console(width=max(console.width, 140))
+        console = Console(width=max(console.width, 160))
     views = summary["at_k"].items() if "at_k" in summary else [(summary.get("k"), summary)]
     for k, s in views:
         title = f"k={k}, {s.get('semantics', '')} semantics" if k is not None else "all retrieved"
         table = Table(title=title)
         table.add_column("corpus")
-        for name in ("iou", "recall", "precision", "precision_omega"):
+        # The span metrics, then the rank metrics where the scoring had a chunking to rank against.
+        shown = [m for m in SUMMARY_METRICS if f"{m}_mean" in s]
+        for name in shown:
             table.add_column(name, justify="right")
         table.add_column("questions", justify="right")
         rows = list((s.get("corpora_scores") or {}).items()) + [("all", s)]
         for name, row in rows:
-            table.add_row(name, *[_fmt(row, m) for m in ("iou", "recall", "precision", "precision_omega")],
-                          str(row["n_questions"]))
+            table.add_row(name, *[_fmt(row, m) for m in shown], str(row["n_questions"]))
         console.print(table)
     if config is not None:
         extra = []
@@ -311,21 +316,20 @@ def _run_metrics_job(args: argparse.Namespace) -> int:
         job = distributed.score_parquet_local(args.references, args.retrieved, args.chunks, out, k=args.k,
                                               semantics=args.semantics)
     table = read_results(job.parts)
-    means: dict[int, list[float]] = {}
-    for row in table.select(["k", "recall", "precision", "iou"]).to_pylist():
-        acc = means.setdefault(row["k"], [0, 0.0, 0.0, 0.0])
-        acc[0] += 1
-        for i, name in enumerate(("recall", "precision", "iou"), start=1):
-            acc[i] += row[name]
-    summary = {str(k): {"n_questions": int(acc[0]), "recall_mean": acc[1] / acc[0], "precision_mean": acc[2] / acc[0],
-                        "iou_mean": acc[3] / acc[0]} for k, acc in means.items()}
+    # Means per cut-off in Arrow (a job may hold millions of rows); rank metrics where computed.
+    names = [m for m in ("recall", "precision", "iou", "hit", "mrr", "map", "ndcg", "ndcg_graded")
+             if table.column(m).null_count < table.num_rows]
+    grouped = table.group_by("k").aggregate([("recall", "count")] + [(m, "mean") for m in names]).to_pylist()
+    summary = {str(row["k"]): {"n_questions": int(row["recall_count"]),
+                               **{f"{m}_mean": row[f"{m}_mean"] for m in names}}
+               for row in sorted(grouped, key=lambda r: r["k"])}
     if args.json:
         print(json.dumps({"questions": job.questions, "parts": len(job.parts), "seconds": job.seconds,
                           "at_k": summary}, indent=2))
     else:
         for k, row in summary.items():
-            print(f"k={k}: recall {row['recall_mean']:.4f}, precision {row['precision_mean']:.4f}, "
-                  f"iou {row['iou_mean']:.4f} over {row['n_questions']} questions")
+            means = ", ".join(f"{m} {row[f'{m}_mean']:.4f}" for m in names)
+            print(f"k={k}: {means} over {row['n_questions']} questions")
         print(f"{job.questions} questions in {len(job.parts)} part(s), {job.seconds:.1f} s: {out}")
     return EXIT_OK
 
@@ -395,6 +399,8 @@ SUBCOMMAND_HELP: dict[str, tuple[str, str]] = {
                  "generate questions with exact reference spans from your corpora with an LLM"),
     "sweep": ("chunkeval.sweep", "evaluate many configurations (chunkers x sizes x embedders x k x units), resumable"),
     "report": ("chunkeval.report", "write report.html, report.md, explorer.html and plots from results tables"),
+    "export": ("chunkeval.export_cli",
+               "write your spans as TREC qrels and run files (trec_eval, pytrec_eval, ranx)"),
 }
 
 

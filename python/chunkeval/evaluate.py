@@ -350,7 +350,7 @@ def group_runner(engine: str, spec: Any, embedder: Any, *, ray_address: str | No
     Ray executor of :mod:`chunkeval.distributed` (which builds the embedder in its actors from the
     model name, so the spec travels rather than the loaded model)."""
     if engine == "local":
-        return pl.run_group, embedder, {}
+        return pl.run_group, embedder, {"cache_dir": cache_dir}
     from .distributed import run_group_ray
 
     travelling = spec if isinstance(spec, (str, os.PathLike)) else embedder
