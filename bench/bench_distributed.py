@@ -16,7 +16,7 @@ printed and left out of every ratio.
 
     python bench/bench_distributed.py                          # both parts, MiniLM, 200k questions
     python bench/bench_distributed.py --embedder hashing       # the plumbing only (no model)
-    python bench/bench_distributed.py --only score --questions 10000000 --parts 20
+    python bench/bench_distributed.py --only score --questions 10000000 --parts 20 --engines ray2,local
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -166,16 +167,23 @@ def bench_score(args: argparse.Namespace) -> None:
                                                      ray_address=args.ray_address, show_progress=False)
             return run
 
-        runs: dict[str, Callable[[Path], distributed.ScoreJob]] = {"local": local}
-        for workers in (1, 2):
-            runs[f"ray, {workers} worker(s)"] = on_ray(workers)
+        runs: dict[str, Callable[[Path], distributed.ScoreJob]] = {}
+        for engine in args.engines.split(","):
+            if engine == "local":
+                runs["local"] = local
+            elif engine.startswith("ray") and engine[3:].isdigit():
+                runs[f"ray, {engine[3:]} worker(s)"] = on_ray(int(engine[3:]))
+            else:
+                raise SystemExit(f"--engines: {engine!r} is not local or rayN (ray1, ray2, ...)")
         base = None
-        print(f"{'engine':<18}{'seconds':>9}{'questions/s':>13}{'vs local':>10}{'peak worker MiB':>17}")
+        print(f"{'engine':<18}{'seconds':>9}{'questions/s':>13}{'vs first':>10}{'peak worker MiB':>17}")
         for i, (name, run) in enumerate(runs.items()):
             job = run(root / f"out{i}")
             rate = job.questions / job.seconds
             base = base or rate
-            print(f"{name:<18}{job.seconds:>9.2f}{rate:>13.0f}{rate / base:>9.2f}x{job.peak_worker_rss / 2**20:>17.0f}")
+            print(f"{name:<18}{job.seconds:>9.2f}{rate:>13.0f}{rate / base:>9.2f}x{job.peak_worker_rss / 2**20:>17.0f}",
+                  flush=True)
+            shutil.rmtree(root / f"out{i}", ignore_errors=True)  # a 10M-question job writes GBs of results
 
 
 def main() -> None:
@@ -186,6 +194,8 @@ def main() -> None:
     p.add_argument("--questions", type=int, default=200_000)
     p.add_argument("--parts", type=int, default=8)
     p.add_argument("--ray-address", default=None)
+    p.add_argument("--engines", default="local,ray1,ray2",
+                   help="scoring runs, in order: local and/or rayN (N workers); 'vs local' is to the first")
     args = p.parse_args()
 
     from chunkeval import distributed

@@ -8,7 +8,9 @@ Layered as in ranx: ``_score_question`` is the ``@njit(cache=True)`` kernel for 
 scratch buffers (allocated once per block, grown only when a question's evidence needs more);
 ``_score_parallel`` is the ``@njit(parallel=True)`` wrapper that runs contiguous blocks under
 ``prange``. Every ratio is ``float64(a) / float64(b)`` of exact int64 counts, so the numbers are
-bit-identical to the C++ core and the pure-Python reference.
+bit-identical to the C++ core and the pure-Python reference. With ``ranked`` the per-question kernel
+ends with ``_rank_question`` (hit, mrr, map, ndcg, ndcg_graded; ``docs/engine.md`` §4), whose float
+sums follow the reference's order term for term.
 
 Nothing is compiled at import time: the kernels compile on first call and are cached on disk
 (``cache=True``). Importing this module without numba raises ``ImportError``; the caller falls
