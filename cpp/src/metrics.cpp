@@ -843,11 +843,10 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     const int64_t n_rel = static_cast<int64_t>(n_ideal_);
     const int64_t ideal_depth = std::min(n_rel, cutoff);
     if (n_rel > 1 && ideal_depth > 0) {
-        const auto larger = [](Count a, Count b) { return a > b; };
         if (n_rel <= 24) {
-            sort_small(ideal, ideal + n_rel, larger);
+            sort_small(ideal, ideal + n_rel, [](Count a, Count b) { return a > b; });
         } else {
-            std::partial_sort(ideal, ideal + ideal_depth, ideal + n_rel, larger);
+            std::partial_sort(ideal, ideal + ideal_depth, ideal + n_rel, [](Count a, Count b) { return a > b; });
         }
     }
 
@@ -868,16 +867,21 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     const int64_t n_cutoffs = list_mode ? options_.n_ks : 1;
     for (int64_t column = 0; column < n_cutoffs; ++column) {
         const int64_t k = list_mode ? options_.ks[column] : cutoff;
+        // Branch-free over the rows (whether a row is relevant is data, and mispredicted half the
+        // time): an irrelevant rank or a skipped repeat adds 0.0 to each sum, which leaves its bits
+        // unchanged, so the sums are those of the relevant ranks alone, in rank order.
         for (; rank < k && row < n_rows_read; ++row) {
-            if (skip != nullptr && skip[row]) continue;
-            const Count g = gains[row];
-            ++rank;
-            if (g == 0) continue;
-            ++hits;
-            if (first_hit == 0) first_hit = rank;
-            ap += static_cast<double>(hits) / static_cast<double>(rank);
-            dcg += inverse_discount(rank);
-            dcg_graded += static_cast<double>(g) * inverse_discount(rank);
+            const int64_t taken = skip == nullptr ? 1 : 1 - static_cast<int64_t>(skip[row]);
+            const Count g = gains[row];  // 0 for a repeat (cluster_ranks)
+            rank += taken;
+            const int64_t relevant = static_cast<int64_t>(g > 0);
+            hits += relevant;
+            first_hit += (first_hit == 0) * relevant * rank;
+            const double w = inverse_discount(rank);
+            const double weight = static_cast<double>(relevant);
+            ap += weight * (static_cast<double>(hits) / static_cast<double>(std::max<int64_t>(rank, 1)));
+            dcg += weight * w;
+            dcg_graded += static_cast<double>(g) * w;
         }
         for (const int64_t upto = std::min(k, n_rel); ideal_rank < upto;) {
             ++ideal_rank;
