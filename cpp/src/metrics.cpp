@@ -217,6 +217,11 @@ private:
     std::vector<Count> ideal_;
     size_t n_ideal_ = 0;
     std::vector<Count> kept_gain_;
+    struct RelevantRank {
+        int64_t rank;  // 1-based
+        Count gain;
+    };
+    std::vector<RelevantRank> relevant_;
     std::vector<RankedRow> dedup_;
     Count evidence_len_ = 0;   // E_len = |∪ references|
     Count reference_sum_ = 0;  // ref_sum = Σ |reference|
@@ -859,29 +864,41 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     double ap = 0.0;
     double idcg = 0.0;
     double idcg_graded = 0.0;
+    // The relevant ranks and their gains, in rank order, found without a data-dependent branch
+    // (whether a row is relevant is mispredicted half the time): every row is written, and the
+    // count moves on only past a relevant one. A skipped repeat takes no rank.
+    RelevantRank* found = scratch(relevant_, static_cast<size_t>(std::max<int64_t>(n_rows_read, 1)));
+    int64_t n_found = 0;
+    int64_t n_ranks = 0;
+    if (skip == nullptr) {
+        const int64_t rows = std::min(n_rows_read, cutoff);
+        for (int64_t row = 0; row < rows; ++row) {
+            found[n_found] = RelevantRank{row + 1, gains[row]};
+            n_found += static_cast<int64_t>(gains[row] > 0);
+        }
+        n_ranks = rows;
+    } else {
+        for (int64_t row = 0; row < n_rows_read && n_ranks < cutoff; ++row) {
+            const int64_t taken = 1 - static_cast<int64_t>(skip[row]);
+            n_ranks += taken;
+            found[n_found] = RelevantRank{n_ranks, gains[row]};
+            n_found += static_cast<int64_t>(gains[row] > 0) & taken;
+        }
+    }
+
     int64_t hits = 0;
     int64_t first_hit = 0;
-    int64_t rank = 0;        // ranks read so far
-    int64_t row = 0;         // rows read so far (ranks and skipped repeats)
     int64_t ideal_rank = 0;  // ideal positions summed so far
     const int64_t n_cutoffs = list_mode ? options_.n_ks : 1;
     for (int64_t column = 0; column < n_cutoffs; ++column) {
         const int64_t k = list_mode ? options_.ks[column] : cutoff;
-        // Branch-free over the rows (whether a row is relevant is data, and mispredicted half the
-        // time): an irrelevant rank or a skipped repeat adds 0.0 to each sum, which leaves its bits
-        // unchanged, so the sums are those of the relevant ranks alone, in rank order.
-        for (; rank < k && row < n_rows_read; ++row) {
-            const int64_t taken = skip == nullptr ? 1 : 1 - static_cast<int64_t>(skip[row]);
-            const Count g = gains[row];  // 0 for a repeat (cluster_ranks)
-            rank += taken;
-            const int64_t relevant = static_cast<int64_t>(g > 0);
-            hits += relevant;
-            first_hit += (first_hit == 0) * relevant * rank;
+        for (; hits < n_found && found[hits].rank <= k; ++hits) {
+            const int64_t rank = found[hits].rank;
+            if (hits == 0) first_hit = rank;
             const double w = inverse_discount(rank);
-            const double weight = static_cast<double>(relevant);
-            ap += weight * (static_cast<double>(hits) / static_cast<double>(std::max<int64_t>(rank, 1)));
-            dcg += weight * w;
-            dcg_graded += static_cast<double>(g) * w;
+            ap += static_cast<double>(hits + 1) / static_cast<double>(rank);
+            dcg += w;
+            dcg_graded += static_cast<double>(found[hits].gain) * w;
         }
         for (const int64_t upto = std::min(k, n_rel); ideal_rank < upto;) {
             ++ideal_rank;
