@@ -381,7 +381,6 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
         }
     };
 
-    const bool one_segment = n_segments == 1;
     constexpr size_t kGainScan = 8;
     size_t k = 0;
     while (k < n_segments) {
@@ -393,6 +392,11 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
         for (++k; k < n_segments && segments[k].doc == doc && segments[k].start <= end; ++k) {
             end = std::max(end, segments[k].end);
         }
+        // One segment, and a chunk that ends before the next interval starts: its overlap with E is
+        // its overlap with [start, end) (the common case; otherwise the segments are summed).
+        const bool lone_segment = k == first_segment + 1;
+        const int64_t next_start = k < n_segments && segments[k].doc == doc ? segments[k].start
+                                                                            : std::numeric_limits<int64_t>::max();
         chunks_->query<Inclusive>(doc, end, start, [&](int64_t row) {
             if (row <= last_row) return;
             last_row = row;
@@ -402,7 +406,7 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
             if (ideal_gains) {
                 // The ideal list: evidence chunks with a positive overlap (chroma's touching ones have 0).
                 Count g = 0;
-                if (one_segment) {  // E is [start, end) itself
+                if (lone_segment && chunk_end <= next_start) {
                     const int64_t lo = std::max(start, chunk_start);
                     const int64_t hi = std::min(end, chunk_end);
                     g = lo < hi ? length(lo, hi) : 0;
