@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - the fuzzer needs the compiled core
 
 BOUND = 2**32
 NAMES = ("recall", "precision", "iou", "precision_omega", "coverage", "n_evidence_chunks")
+RANK_NAMES = ("hit", "mrr", "map", "ndcg", "ndcg_graded")
 K_CHOICES: list[Any] = [None, 1, 2, 3, 10, 64, 65, 200, (1, 2, 5, 9), (1, 3, 64, 70, 100), "auto"]
 
 
@@ -154,8 +155,10 @@ def make_batch(rng: np.random.Generator, world: dict[str, Any]) -> tuple[RaggedS
 
 
 def _same(a: Any, b: Any) -> str | None:
-    for name in NAMES:
+    for name in NAMES + (RANK_NAMES if a.ranked or b.ranked else ()):
         x, y = getattr(a, name), getattr(b, name)
+        if x is None or y is None:
+            return name
         if x.shape != y.shape or not np.array_equal(x, y, equal_nan=True):
             return name
     return None
@@ -212,16 +215,17 @@ def _direct_calls_reject_corrupt_offsets(refs: RaggedSpans, rets: RaggedSpans, r
 
 
 def _compare_entry_points(refs: RaggedSpans, rets: RaggedSpans, chunks: Spans | None, k: Any, semantics: str,
-                          threads: int) -> str | None:
+                          threads: int, ranked: bool) -> str | None:
     k_mode, ks, _ = api._parse_k(k)
     sem = api._SEMANTICS[semantics]
     cols = (refs.offsets, refs.doc, refs.start, refs.end, rets.offsets, rets.doc, rets.start, rets.end)
     ci_cpp = None if chunks is None else api._chunk_index(chunks, "cpp", _core)
     ci_numba = None if chunks is None else api._chunk_index(chunks, "numba", numba_backend)
-    a = _core.span_metrics(*cols, ci_cpp, ks, k_mode, sem, threads)
-    b = numba_backend.span_metrics_numba(*cols, ci_numba, ks, k_mode, sem, threads)
-    for name, x, y in zip(NAMES, a, b, strict=True):
-        if x.shape != y.shape or not np.array_equal(x, y, equal_nan=True):
+    a = _core.span_metrics(*cols, ci_cpp, ks, k_mode, sem, threads, ranked)
+    b = numba_backend.span_metrics_numba(*cols, ci_numba, ks, k_mode, sem, threads, ranked)
+    for name, x, y in zip((*NAMES, "rank"), a, b, strict=True):
+        if (x is None) != (y is None) or (x is not None and (x.shape != y.shape
+                                                            or not np.array_equal(x, y, equal_nan=True))):
             return f"cpp != numba in {name} (direct)"
     return None
 
@@ -257,6 +261,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one loop over every ki
             semantics: Literal["set", "chroma"] = "chroma" if rng.random() < 0.5 else "set"
             use_chunks = k == "auto" or rng.random() < 0.9
             c = chunks if use_chunks else None
+            ranked = use_chunks and rng.random() < 0.5  # the rank metrics need the chunking
             threads = 2 if rng.random() < 0.05 else 1
             sample = bool(args.python_every) and b % args.python_every == 0
             direct = len(backends) > 1 and not sample and rng.random() >= args.api_share
@@ -265,15 +270,16 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one loop over every ki
                 # validation already ran when the tables were built): the same kernels, a third of
                 # the per-batch cost.
                 counts["direct_calls"] += 2
-                problem = _compare_entry_points(refs, rets, c, k, semantics, threads)
+                problem = _compare_entry_points(refs, rets, c, k, semantics, threads, ranked)
             else:
-                results = [span_metrics(refs, rets, c, k=k, semantics=semantics, backend=be, num_threads=threads)
+                results = [span_metrics(refs, rets, c, k=k, semantics=semantics, backend=be, num_threads=threads,
+                                        ranked=ranked)
                            for be in backends]
                 counts["calls"] += len(results)
                 if len(results) > 1 and (name := _same(results[0], results[1])):
                     problem = f"cpp != numba in {name}"
             if problem is None and sample:
-                py = span_metrics(refs, rets, c, k=k, semantics=semantics, backend="python")
+                py = span_metrics(refs, rets, c, k=k, semantics=semantics, backend="python", ranked=ranked)
                 counts["python"] += 1
                 if name := _same(results[0], py):
                     problem = f"{backends[0]} != python in {name}"
@@ -282,7 +288,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one loop over every ki
                 raw = {**{k: v.copy() for k, v in raw.items()}, **{k: v.copy() for k, v in world["raw"].items()}}
                 problem = _mutation_attempts(refs, rets, chunks, raw, rng)
                 if problem is None:
-                    again = span_metrics(refs, rets, c, k=k, semantics=semantics, backend=backends[0])
+                    again = span_metrics(refs, rets, c, k=k, semantics=semantics, backend=backends[0], ranked=ranked)
                     if name := _same(results[0], again):
                         problem = f"numbers changed after mutation attempts ({name})"
             if problem is None and rng.random() < args.bound_share:

@@ -530,6 +530,54 @@ Oracle oracle_evidence(const Question& q, const std::vector<Span>& chunks, Seman
 }
 
 // recall, precision, iou of the first k rows, straight from the definitions in docs/metrics.md.
+// The rank metrics (hit, mrr, map, ndcg, ndcg_graded) of docs/metrics.md at cut-off k (k < 0: every
+// rank and the whole ideal list), by brute force on position masks: a row's gain is the popcount of
+// its positions in the evidence, repeats are found by comparing with every earlier row, the ideal
+// list is every chunk with a positive gain, sorted.
+std::vector<double> oracle_rank(const Question& q, const std::vector<Span>& chunks, int64_t k) {
+    uint64_t evidence[kDocs] = {};
+    for (const Span& r : q.refs) evidence[r.doc] |= mask(r.start, r.end);
+    const auto gain = [&](const Span& s) {
+        return static_cast<int64_t>(__builtin_popcountll(evidence[s.doc] & mask(s.start, s.end)));
+    };
+    std::vector<int64_t> ideal;
+    for (const Span& c : chunks) {
+        if (gain(c) > 0) ideal.push_back(gain(c));
+    }
+    std::sort(ideal.begin(), ideal.end(), [](int64_t a, int64_t b) { return a > b; });
+    std::vector<int64_t> gains;  // of the distinct rows, in rank order
+    for (size_t i = 0; i < q.retrieved.size(); ++i) {
+        bool seen = false;
+        for (size_t j = 0; j < i; ++j) {
+            const Span& a = q.retrieved[i];
+            const Span& b = q.retrieved[j];
+            seen = seen || (a.doc == b.doc && a.start == b.start && a.end == b.end);
+        }
+        if (!seen) gains.push_back(gain(q.retrieved[i]));
+    }
+    const auto depth_of = [k](size_t n) { return k < 0 ? n : std::min(n, static_cast<size_t>(k)); };
+    double hit = 0, mrr = 0, ap = 0, dcg = 0, dcg_graded = 0, idcg = 0, idcg_graded = 0;
+    int64_t hits = 0;
+    for (size_t i = 1; i <= depth_of(gains.size()); ++i) {
+        const int64_t g = gains[i - 1];
+        if (g == 0) continue;
+        ++hits;
+        if (hit == 0) {
+            hit = 1;
+            mrr = 1.0 / static_cast<double>(i);
+        }
+        ap += static_cast<double>(hits) / static_cast<double>(i);
+        dcg += W(static_cast<int64_t>(i));
+        dcg_graded += static_cast<double>(g) * W(static_cast<int64_t>(i));
+    }
+    for (size_t j = 1; j <= depth_of(ideal.size()); ++j) {
+        idcg += W(static_cast<int64_t>(j));
+        idcg_graded += static_cast<double>(ideal[j - 1]) * W(static_cast<int64_t>(j));
+    }
+    return {hit, mrr, ideal.empty() ? 0.0 : ap / static_cast<double>(ideal.size()), idcg > 0 ? dcg / idcg : 0.0,
+            idcg_graded > 0 ? dcg_graded / idcg_graded : 0.0};
+}
+
 void oracle_ranked(const Question& q, int64_t k, Semantics sem, double& recall, double& precision, double& iou) {
     uint64_t evidence[kDocs] = {}, retrieved[kDocs] = {}, intersections[kDocs] = {};
     int64_t ref_sum = 0, ret_sum = 0;
@@ -1240,6 +1288,7 @@ int fuzz(int64_t batches, uint64_t seed) {
             ks.push_back(k);
         }
         const Results res = score(batch, &index, mode, sem, ks, 1 + static_cast<int>(rng() % 2));
+        const RankResults ranks = score_ranked(batch, &index, mode, sem, ks);
         for (size_t qi = 0; qi < questions.size(); ++qi) {
             const Question& q = questions[qi];
             const auto row = static_cast<int64_t>(qi);
@@ -1257,6 +1306,8 @@ int fuzz(int64_t batches, uint64_t seed) {
                 CHECK_SAME(res.p(row, c), p);
                 CHECK_SAME(res.j(row, c), j);
                 ++compared;
+                const std::vector<double> want = oracle_rank(q, chunks, mode == KMode::all ? -1 : k);
+                for (int m = 0; m < kRankMetrics; ++m) CHECK_SAME(ranks.at(m, row, c), want[static_cast<size_t>(m)]);
             }
         }
         if (g_failures != 0) std::printf("fuzz: batch %" PRId64 " (seed %" PRIu64 ") differs\n", b, seed);
