@@ -203,6 +203,7 @@ def test_config_ids_do_not_depend_on_the_other_cut_offs(results, tmp_path: Path,
     printed = capsys.readouterr().out
     assert printed.strip().splitlines()[-1] == f"results: {out / 'results.parquet'}"
     assert "2 configuration(s): 2 computed, 0 reused" in printed
+    assert "MRR" in printed and "nDCG" in printed  # the rank metrics beside the span metrics
     small = pq.read_table(out / "results.parquet").to_pylist()
     assert [r["k"] for r in small] == [1] * N_QUESTIONS + [5] * N_QUESTIONS
     big = {(r["config_id"], r["question_id"]): r for r in results.to_pylist()}

@@ -478,21 +478,20 @@ def print_sweep(results: Path) -> None:
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))
-    rows: dict[str, dict[str, Any]] = {}
-    for row in table.select(["config_id", "config_label", "recall", "precision", "iou", "precision_omega"]).to_pylist():
-        acc = rows.setdefault(row["config_id"], {"label": row["config_label"], "n": 0, "recall": 0.0, "precision": 0.0,
-                                                 "iou": 0.0, "precision_omega": 0.0})
-        acc["n"] += 1
-        for name in ("recall", "precision", "iou", "precision_omega"):
-            acc[name] += row[name]
+    # Means per configuration in Arrow; the rank metrics where the rows have them.
+    names = [m for m in ("recall", "precision", "iou", "precision_omega", "mrr", "ndcg")
+             if table.column(m).null_count < table.num_rows]
+    means = table.group_by(["config_id", "config_label"]).aggregate(
+        [("question_id", "count")] + [(m, "mean") for m in names]).to_pylist()
+    rows = {r["config_id"]: r for r in means}
     reused = set(record.get("reused", []))
     view = Table(title="sweep results (means over all questions)")
-    for name in ("configuration", "recall", "precision", "iou", "precision Ω", "questions", "id"):
+    labels = {"precision_omega": "precision Ω", "mrr": "MRR", "ndcg": "nDCG"}
+    for name in ("configuration", *[labels.get(m, m) for m in names], "questions", "id"):
         view.add_column(name, justify="left" if name in ("configuration", "id") else "right")
-    for cid, acc in sorted(rows.items(), key=lambda item: item[1]["label"]):
-        n = acc["n"]
-        view.add_row(acc["label"], *[f"{acc[m] / n:.4f}" for m in ("recall", "precision", "iou", "precision_omega")],
-                     str(n), cid + (" (reused)" if cid in reused else ""))
+    for cid, row in sorted(rows.items(), key=lambda item: item[1]["config_label"]):
+        view.add_row(row["config_label"], *[f"{row[f'{m}_mean']:.4f}" for m in names], str(row["question_id_count"]),
+                     cid + (" (reused)" if cid in reused else ""))
     console.print(view)
     print(f"{len(rows)} configuration(s): {len(record.get('computed', []))} computed, {len(reused)} reused "
           f"from {results.parent / 'parts'}")
