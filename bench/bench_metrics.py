@@ -142,23 +142,19 @@ def long_lists(backends: list[BackendName], n: int) -> None:
             print(f"{backend:<8} {label:<24} {time.perf_counter() - w:>8.3f} {time.process_time() - c:>8.3f}")
 
 
+def timed(fn: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Fastest of ``repeats`` calls on ``clock`` (wall time by default)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = clock()
+        fn()
+        best = min(best, clock() - t)
+    return best
+
+
 def cpu_timed(fn: Callable[[], object], repeats: int) -> float:
     """Fastest CPU time (this process, all threads) of ``repeats`` calls."""
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+    return timed(fn, repeats, time.process_time)
 
 
 def throughput_table(args: argparse.Namespace, refs: RaggedSpans, rets: RaggedSpans, chunks: Spans,

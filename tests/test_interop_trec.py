@@ -8,9 +8,7 @@ default run checks ``EvaluationResult.to_trec`` / ``to_ranx`` and the results ta
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from chunkeval.export_cli import add_export_parser, run_export
 from chunkeval.interop import docno, to_ranx, trec_data, write_trec
 from chunkeval.metrics import available_backends
 from chunkeval.pipeline import retrieved_spans
+from test_evaluate import HashingEmbedder
 
 RANK = ("hit", "mrr", "map", "ndcg", "ndcg_graded")
 TOL = 1e-12
@@ -333,23 +332,10 @@ def test_random_batches_equal_pytrec_eval_and_ranx(backend: str, batch: tuple, t
 BENCH_K = [1, 3, 5, 10]
 
 
-class WordHashEmbedder:
-    """Bag of hashed words, L2-normalised: deterministic and instant; texts sharing words are close,
-    so retrieval finds evidence some of the time (the export, not the vectors, is under test)."""
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), 256), dtype=np.float32)
-        out[:, 0] = 1e-3
-        for i, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                out[i, int(hashlib.blake2b(word.encode(), digest_size=4).hexdigest(), 16) % 256] += 1.0
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
 def default_run() -> Any:
     """The bundled benchmark with the default chunker and retrieval, 40 questions, cut-offs 1,3,5,10."""
-    return evaluate(max_questions=40, embedder=WordHashEmbedder(), k=BENCH_K, cache_dir=None,
+    return evaluate(max_questions=40, embedder=HashingEmbedder(), k=BENCH_K, cache_dir=None,
                                        show_progress=False)
 
 

@@ -5,7 +5,6 @@ model through the session's embedding cache, so its texts are embedded once per 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -20,6 +19,7 @@ from chunkeval.chunkers import Chunker, get_chunker
 from chunkeval.cli import main
 from chunkeval.evaluate import configuration, evaluate
 from chunkeval.sweep import SweepConfig, _grid_chunkers, load_sweep_config, run_sweep, sweep_config_from_dict
+from test_evaluate import HashingEmbedder as WordHashing
 
 CORPUS = "chatlogs"
 N_QUESTIONS = 10
@@ -52,18 +52,10 @@ def results(sweep_dir: Path):
     return pq.read_table(sweep_dir / "results.parquet")
 
 
-class HashingEmbedder:
+class HashingEmbedder(WordHashing):
     """Bag of hashed words: instant and deterministic, for sweeps that test plumbing, not vectors."""
 
     name = "hashing-256"
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), 256), dtype=np.float32)
-        out[:, 0] = 1e-3
-        for i, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                out[i, int(hashlib.blake2b(word.encode(), digest_size=4).hexdigest(), 16) % 256] += 1.0
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 # ---------------------------------------------------------------------------------- the results

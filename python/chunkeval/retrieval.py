@@ -70,16 +70,17 @@ def _unit_rows(values: Any, name: str, dim: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(arr / norms[:, None].astype(np.float32))
 
 
-def _check_k(k: Any) -> int:
+def _check_k(k: Any, name: str = "k") -> int:
+    """``k`` (or another count named ``name``) as a positive int; a bool or a float is refused."""
     if isinstance(k, bool):
-        raise TypeError("k must be a positive int, got a bool")
+        raise TypeError(f"{name} must be a positive int, got a bool")
     try:
         value = operator.index(k)
     except TypeError:
-        raise TypeError(f"k must be a positive int, got {type(k).__name__}") from None
+        raise TypeError(f"{name} must be a positive int, got {type(k).__name__}") from None
     if value < 1:
-        raise ValueError(f"k must be >= 1, got {value}")
-    return value
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
 
 
 def _empty_result(n_queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:

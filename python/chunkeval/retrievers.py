@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import operator
 import re
 import shutil
 import tempfile
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from .retrieval import _top_k_rows, _unit_rows, build_index
+from .retrieval import _check_k, _top_k_rows, _unit_rows, build_index
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -75,18 +74,6 @@ class Retriever(Protocol):
 
 
 # ------------------------------------------------------------------------------------ checks
-
-
-def _check_k(k: Any, name: str = "k") -> int:
-    if isinstance(k, bool):
-        raise TypeError(f"{name} must be a positive int, got a bool")
-    try:
-        value = operator.index(k)
-    except TypeError:
-        raise TypeError(f"{name} must be a positive int, got {type(k).__name__}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def _texts(values: object, name: str) -> list[str]:
