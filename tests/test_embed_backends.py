@@ -16,8 +16,10 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 
+from chunkeval import embed_backends
 from chunkeval.embed_backends import (
     EXPORT_FORMAT,
+    CompiledModel,
     FastTokenizer,
     backend_precisions,
     cpu_only_host,
@@ -283,6 +285,57 @@ def test_load_compiled_without_cache_dir(texts: list[str], torch_fp32: np.ndarra
     input_ids[mask] = np.concatenate(ids)
     vectors = model.forward(input_ids, mask, lengths, "fp32", "mean", normalize=True)
     assert min_cosine(vectors, torch_fp32[:3]) >= 0.99999
+
+
+@pytest.mark.slow
+@_needs("openvino")
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.skipif(
+    not cpu_supports_bf16(), reason="this CPU has no native bf16"))])
+def test_openvino_fixed_shapes_give_the_dynamic_models_vectors(precision: str, texts: list[str], cache: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    dynamic = Embedder(MODEL_DIR, device="cpu", precision=precision, backend="openvino", cache_dir=cache,
+                       show_progress=False)
+    dynamic.cache_dir = None  # no vector cache: both embed every text
+    expected = dynamic.embed(texts)
+    assert isinstance(dynamic._model, CompiledModel) and dynamic._model.fixed_shapes == []  # 300 texts: too few
+    monkeypatch.setattr(embed_backends, "STATIC_SHAPE_MIN_TOKENS", 1)  # every shape gets a compiled model
+    fixed = Embedder(MODEL_DIR, device="cpu", precision=precision, backend="openvino", cache_dir=cache,
+                     show_progress=False)
+    fixed.cache_dir = None
+    fixed._load_model()
+    assert isinstance(fixed._model, CompiledModel)
+    blobs = sorted(fixed._model.folder.glob("compiled/*.blob"))
+    vectors = fixed.embed(texts)
+    assert isinstance(fixed._model, CompiledModel)
+    # the distinct texts in full batches and one last short one, one shape per batch at most (bf16
+    # pads widths to 16, so neighbouring batches can share a shape); the longest are truncated to 256
+    size, distinct = fixed.batch_size, len(set(texts))
+    shapes = fixed._model.fixed_shapes
+    assert {rows for rows, _ in shapes} == {size, distinct % size} and len(shapes) <= -(-distinct // size)
+    assert max(width for _, width in shapes) == 256
+    assert min_cosine(vectors, expected) >= (0.999999 if precision == "fp32" else 0.9999)
+    # the fixed-shape models are compiled in memory only: each blob would hold every weight
+    assert sorted(fixed._model.folder.glob("compiled/*.blob")) == blobs
+
+
+@_needs("openvino")
+def test_openvino_plan_counts_positions_across_calls(tmp_path: Path) -> None:
+    embedder = Embedder(MODEL_DIR, device="cpu", precision="fp32", backend="openvino", cache_dir=tmp_path,
+                        show_progress=False)
+    embedder._load_model()
+    model = embedder._model
+    assert isinstance(model, CompiledModel)
+    threshold = embed_backends.STATIC_SHAPE_MIN_TOKENS
+    rows, width = 32, 200
+    batches = -(-threshold // (rows * width))  # the batches whose positions reach the threshold
+    model.plan([(rows, width)] * (batches - 1) + [(rows, 8)])
+    assert model._static == set()
+    model.plan([(rows, width)])  # a later call's batch of the same shape tips it over
+    assert model._static == {(rows, width)}
+    onnx_like = CompiledModel.__new__(CompiledModel)
+    onnx_like.backend = "onnx"
+    onnx_like.plan([(rows, width)] * batches)  # only OpenVINO compiles per shape
+    assert not hasattr(onnx_like, "_static")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -514,10 +515,10 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
     const size_t n_segments = n_segments_;
     const bool ranked = options_.ranked;
     n_repeats_ = 0;
-    if (ranked) {
-        scratch(rank_gain_, n);
-        scratch(repeat_, n);
-    }
+    // Rank metrics: every rank's gain, and no repeats until cluster_ranks marks them (cleared in
+    // one go: byte stores in the loop below would alias everything it reads).
+    Count* const rank_gain = ranked ? scratch(rank_gain_, n) : nullptr;
+    if (ranked) std::fill_n(scratch(repeat_, n), n, uint8_t{0});
     size_t segment_cursor = 0;  // lone rows arrive in (doc, start) order: walk the segments alongside
     for (size_t i = 0; i < n;) {
         const int64_t doc = rows[i].doc;
@@ -539,10 +540,7 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
                 c.intersection += piece;
                 c.weighted_intersection += piece * static_cast<Count>(segments[s].mult);
             }
-            if (ranked) {
-                rank_gain_[static_cast<size_t>(row.rank)] = c.intersection;
-                repeat_[static_cast<size_t>(row.rank)] = 0;
-            }
+            if (ranked) rank_gain[row.rank] = c.intersection;
         } else if (j - i <= kSmallCluster) {
             // Duplicates and a few overlapping chunks: merge in rank order, at most kSmallCluster
             // intervals to shift per row.
@@ -772,6 +770,27 @@ Count QuestionScorer::gain(int64_t doc, int64_t lo, int64_t hi) {
 void QuestionScorer::cluster_ranks(RankedRow* rows, size_t n) {
     Count* gains = rank_gain_.data();
     uint8_t* repeat = repeat_.data();
+    // With a few segments in all, a row's gain is read off the segments from the first that reaches
+    // the cluster (found once per cluster); with more, gain()'s prefix sums bound the work.
+    const Segment* const segments_end = segments_.data() + n_segments_;
+    const bool scan = n_segments_ <= 8;
+    const Segment* from = segments_.data();
+    if (scan) {
+        int64_t cluster_start = rows[0].start;
+        for (size_t t = 1; t < n; ++t) cluster_start = std::min(cluster_start, rows[t].start);
+        const int64_t doc = rows[0].doc;
+        while (from != segments_end && (from->doc < doc || (from->doc == doc && from->end <= cluster_start))) ++from;
+    }
+    const auto row_gain = [&](const RankedRow& row) -> Count {
+        if (!scan) return gain(row.doc, row.start, row.end);
+        Count g = 0;
+        for (const Segment* s = from; s != segments_end && s->doc == row.doc && s->start < row.end; ++s) {
+            const int64_t lo = std::max(row.start, s->start);
+            const int64_t hi = std::min(row.end, s->end);
+            g += lo < hi ? length(lo, hi) : 0;
+        }
+        return g;
+    };
     if (n <= kSmallCluster) {  // rank_retrieved sorted these rows by rank
         for (size_t t = 0; t < n; ++t) {
             bool repeated = false;
@@ -780,7 +799,7 @@ void QuestionScorer::cluster_ranks(RankedRow* rows, size_t n) {
             }
             repeat[rows[t].rank] = repeated ? 1 : 0;
             n_repeats_ += repeated ? 1 : 0;
-            gains[rows[t].rank] = repeated ? 0 : gain(rows[t].doc, rows[t].start, rows[t].end);
+            gains[rows[t].rank] = repeated ? 0 : row_gain(rows[t]);
         }
         return;
     }
@@ -795,7 +814,7 @@ void QuestionScorer::cluster_ranks(RankedRow* rows, size_t n) {
         const bool repeated = t > 0 && sorted[t].start == sorted[t - 1].start && sorted[t].end == sorted[t - 1].end;
         repeat[sorted[t].rank] = repeated ? 1 : 0;
         n_repeats_ += repeated ? 1 : 0;
-        gains[sorted[t].rank] = repeated ? 0 : gain(sorted[t].doc, sorted[t].start, sorted[t].end);
+        gains[sorted[t].rank] = repeated ? 0 : row_gain(sorted[t]);
     }
 }
 
@@ -882,11 +901,12 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
         }
         n_ranks = rows;
     } else {
-        for (int64_t row = 0; row < n_rows_read && n_ranks < cutoff; ++row) {
-            const int64_t taken = 1 - static_cast<int64_t>(skip[row]);
-            n_ranks += taken;
+        // Here the rows read are the `limit` scored ones, and limit <= cutoff, so every distinct row
+        // takes a rank; a repeat's gain is 0, so it is never counted as relevant.
+        for (int64_t row = 0; row < n_rows_read; ++row) {
+            n_ranks += 1 - static_cast<int64_t>(skip[row]);
             found[n_found] = RelevantRank{n_ranks, gains[row]};
-            n_found += static_cast<int64_t>(gains[row] > 0) & taken;
+            n_found += static_cast<int64_t>(gains[row] > 0);
         }
     }
 
@@ -904,13 +924,16 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
             dcg += w;
             dcg_graded += static_cast<double>(found[hits].gain) * w;
         }
-        for (const int64_t upto = std::min(k, n_rel); ideal_rank < upto;) {
+        const int64_t upto = std::min(k, n_rel);
+        for (const int64_t in_table = std::min(upto, kDiscountTable - 1); ideal_rank < in_table;) {
             ++ideal_rank;
-            idcg_graded += static_cast<double>(ideal[ideal_rank - 1]) * inverse_discount(ideal_rank);
-            if (ideal_rank >= kDiscountTable) {  // past the table's prefix sums: continue its sum
-                idcg = (ideal_rank == kDiscountTable ? discounts().ideal[kDiscountTable - 1] : idcg) +
-                       inverse_discount(ideal_rank);
-            }
+            idcg_graded += static_cast<double>(ideal[ideal_rank - 1]) * discounts().inverse[ideal_rank];
+        }
+        while (ideal_rank < upto) {  // past the table: W computed, and the binary sum continued
+            ++ideal_rank;
+            const double w = inverse_discount(ideal_rank);
+            idcg_graded += static_cast<double>(ideal[ideal_rank - 1]) * w;
+            idcg = (ideal_rank == kDiscountTable ? discounts().ideal[kDiscountTable - 1] : idcg) + w;
         }
         if (ideal_rank < kDiscountTable) idcg = discounts().ideal[ideal_rank];
         block[column] = hits > 0 ? 1.0 : 0.0;
@@ -999,9 +1022,14 @@ void span_metrics(const RaggedSpanView& references, const RaggedSpanView& retrie
     validate_metrics_inputs(references, retrieved, chunks, options);
     auto run = [&](const MetricsOptions& opts, auto semantics_tag) {
         constexpr Semantics S = decltype(semantics_tag)::value;
+        // One scorer per thread, kept across the blocks it takes, so its scratch buffers are reused.
+        std::vector<std::unique_ptr<QuestionScorer>> scorers(
+            static_cast<size_t>(effective_threads(references.n_groups, opts.num_threads)));
         parallel_for(references.n_groups, opts.num_threads,
-                     [&](int, int64_t begin, int64_t end, const std::atomic<bool>& stop) {
-                         QuestionScorer scorer(references, retrieved, chunks, opts, out);
+                     [&](int thread_id, int64_t begin, int64_t end, const std::atomic<bool>& stop) {
+                         std::unique_ptr<QuestionScorer>& slot = scorers[static_cast<size_t>(thread_id)];
+                         if (!slot) slot = std::make_unique<QuestionScorer>(references, retrieved, chunks, opts, out);
+                         QuestionScorer& scorer = *slot;
                          for (int64_t question = begin; question < end; ++question) {
                              if (stop.load(std::memory_order_relaxed)) return;
                              if (question + QuestionScorer::kPrefetchDistance < end) {

@@ -48,6 +48,7 @@ __all__ = [
     "AUTO_ORDER",
     "BACKENDS",
     "EXPORT_FORMAT",
+    "STATIC_SHAPE_MIN_TOKENS",
     "CompiledModel",
     "FastTokenizer",
     "backend_precisions",
@@ -70,6 +71,11 @@ AUTO_ORDER: tuple[Backend, ...] = ("openvino", "onnx")
 EXPORT_FORMAT = 1
 _MODULES = {"openvino": "openvino", "onnx": "onnxruntime"}
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+# Positions (rows x width, summed over the batches planned so far) a batch shape needs before
+# OpenVINO gets a model compiled for it. A compile takes ~0.3 s; a fixed shape saves ~14 us per
+# position on 2 cores (MiniLM, bf16, AVX512-AMX Xeon), twice that on one, so this repays it ~1.5x.
+STATIC_SHAPE_MIN_TOKENS = 30_000
 
 
 def check_backend(backend: object, precision: str) -> str:
@@ -356,6 +362,8 @@ class CompiledModel:
         self.inputs = list(inputs)
         self.num_threads = num_threads
         self._compiled: dict[str, Any] = {}
+        self._static: set[tuple[int, int]] = set()  # shapes that get a fixed-shape model (plan())
+        self._planned: dict[tuple[int, int], int] = {}  # positions planned per shape so far
         self._session: Any = None
         if backend == "onnx":
             import onnxruntime as ort  # type: ignore[import-untyped]
@@ -375,15 +383,53 @@ class CompiledModel:
             with contextlib.suppress(Exception):
                 self._core.set_property({"CACHE_DIR": str(folder / "compiled")})
 
-    def _openvino(self, precision: str) -> Any:
-        if precision not in self._compiled:
-            config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
-                                      "PERFORMANCE_HINT": "LATENCY"}
-            if self.num_threads is not None:
-                config["INFERENCE_NUM_THREADS"] = self.num_threads
-            # From the path, not a read model: with a compiled blob cached the IR is not even parsed.
-            self._compiled[precision] = self._core.compile_model(str(self.folder / "model.xml"), "CPU", config)
-        return self._compiled[precision]
+    def _openvino_config(self, precision: str) -> dict[str, Any]:
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if self.num_threads is not None:
+            config["INFERENCE_NUM_THREADS"] = self.num_threads
+        return config
+
+    def _openvino(self, precision: str, shape: tuple[int, int] | None = None) -> Any:
+        """The compiled model for ``precision``: the dynamic one, or one compiled for ``shape``."""
+        key = precision if shape is None else f"{precision}:{shape[0]}x{shape[1]}"
+        if key not in self._compiled:
+            if shape is None:
+                # From the path, not a read model: with a compiled blob cached the IR is not even parsed.
+                model: Any = str(self.folder / "model.xml")
+            else:
+                model = self._core.read_model(str(self.folder / "model.xml"))
+                model.reshape({port.get_any_name(): list(shape) for port in model.inputs})
+            config = self._openvino_config(precision)
+            if shape is not None:
+                # Not kept on disk: each fixed-shape blob holds all the weights (~90 MB for MiniLM),
+                # and compiling one (~0.3 s) costs little more than reading it back (~0.15 s).
+                config["CACHE_DIR"] = ""
+            self._compiled[key] = self._core.compile_model(model, "CPU", config)
+        return self._compiled[key]
+
+    @property
+    def fixed_shapes(self) -> list[tuple[int, int]]:
+        """The ``(rows, width)`` shapes that have run on a model compiled for them, sorted."""
+        return sorted((int(r), int(w)) for key in self._compiled if ":" in key
+                      for r, w in [key.split(":")[1].split("x")])
+
+    def plan(self, shapes: Sequence[tuple[int, int]]) -> None:
+        """Batches of these ``(rows, width)`` shapes come next: compile a fixed-shape model for each
+        shape whose batches, with those planned before, hold :data:`STATIC_SHAPE_MIN_TOKENS`
+        positions or more.
+
+        OpenVINO's CPU plugin runs a model compiled for one shape about 1.35x faster than the
+        dynamic one (measured with MiniLM in bf16: fixed GEMM blocking, fused element-wise ops),
+        but each shape costs a compile, so only shapes with enough work to repay it get one.
+        The vectors are the same computation up to float rounding (cosine 1.0000000 measured).
+        """
+        if self.backend != "openvino":
+            return
+        for rows, width in shapes:  # summed over calls: many small embed() calls add up too
+            total = self._planned.get((rows, width), 0) + rows * width
+            self._planned[(rows, width)] = total
+            if total >= STATIC_SHAPE_MIN_TOKENS:
+                self._static.add((rows, width))
 
     def hidden(self, input_ids: np.ndarray, mask: np.ndarray, precision: str) -> np.ndarray:
         """``last_hidden_state`` (fp32) of one padded batch."""
@@ -395,7 +441,8 @@ class CompiledModel:
                 raise ValueError(f"backend='onnx' runs fp32 only, got precision={precision!r}")
             out = self._session.run(["last_hidden_state"], feeds)[0]
         else:
-            out = self._openvino(precision)(feeds)[0]
+            shape = (int(input_ids.shape[0]), int(input_ids.shape[1]))
+            out = self._openvino(precision, shape if shape in self._static else None)(feeds)[0]
         return np.asarray(out, dtype=np.float32)
 
     def forward(self, input_ids: np.ndarray, mask: np.ndarray, lengths: np.ndarray, precision: str,

@@ -1,4 +1,4 @@
-// An exception-safe parallel-for over contiguous blocks of items, on plain std::threads.
+// An exception-safe parallel-for over contiguous blocks of items, taken in turn by plain std::threads.
 #pragma once
 
 #include <algorithm>
@@ -28,11 +28,19 @@ inline int effective_threads(int64_t n_items, int requested) noexcept {
     return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_items)));
 }
 
-// Splits [0, n_items) into one contiguous block per thread and calls
+// Items per block handed out by parallel_for: small enough that a thread preempted by other work
+// on the machine holds up the others by at most one short block, large enough that taking a block
+// (one atomic add) costs nothing next to scoring it.
+inline int64_t parallel_block(int64_t n_items, int threads) noexcept {
+    return std::clamp<int64_t>(n_items / (int64_t{64} * threads), 256, 8192);
+}
+
+// Splits [0, n_items) into contiguous blocks that the threads take in order as they go, calling
 //     body(thread_id, begin, end, stop)
-// in each, where `stop` is a const std::atomic<bool>& the body should poll between items: it turns
-// true once any worker has thrown. The first exception thrown wins and is rethrown here after every
-// thread has joined; the others are dropped. With one thread the body runs on the calling thread.
+// once per block, where `stop` is a const std::atomic<bool>& the body should poll between items:
+// it turns true once any worker has thrown. The first exception thrown wins and is rethrown here
+// after every thread has joined; the others are dropped. With one thread the body runs once, on
+// the calling thread, over every item.
 template <class Body>
 void parallel_for(int64_t n_items, int requested_threads, Body&& body) {
     const int threads = effective_threads(n_items, requested_threads);
@@ -43,13 +51,15 @@ void parallel_for(int64_t n_items, int requested_threads, Body&& body) {
     }
     std::exception_ptr first_error;
     std::mutex error_mutex;
+    const int64_t block = parallel_block(n_items, threads);
+    std::atomic<int64_t> next{0};
     auto run_block = [&](int thread_id) {
-        const int64_t block = n_items / threads;
-        const int64_t extra = n_items % threads;  // the first `extra` blocks get one more item
-        const int64_t begin = block * thread_id + std::min<int64_t>(thread_id, extra);
-        const int64_t end = begin + block + (thread_id < extra ? 1 : 0);
         try {
-            body(thread_id, begin, end, static_cast<const std::atomic<bool>&>(stop));
+            while (!stop.load(std::memory_order_relaxed)) {
+                const int64_t begin = next.fetch_add(block, std::memory_order_relaxed);
+                if (begin >= n_items) break;
+                body(thread_id, begin, std::min(begin + block, n_items), static_cast<const std::atomic<bool>&>(stop));
+            }
         } catch (...) {
             std::lock_guard<std::mutex> lock(error_mutex);
             if (!first_error) first_error = std::current_exception();
