@@ -4,6 +4,7 @@
 // Expected values are worked out by hand in the comments and written as the same integer ratios
 // the engine divides, so comparisons are exact (==), as the backends must be bit-identical.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cinttypes>
@@ -851,6 +852,42 @@ void test_threads_agree() {
 }
 
 
+void test_parallel_for_blocks() {
+    // Every item in exactly one block, blocks no longer than parallel_block(), taken by every
+    // thread when there are enough of them, and the first exception rethrown after the join.
+    CHECK(parallel_block(1000000, 2) == 7812);
+    CHECK(parallel_block(9000, 2) == 256);
+    CHECK(parallel_block(int64_t{1} << 30, 2) == 8192);
+    for (const int64_t n : {int64_t{2048}, int64_t{2049}, int64_t{10007}, int64_t{100000}}) {
+        for (const int threads : {2, 3, 8}) {
+            std::vector<std::atomic<int>> visits(static_cast<size_t>(n));
+            std::vector<std::atomic<int64_t>> per_thread(8);
+            std::atomic<bool> too_long{false};
+            parallel_for(n, threads, [&](int thread_id, int64_t begin, int64_t end, const std::atomic<bool>&) {
+                if (end - begin > parallel_block(n, effective_threads(n, threads))) too_long = true;
+                per_thread[static_cast<size_t>(thread_id)] += end - begin;
+                for (int64_t i = begin; i < end; ++i) ++visits[static_cast<size_t>(i)];
+            });
+            bool once = true;
+            for (const auto& v : visits) once = once && v.load() == 1;
+            CHECK(once);
+            CHECK(!too_long.load());
+            int64_t total = 0;
+            for (const auto& t : per_thread) total += t.load();
+            CHECK(total == n);
+        }
+    }
+    bool caught = false;
+    try {
+        parallel_for(100000, 2, [](int, int64_t begin, int64_t end, const std::atomic<bool>&) {
+            if (begin <= 54321 && 54321 < end) throw std::invalid_argument("item 54321");
+        });
+    } catch (const std::invalid_argument& e) {
+        caught = std::string(e.what()) == "item 54321";
+    }
+    CHECK(caught);
+}
+
 // ---- issue 8: bounds, exactness at the bounds, long lists ----
 
 void test_bounds_rejected() {
@@ -1426,6 +1463,7 @@ int main(int argc, char** argv) {
         {"random_against_oracle", test_random_against_oracle},
         {"far_coordinates", test_far_coordinates},
         {"threads_agree", test_threads_agree},
+        {"parallel_for_blocks", test_parallel_for_blocks},
         {"bounds_rejected", test_bounds_rejected},
         {"exact_at_the_bounds", test_exact_at_the_bounds},
         {"auto_mode_row_bound", test_auto_mode_row_bound},
