@@ -19,10 +19,12 @@ import pytest
 from chunkeval import embed_backends
 from chunkeval.embed_backends import (
     EXPORT_FORMAT,
+    EXPORT_MIN_COSINE,
     CompiledModel,
     FastTokenizer,
     backend_precisions,
     cpu_only_host,
+    export_angle,
     export_path,
     installed_backends,
     load_compiled,
@@ -212,6 +214,76 @@ def test_warm_embed_imports_neither_torch_nor_transformers(backend: BackendName,
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "(3, 384) []"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [pytest.param(b, marks=_needs(b)) for b in COMPILED])
+def test_export_records_its_fp32_check_against_torch(backend: str, cache: Path) -> None:
+    embedder = Embedder(MODEL_DIR, device="cpu", precision="fp32", backend=backend, cache_dir=cache,
+                        show_progress=False)
+    embedder._load_model()
+    meta = json.loads((export_path(cache, backend, embedder.fingerprint) / "meta.json").read_text())
+    check = meta["fp32_check"]
+    assert check["texts"] == 28 and EXPORT_MIN_COSINE <= check["min_cosine"] <= 1.0 + 1e-12
+    assert isinstance(embedder._model, CompiledModel) and embedder._model.export_check == check
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not cpu_only_host(), reason="needs a host where device='auto' can only be the CPU")
+@pytest.mark.skipif(not installed_backends(), reason="no compiled backend installed")
+def test_auto_calibrates_without_torch_once_the_export_exists(texts: list[str], torch_fp32: np.ndarray,
+                                                              tmp_path: Path) -> None:
+    first = installed_backends()[0]
+    Embedder(MODEL_DIR, device="cpu", backend=first, precision="fp32", cache_dir=tmp_path,
+             show_progress=False)._load_model()  # the export (this needs torch, once per model)
+    out_file = tmp_path / "vectors.npy"
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from chunkeval.embedding import Embedder
+        e = Embedder({str(MODEL_DIR)!r}, device="auto", backend="auto", cache_dir={str(tmp_path)!r},
+                     show_progress=False)
+        np.save({str(out_file)!r}, e.embed(json.loads(sys.stdin.read())))
+        print(e.stats["backend"], e.stats["precision"], e.stats["calibration_min_cosine"],
+              sorted(m for m in ("torch", "transformers") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], input=json.dumps(texts), capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr
+    backend, precision, bound, imported = out.stdout.strip().splitlines()[-1].split(" ", 3)
+    assert backend == first and imported == "[]"
+    assert precision == backend_precisions(first, "auto", cpu_supports_bf16())[0]
+    # the bound the calibration guarantees holds against torch fp32 on every text, not only its 32
+    assert float(bound) >= CALIBRATION_MIN_COSINE
+    assert min_cosine(np.load(out_file), torch_fp32) >= CALIBRATION_MIN_COSINE
+    record = json.loads(next((tmp_path / "calibration").glob("auto-*.json")).read_text())
+    assert record["reference"] == f"{first} fp32" and record["calibrated_on_texts"] == 32
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not installed_backends(), reason="no compiled backend installed")
+def test_auto_skips_an_export_that_failed_its_check(texts: list[str], tmp_path: Path) -> None:
+    first = installed_backends()[0]
+    probe = Embedder(MODEL_DIR, device="cpu", backend=first, precision="fp32", cache_dir=tmp_path,
+                     show_progress=False)
+    probe._load_model()
+    meta_path = export_path(tmp_path, first, probe.fingerprint) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["fp32_check"]["min_cosine"] = 0.9995  # as an export whose graph drifted from torch would show
+    meta_path.write_text(json.dumps(meta))
+    embedder = Embedder(MODEL_DIR, device="cpu", backend="auto", cache_dir=tmp_path, show_progress=False)
+    embedder.embed(texts[:40])
+    assert embedder.stats["backend"] != first
+    record = json.loads(next((tmp_path / "calibration").glob("auto-*.json")).read_text())
+    assert record["tried"][f"{first}:export"] == 0.9995
+
+
+def test_export_angle() -> None:
+    assert export_angle(None) is None and export_angle({"texts": 28}) is None
+    assert export_angle({"min_cosine": 0.9995}) is None  # below EXPORT_MIN_COSINE: not usable
+    assert export_angle({"min_cosine": 1.0}) == 0.0
+    assert export_angle({"min_cosine": 1.0 + 2e-16}) == 0.0  # rounding above 1 is no angle
+    assert export_angle({"min_cosine": 0.99999999}) == pytest.approx(np.arccos(0.99999999), rel=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,10 +12,15 @@ and pooling and normalisation are the torch backend's, in numpy.
 Only the transformer's forward pass changes hands. Tokenisation, truncation (and its warning),
 the length-sorted batching, the calibration rule and the vector cache stay in ``Embedder``.
 
+Each export is checked once, when it is made: its fp32 vectors of a few dozen bundled-benchmark
+texts against torch fp32's (the smallest cosine is kept in ``meta.json``).
+
 ``backend="auto"`` on a CPU tries the installed compiled backends in the order they measured
 fastest here (OpenVINO, then ONNX Runtime) and keeps the first whose calibration batch, in the
 precision it would use, stays within cosine :data:`~chunkeval.embedding.CALIBRATION_MIN_COSINE` of
-torch fp32; otherwise torch. Off the CPU it is torch. The choice is remembered in the cache.
+torch fp32; otherwise torch. The calibration compares with the export's own fp32 and adds the
+export's checked angle to torch fp32 (:func:`resolve_auto`), so a run whose export exists imports
+neither torch nor transformers. Off the CPU it is torch. The choice is remembered in the cache.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ __all__ = [
     "AUTO_ORDER",
     "BACKENDS",
     "EXPORT_FORMAT",
+    "EXPORT_MIN_COSINE",
     "STATIC_SHAPE_MIN_TOKENS",
     "CompiledModel",
     "FastTokenizer",
@@ -68,7 +74,11 @@ BACKENDS: tuple[Backend, ...] = ("torch", "openvino", "onnx")
 #: ``backend="auto"`` tries these, in this order, before torch (fastest first, measured on a CPU).
 AUTO_ORDER: tuple[Backend, ...] = ("openvino", "onnx")
 #: Bumped whenever an export's layout or contents change, so an old export is never trusted.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: meta.json holds the export's fp32 check against torch fp32
+
+#: An export is used by ``backend="auto"`` only when its fp32 vectors of the check texts all have at
+#: least this cosine to torch fp32's (measured: 0.9999999 for MiniLM through OpenVINO and ONNX).
+EXPORT_MIN_COSINE = 0.99999
 _MODULES = {"openvino": "openvino", "onnx": "onnxruntime"}
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
@@ -76,6 +86,9 @@ _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 # OpenVINO gets a model compiled for it. A compile takes ~0.3 s; a fixed shape saves ~14 us per
 # position on 2 cores (MiniLM, bf16, AVX512-AMX Xeon), twice that on one, so this repays it ~1.5x.
 STATIC_SHAPE_MIN_TOKENS = 30_000
+
+#: ``backend="auto"`` calibrates on this many of the longest texts (or a batch, if smaller).
+CALIBRATION_TEXTS = 32
 
 
 def check_backend(backend: object, precision: str) -> str:
@@ -291,8 +304,48 @@ def _export_into(folder: Path, backend: str, spec: ModelSpec, fingerprint: str) 
             ov.save_model(converted, str(folder / "model.xml"), compress_to_fp16=False)
     meta = {"format": EXPORT_FORMAT, "backend": backend, "fingerprint": fingerprint, "inputs": names,
             "torch_version": torch.__version__, "runtime_version": _runtime_version(backend),
-            "model_dir": str(spec.model_dir)}
+            "model_dir": str(spec.model_dir), "fp32_check": _check_export(folder, backend, names, wrapper, spec)}
     (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def _check_texts() -> list[str]:
+    """The export check's texts: windows of the bundled benchmark's corpora, most of them past the
+    model's 256-token limit (long inputs are where two fp32 runs drift apart most), and short ones."""
+    from .datasets import load
+
+    corpora = load().texts
+    windows = [c[i:i + 1500] for c in corpora for i in range(0, 15000, 1500)]
+    step = max(1, len(windows) // 24)
+    return windows[::step][:24] + ["Short.", "A question about revenue in 2021?", "x " * 40, "Émoji 🙂 and 中文."]
+
+
+def _check_export(folder: Path, backend: str, names: Sequence[str], wrapper: Any, spec: ModelSpec) -> dict[str, Any]:
+    """Embed the check texts with torch fp32 (``wrapper``: the exported module) and with the export
+    in fp32; the smallest cosine between the two, and how many texts were compared."""
+    import torch
+
+    texts = _check_texts()
+    tokenizer = FastTokenizer(spec.transformer_dir, spec.do_lower_case, names)
+    ids = tokenizer(texts, truncation=True, max_length=spec.max_seq_length)["input_ids"]
+    lengths = np.array([len(x) for x in ids], dtype=np.int64)
+    mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]
+    input_ids = np.zeros(mask.shape, dtype=np.int64)
+    input_ids[mask] = np.concatenate([np.asarray(x, dtype=np.int64) for x in ids])
+    feeds = (torch.from_numpy(input_ids), torch.from_numpy(mask.astype(np.int64)),
+             torch.zeros(mask.shape, dtype=torch.int64))
+    with torch.inference_mode():
+        expected = pool(wrapper(*feeds[: len(names)]).numpy(), mask, lengths, spec.pooling, True)
+    got = CompiledModel(backend, folder, names, None).forward(input_ids, mask, lengths, "fp32", spec.pooling, True)
+    return {"texts": len(texts), "min_cosine": _min_cosine(expected, got)}
+
+
+def export_angle(check: object) -> float | None:
+    """The largest angle (radians) between the export's fp32 vectors and torch fp32's on its check
+    texts, or ``None`` when the export has no passing check."""
+    if not isinstance(check, dict) or not isinstance(check.get("min_cosine"), float):
+        return None
+    cosine = float(check["min_cosine"])
+    return float(np.arccos(min(cosine, 1.0))) if cosine >= EXPORT_MIN_COSINE else None
 
 
 def _runtime_version(backend: str) -> str | None:
@@ -362,6 +415,7 @@ class CompiledModel:
         self.inputs = list(inputs)
         self.num_threads = num_threads
         self._compiled: dict[str, Any] = {}
+        self.export_check: object = None  # meta.json's fp32 check against torch fp32 (load_compiled)
         self._static: set[tuple[int, int]] = set()  # shapes that get a fixed-shape model (plan())
         self._planned: dict[tuple[int, int], int] = {}  # positions planned per shape so far
         self._session: Any = None
@@ -475,6 +529,7 @@ def load_compiled(backend: str, spec: ModelSpec, fingerprint: str, cache_dir: Pa
     folder, meta = _ensure_export(backend, spec, fingerprint, cache_dir)
     inputs = [str(x) for x in meta["inputs"]]
     model = CompiledModel(backend, folder, inputs, num_threads)
+    model.export_check = meta.get("fp32_check")
     tokenizer = FastTokenizer(spec.transformer_dir, spec.do_lower_case, inputs)
     return tokenizer, model
 
@@ -505,6 +560,7 @@ def _installed_version(backend: str) -> str | None:
 
 
 def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)  # float32 sums would round near 1.0
     na = np.maximum(np.linalg.norm(a, axis=1), 1e-12)
     nb = np.maximum(np.linalg.norm(b, axis=1), 1e-12)
     return float(((a * b).sum(axis=1) / (na * nb)).min())
@@ -520,9 +576,17 @@ def _set_backend(embedder: Embedder, backend: str) -> None:
 def resolve_auto(embedder: Embedder, texts: Sequence[str]) -> tuple[list[int], np.ndarray, np.ndarray] | None:
     """Decide ``backend="auto"`` (and the precision) for ``embedder``; see the module docstring.
 
+    Each installed backend's export carries its fp32 check against torch fp32 (made when it was
+    exported). A precision passes when the angle from its vectors of the calibration batch to the
+    export's own fp32 vectors, plus the export's angle to torch fp32, stays within
+    ``arccos(CALIBRATION_MIN_COSINE)``: by the triangle inequality on the sphere the vectors are then
+    within cosine :data:`~chunkeval.embedding.CALIBRATION_MIN_COSINE` of torch fp32 wherever the
+    export agrees with torch as closely as on its check texts, and neither torch nor transformers
+    is imported (the export is made once per model; the decision is remembered in the cache).
+
     Returns the calibration batch like ``Embedder._resolve_precision`` does (or ``None``).
     """
-    from .embedding import CALIBRATION_MIN_COSINE, Embedder, cpu_supports_bf16
+    from .embedding import CALIBRATION_MIN_COSINE, cpu_supports_bf16
 
     candidates = installed_backends() if embedder.device == "cpu" else []
     if not candidates:
@@ -539,32 +603,42 @@ def resolve_auto(embedder: Embedder, texts: Sequence[str]) -> tuple[list[int], n
             return None
         except (OSError, ValueError, KeyError, TypeError):
             logger.warning("embedding cache: ignoring unreadable calibration record %s", path)
-    reference = Embedder(embedder.spec.model_dir, device="cpu", precision="fp32", backend="torch",
-                         batch_size=embedder.batch_size, max_length=embedder.max_length, normalize=embedder.normalize,
-                         num_threads=embedder.num_threads, show_progress=False)
-    reference._fingerprint = embedder.fingerprint
-    reference._load_model()
-    by_length = sorted(range(len(texts)), key=lambda i: -len(texts[i]))[: embedder.batch_size]
-    ids, truncated = reference._tokenize([texts[i] for i in by_length])
-    expected = np.asarray(reference._forward(ids, "fp32").cpu().numpy(), dtype=np.float32)
+    by_length = sorted(range(len(texts)), key=lambda i: -len(texts[i]))[: min(embedder.batch_size, CALIBRATION_TEXTS)]
+    allowed = float(np.arccos(CALIBRATION_MIN_COSINE))
     tried: dict[str, float] = {}
     for backend in candidates:
         _set_backend(embedder, backend)
         embedder._model = None
         embedder._load_model()
+        assert isinstance(embedder._model, CompiledModel)
+        export = export_angle(embedder._model.export_check)
+        if export is None:
+            check = embedder._model.export_check
+            tried[f"{backend}:export"] = float(check["min_cosine"]) if isinstance(check, dict) else float("nan")
+            logger.info("embedding: the %s export failed its fp32 check against torch fp32 (%s); skipping it",
+                        backend, check)
+            continue
+        ids, truncated = embedder._tokenize([texts[i] for i in by_length])
+        reference: np.ndarray | None = None
         for precision in backend_precisions(backend, embedder.precision_requested, cpu_supports_bf16()):
             vectors = np.asarray(embedder._forward(ids, precision), dtype=np.float32)
-            cosine = _min_cosine(expected, vectors)
-            tried[f"{backend}:{precision}"] = cosine
-            if cosine >= CALIBRATION_MIN_COSINE:
-                embedder._set_precision(precision, cosine)
+            angle = export
+            if precision != "fp32":
+                if reference is None:
+                    reference = np.asarray(embedder._forward(ids, "fp32"), dtype=np.float32)
+                angle += float(np.arccos(min(_min_cosine(reference, vectors), 1.0)))
+            bound = float(np.cos(angle))  # the least cosine to torch fp32 this guarantees
+            tried[f"{backend}:{precision}"] = bound
+            if angle <= allowed:
+                embedder._set_precision(precision, bound)
                 if path is not None:
-                    record = {"backend": backend, "precision": precision, "min_cosine": cosine, "tried": tried,
-                              "calibrated_on_texts": len(ids)}
+                    record = {"backend": backend, "precision": precision, "min_cosine": bound, "tried": tried,
+                              "calibrated_on_texts": len(ids), "reference": f"{backend} fp32",
+                              "export_check": embedder._model.export_check}
                     write_bytes_atomic(path, json.dumps(record, indent=1).encode())
                 return by_length, vectors, truncated
-            logger.info("embedding: %s %s reached min cosine %.6f < %s to torch fp32 on the calibration batch",
-                        backend, precision, cosine, CALIBRATION_MIN_COSINE)
+            logger.info("embedding: %s %s is within cosine %.6f < %s of torch fp32 on the calibration batch",
+                        backend, precision, bound, CALIBRATION_MIN_COSINE)
     _set_backend(embedder, "torch")
     embedder._model = None
     embedder._tokenizer = None
