@@ -379,12 +379,14 @@ def test_openvino_fixed_shapes_give_the_dynamic_models_vectors(precision: str, t
     blobs = sorted(fixed._model.folder.glob("compiled/*.blob"))
     vectors = fixed.embed(texts)
     assert isinstance(fixed._model, CompiledModel)
-    # the distinct texts in full batches and one last short one, one shape per batch at most (bf16
-    # pads widths to 16, so neighbouring batches can share a shape); the longest are truncated to 256
-    size, distinct = fixed.batch_size, len(set(texts))
+    # the distinct texts in full batches and one last short one, each run as micro-batches of 16
+    # rows (one shape per batch and micro-batch size at most: bf16 pads widths to 16, so neighbouring
+    # batches can share a shape); the longest are truncated to 256 tokens
+    size, distinct, micro = fixed.batch_size, len(set(texts)), fixed._model.micro_batch
+    assert micro == embed_backends.MICRO_BATCH == 16
     shapes = fixed._model.fixed_shapes
-    assert {rows for rows, _ in shapes} == {size, distinct % size} and len(shapes) <= -(-distinct // size)
-    assert max(width for _, width in shapes) == 256
+    assert {rows for rows, _ in shapes} == {micro, distinct % size % micro} - {0}
+    assert len(shapes) <= 2 * -(-distinct // size) and max(width for _, width in shapes) == 256
     assert min_cosine(vectors, expected) >= (0.999999 if precision == "fp32" else 0.9999)
     # the fixed-shape models are compiled in memory only: each blob would hold every weight
     assert sorted(fixed._model.folder.glob("compiled/*.blob")) == blobs
@@ -398,12 +400,14 @@ def test_openvino_plan_counts_positions_across_calls(tmp_path: Path) -> None:
     model = embedder._model
     assert isinstance(model, CompiledModel)
     threshold = embed_backends.STATIC_SHAPE_MIN_TOKENS
-    rows, width = 32, 200
+    rows, width = 16, 200  # one micro-batch per batch
     batches = -(-threshold // (rows * width))  # the batches whose positions reach the threshold
     model.plan([(rows, width)] * (batches - 1) + [(rows, 8)])
     assert model._static == set()
     model.plan([(rows, width)])  # a later call's batch of the same shape tips it over
     assert model._static == {(rows, width)}
+    model.plan([(40, 100)] * 100)  # a 40-row batch runs as micro-batches of 16, 16 and 8 rows
+    assert {(16, 100), (8, 100)} <= model._static and (40, 100) not in model._static
     onnx_like = CompiledModel.__new__(CompiledModel)
     onnx_like.backend = "onnx"
     onnx_like.plan([(rows, width)] * batches)  # only OpenVINO compiles per shape

@@ -35,10 +35,12 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -89,6 +91,14 @@ STATIC_SHAPE_MIN_TOKENS = 30_000
 
 #: ``backend="auto"`` calibrates on this many of the longest texts (or a batch, if smaller).
 CALIBRATION_TEXTS = 32
+
+#: Rows per OpenVINO inference: the embedder's batches are split into micro-batches this size.
+MICRO_BATCH = 16
+
+
+def _micro_rows(rows: int, micro: int) -> list[int]:
+    """The row counts of the micro-batches of a ``rows``-row batch."""
+    return [micro] * (rows // micro) + ([rows % micro] if rows % micro else [])
 
 
 def check_backend(backend: object, precision: str) -> str:
@@ -419,6 +429,14 @@ class CompiledModel:
         self._static: set[tuple[int, int]] = set()  # shapes that get a fixed-shape model (plan())
         self._planned: dict[tuple[int, int], int] = {}  # positions planned per shape so far
         self._session: Any = None
+        self._requests = threading.local()  # per thread: an infer request per compiled model
+        self._compile_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        from .metrics.api import cpu_affinity_count
+
+        # OpenVINO: one stream per thread, each running its own micro-batches of `micro_batch` rows.
+        self.streams = max(1, num_threads if num_threads is not None else cpu_affinity_count())
+        self.micro_batch = MICRO_BATCH
         if backend == "onnx":
             import onnxruntime as ort  # type: ignore[import-untyped]
 
@@ -438,9 +456,12 @@ class CompiledModel:
                 self._core.set_property({"CACHE_DIR": str(folder / "compiled")})
 
     def _openvino_config(self, precision: str) -> dict[str, Any]:
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision], "PERFORMANCE_HINT": "LATENCY"}
-        if self.num_threads is not None:
-            config["INFERENCE_NUM_THREADS"] = self.num_threads
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision]}
+        if self.streams == 1:
+            config["PERFORMANCE_HINT"] = "LATENCY"
+        else:
+            config["NUM_STREAMS"] = self.streams
+        config["INFERENCE_NUM_THREADS"] = self.streams
         return config
 
     def _openvino(self, precision: str, shape: tuple[int, int] | None = None) -> Any:
@@ -480,10 +501,24 @@ class CompiledModel:
         if self.backend != "openvino":
             return
         for rows, width in shapes:  # summed over calls: many small embed() calls add up too
-            total = self._planned.get((rows, width), 0) + rows * width
-            self._planned[(rows, width)] = total
-            if total >= STATIC_SHAPE_MIN_TOKENS:
-                self._static.add((rows, width))
+            for micro in _micro_rows(rows, self.micro_batch):  # what hidden() will run
+                total = self._planned.get((micro, width), 0) + micro * width
+                self._planned[(micro, width)] = total
+                if total >= STATIC_SHAPE_MIN_TOKENS:
+                    self._static.add((micro, width))
+
+    def _infer(self, precision: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """One OpenVINO micro-batch on this thread's infer request (one request per stream)."""
+        shape = (int(feeds["input_ids"].shape[0]), int(feeds["input_ids"].shape[1]))
+        key = (precision, shape if shape in self._static else None)
+        requests: dict[tuple[str, tuple[int, int] | None], Any] = self._requests.__dict__.setdefault("by_model", {})
+        request = requests.get(key)
+        if request is None:
+            with self._compile_lock:
+                compiled = self._openvino(*key)
+            request = requests[key] = compiled.create_infer_request()
+        request.infer(feeds)
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32)
 
     def hidden(self, input_ids: np.ndarray, mask: np.ndarray, precision: str) -> np.ndarray:
         """``last_hidden_state`` (fp32) of one padded batch."""
@@ -494,10 +529,19 @@ class CompiledModel:
             if precision != "fp32":
                 raise ValueError(f"backend='onnx' runs fp32 only, got precision={precision!r}")
             out = self._session.run(["last_hidden_state"], feeds)[0]
+            return np.asarray(out, dtype=np.float32)
+        # OpenVINO: micro-batches of MICRO_BATCH rows, run concurrently on the streams. On this
+        # 2-core Xeon, 16-row batches on 2 one-thread streams ran 1.4x the texts/s of whole batches
+        # on one 2-thread stream (activations that stay in each core's L2; no intra-op barriers).
+        micro = self.micro_batch
+        parts = [{name: array[b:b + micro] for name, array in feeds.items()} for b in range(0, len(input_ids), micro)]
+        if self.streams == 1 or len(parts) == 1:
+            outs = [self._infer(precision, part) for part in parts]
         else:
-            shape = (int(input_ids.shape[0]), int(input_ids.shape[1]))
-            out = self._openvino(precision, shape if shape in self._static else None)(feeds)[0]
-        return np.asarray(out, dtype=np.float32)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="chunkeval-openvino")
+            outs = list(self._pool.map(lambda part: self._infer(precision, part), parts))
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def forward(self, input_ids: np.ndarray, mask: np.ndarray, lengths: np.ndarray, precision: str,
                 pooling: str, normalize: bool) -> np.ndarray:
