@@ -741,11 +741,10 @@ class Embedder:
 
     def _forward(self, ids: list[list[int]], precision: str) -> Any:
         """Pooled (and optionally normalised) fp32 vectors of one batch (a numpy array from a compiled backend)."""
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        width = self._batch_width(int(lengths.max()), precision)
-        input_ids = np.full((len(ids), width), self._tokenizer.pad_token_id or 0, dtype=np.int64)
-        mask = np.arange(width)[None, :] < lengths[:, None]
-        input_ids[mask] = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(lengths.sum()))
+        from .embed_backends import pad_batch
+
+        width = self._batch_width(max(len(x) for x in ids), precision)
+        input_ids, mask, lengths = pad_batch(ids, width, self._tokenizer.pad_token_id or 0)
         if self._backend not in (None, "torch"):
             return self._model.forward(input_ids, mask, lengths, precision, self.pooling, self.normalize)
         import torch
