@@ -28,6 +28,7 @@ from chunkeval.embed_backends import (
     export_path,
     installed_backends,
     load_compiled,
+    pad_batch,
     pool,
 )
 from chunkeval.embedding import CALIBRATION_MIN_COSINE, Embedder, bundled_model_dir, cpu_supports_bf16
@@ -379,14 +380,17 @@ def test_openvino_fixed_shapes_give_the_dynamic_models_vectors(precision: str, t
     blobs = sorted(fixed._model.folder.glob("compiled/*.blob"))
     vectors = fixed.embed(texts)
     assert isinstance(fixed._model, CompiledModel)
-    # the distinct texts in full batches and one last short one, each run as micro-batches of 16
-    # rows (one shape per batch and micro-batch size at most: bf16 pads widths to 16, so neighbouring
-    # batches can share a shape); the longest are truncated to 256 tokens
-    size, distinct, micro = fixed.batch_size, len(set(texts)), fixed._model.micro_batch
-    assert micro == embed_backends.MICRO_BATCH == 16
+    # the distinct texts, longest first, in batches of one micro-batch (16 rows) and one last short
+    # one: one shape per batch at most (bf16 pads widths to 16, so neighbouring batches can share a
+    # shape); the longest are truncated to 256 tokens. A reduced precision was calibrated on the
+    # batch_size longest texts (counted as one batch), which are not run again.
+    distinct, micro = len(set(texts)), fixed._model.micro_batch
+    assert micro == embed_backends.MICRO_BATCH == 16 and fixed._model.batch_rows == micro
+    run = distinct - (0 if precision == "fp32" else fixed.batch_size)
     shapes = fixed._model.fixed_shapes
-    assert {rows for rows, _ in shapes} == {micro, distinct % size % micro} - {0}
-    assert len(shapes) <= 2 * -(-distinct // size) and max(width for _, width in shapes) == 256
+    assert {rows for rows, _ in shapes} == {micro, run % micro} - {0}
+    assert len(shapes) <= -(-run // micro) and max(width for _, width in shapes) == 256
+    assert fixed.stats["batches"] == -(-run // micro) + (precision != "fp32")
     assert min_cosine(vectors, expected) >= (0.999999 if precision == "fp32" else 0.9999)
     # the fixed-shape models are compiled in memory only: each blob would hold every weight
     assert sorted(fixed._model.folder.glob("compiled/*.blob")) == blobs
@@ -412,6 +416,29 @@ def test_openvino_plan_counts_positions_across_calls(tmp_path: Path) -> None:
     onnx_like.backend = "onnx"
     onnx_like.plan([(rows, width)] * batches)  # only OpenVINO compiles per shape
     assert not hasattr(onnx_like, "_static")
+
+
+@_needs("openvino")
+@pytest.mark.parametrize("streams", [1, 2])
+def test_openvino_forward_many_equals_forward_per_batch(streams: int, texts: list[str], tmp_path: Path) -> None:
+    # forward_many queues every batch on the streams at once (no wait at the end of each batch):
+    # the vectors, in order, are those forward() gives batch by batch, for batches of one
+    # micro-batch and for larger ones (those run as forward() does)
+    embedder = Embedder(MODEL_DIR, device="cpu", precision="fp32", backend="openvino", cache_dir=tmp_path,
+                        show_progress=False, num_threads=streams)
+    embedder._load_model()
+    model = embedder._model
+    assert isinstance(model, CompiledModel) and model.streams == streams
+    ids, _ = embedder._tokenize(texts[:61])
+    pad_id = embedder._tokenizer.pad_token_id
+    for sizes in ([16, 16, 3, 16, 10], [40, 21]):
+        starts = np.cumsum([0, *sizes])
+        parts = [ids[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
+        batches = [pad_batch(part, max(len(x) for x in part), pad_id) for part in parts]
+        got = list(model.forward_many(batches, "fp32", "mean", True))
+        want = [model.forward(*batch, "fp32", "mean", True) for batch in batches]
+        assert [g.shape for g in got] == [(n, embedder.dim) for n in sizes]
+        assert min_cosine(np.concatenate(got), np.concatenate(want)) >= 0.9999999
 
 
 # ----------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -459,6 +459,13 @@ class CompiledModel:
             import openvino as ov
 
             self._core = ov.Core()
+            # The first numpy conversion in OpenVINO's bindings initialises pybind11's numpy API, and
+            # that initialiser releases and retakes the GIL inside a C++ static's initialisation. If
+            # the first conversions happen on two stream threads at once, one can hold the GIL while
+            # it waits on the static the other is initialising: a deadlock (seen once here, a
+            # calibration hung in futex waits). One conversion on this thread, before any stream
+            # thread exists, initialises it for the whole process.
+            ov.Tensor(np.zeros(1, dtype=np.float32))
             # OpenVINO keeps the compiled kernels here, so a later run skips most of the compile.
             with contextlib.suppress(Exception):
                 self._core.set_property({"CACHE_DIR": str(folder / "compiled")})
@@ -527,11 +534,20 @@ class CompiledModel:
         request.infer(feeds)
         return np.array(request.get_output_tensor(0).data, dtype=np.float32)
 
-    def hidden(self, input_ids: np.ndarray, mask: np.ndarray, precision: str) -> np.ndarray:
-        """``last_hidden_state`` (fp32) of one padded batch."""
+    def _feeds(self, input_ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         feeds = {"input_ids": input_ids, "attention_mask": mask.astype(np.int64)}
         if "token_type_ids" in self.inputs:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
+        return feeds
+
+    def _stream_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="chunkeval-openvino")
+        return self._pool
+
+    def hidden(self, input_ids: np.ndarray, mask: np.ndarray, precision: str) -> np.ndarray:
+        """``last_hidden_state`` (fp32) of one padded batch."""
+        feeds = self._feeds(input_ids, mask)
         if self.backend == "onnx":
             if precision != "fp32":
                 raise ValueError(f"backend='onnx' runs fp32 only, got precision={precision!r}")
@@ -546,10 +562,32 @@ class CompiledModel:
         if self.streams == 1 or len(parts) == 1:
             outs = [self._infer(precision, part) for part in parts]
         else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="chunkeval-openvino")
-            outs = list(self._pool.map(lambda part: self._infer(precision, part), parts))
+            outs = list(self._stream_pool().map(lambda part: self._infer(precision, part), parts))
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    @property
+    def batch_rows(self) -> int | None:
+        """The rows per batch :meth:`forward_many` runs best with (OpenVINO: one micro-batch), or
+        ``None`` for the embedder's batch size."""
+        return self.micro_batch if self.backend == "openvino" else None
+
+    def forward_many(self, batches: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], precision: str,
+                     pooling: str, normalize: bool) -> Iterator[np.ndarray]:
+        """Pooled vectors of each padded ``(input_ids, mask, lengths)`` batch, in order.
+
+        OpenVINO runs batches of at most :attr:`micro_batch` rows back to back on its streams, each
+        pooled on the stream's thread: a stream takes the next batch as soon as it is free instead
+        of waiting at the end of every batch for the slowest stream.
+        """
+        def one(batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+            input_ids, mask, lengths = batch
+            return pool(self._infer(precision, self._feeds(input_ids, mask)), mask, lengths, pooling, normalize)
+
+        if self.backend != "openvino" or any(len(b[0]) > self.micro_batch for b in batches):
+            return (self.forward(*b, precision, pooling, normalize) for b in batches)
+        if self.streams == 1 or len(batches) == 1:
+            return map(one, batches)
+        return self._stream_pool().map(one, batches)
 
     def forward(self, input_ids: np.ndarray, mask: np.ndarray, lengths: np.ndarray, precision: str,
                 pooling: str, normalize: bool) -> np.ndarray:
@@ -638,7 +676,7 @@ def resolve_auto(embedder: Embedder, texts: Sequence[str]) -> tuple[list[int], n
 
     Returns the calibration batch like ``Embedder._resolve_precision`` does (or ``None``).
     """
-    from .embedding import CALIBRATION_MIN_COSINE, cpu_supports_bf16
+    from .embedding import CALIBRATION_MIN_COSINE, cpu_supports_bf16, longest_first
 
     candidates = installed_backends() if embedder.device == "cpu" else []
     if not candidates:
@@ -655,7 +693,7 @@ def resolve_auto(embedder: Embedder, texts: Sequence[str]) -> tuple[list[int], n
             return None
         except (OSError, ValueError, KeyError, TypeError):
             logger.warning("embedding cache: ignoring unreadable calibration record %s", path)
-    by_length = sorted(range(len(texts)), key=lambda i: -len(texts[i]))[: min(embedder.batch_size, CALIBRATION_TEXTS)]
+    by_length = longest_first(texts, min(embedder.batch_size, CALIBRATION_TEXTS))
     allowed = float(np.arccos(CALIBRATION_MIN_COSINE))
     tried: dict[str, float] = {}
     for backend in candidates:

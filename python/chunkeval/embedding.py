@@ -34,7 +34,7 @@ import platform
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -515,6 +515,14 @@ class _VectorStore:
 # The embedder
 
 
+def longest_first(texts: Sequence[str], n: int) -> list[int]:
+    """Indices of the ``n`` longest texts, longest first (ties in input order): a calibration batch.
+
+    The longest texts are the hardest case for a reduced precision, and the first batch anyway.
+    """
+    return sorted(range(len(texts)), key=lambda i: -len(texts[i]))[:n]
+
+
 def _as_numpy(vectors: Any) -> np.ndarray:
     """A batch of vectors from any backend (a torch tensor or a numpy array) as a numpy array."""
     return vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors.cpu().numpy())
@@ -739,6 +747,17 @@ class Embedder:
         # positions are masked, so the vectors do not change.
         return min(-(-longest // 16) * 16, max(longest, self.max_length))
 
+    def _forward_many(self, batches: list[list[list[int]]], precision: str) -> Iterator[Any]:
+        """:meth:`_forward` of each batch, in order (a compiled backend runs them back to back)."""
+        from .embed_backends import CompiledModel, pad_batch
+
+        if not isinstance(self._model, CompiledModel):
+            return (self._forward(ids, precision) for ids in batches)
+        pad_id = self._tokenizer.pad_token_id or 0
+        padded = [pad_batch(ids, self._batch_width(max(len(x) for x in ids), precision), pad_id) for ids in batches]
+        self._model.plan([(len(input_ids), input_ids.shape[1]) for input_ids, _, _ in padded])
+        return self._model.forward_many(padded, precision, self.pooling, self.normalize)
+
     def _forward(self, ids: list[list[int]], precision: str) -> Any:
         """Pooled (and optionally normalised) fp32 vectors of one batch (a numpy array from a compiled backend)."""
         from .embed_backends import pad_batch
@@ -833,8 +852,7 @@ class Embedder:
             except (OSError, ValueError, KeyError, TypeError):
                 logger.warning("embedding cache: ignoring unreadable calibration record %s", path)
         self._load_model()
-        # The longest texts are the hardest case for reduced precision and the first batch anyway.
-        by_length = sorted(range(len(texts)), key=lambda i: -len(texts[i]))[: self.batch_size]
+        by_length = longest_first(texts, self.batch_size)
         ids, truncated = self._tokenize([texts[i] for i in by_length])
         reference = self._forward(ids, "fp32")
         reduced = self._forward(ids, candidate)
@@ -970,13 +988,11 @@ class Embedder:
                 ids, group_truncated = self._tokenize([texts[i] for i in group])
                 lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
                 order = np.argsort(-lengths, kind="stable")
-                batches = [order[b:b + self.batch_size] for b in range(0, len(order), self.batch_size)]
-                if isinstance(self._model, CompiledModel):
-                    self._model.plan([(len(rows), self._batch_width(int(lengths[rows[0]]), precision))
-                                      for rows in batches])
+                step = (self._model.batch_rows if isinstance(self._model, CompiledModel) else None) or self.batch_size
+                batches = [order[b:b + step] for b in range(0, len(order), step)]
                 group_vectors = np.empty((len(group), self.dim), dtype=np.float32)
-                for rows in batches:
-                    pooled = self._forward([ids[r] for r in rows], precision)
+                for rows, pooled in zip(batches, self._forward_many([[ids[r] for r in rows] for rows in batches],
+                                                                    precision), strict=True):
                     group_vectors[rows] = _as_numpy(pooled)
                     self.stats["batches"] += 1
                     bar.advance(task, len(rows))
