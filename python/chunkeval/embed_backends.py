@@ -39,10 +39,10 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -83,6 +83,7 @@ EXPORT_FORMAT = 2  # 2: meta.json holds the export's fp32 check against torch fp
 #: least this cosine to torch fp32's (measured: 0.9999999 for MiniLM through OpenVINO and ONNX).
 EXPORT_MIN_COSINE = 0.99999
 _MODULES = {"openvino": "openvino", "onnx": "onnxruntime"}
+_Item = TypeVar("_Item")
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
 # Positions (rows x width, summed over the batches planned so far) a batch shape needs before
@@ -540,10 +541,14 @@ class CompiledModel:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         return feeds
 
-    def _stream_pool(self) -> ThreadPoolExecutor:
+    def _on_streams(self, run: Callable[[_Item], np.ndarray], items: Sequence[_Item]) -> Iterator[np.ndarray]:
+        """``run`` of each item, in order: on the stream threads when there are several streams and
+        items, each thread taking the next item as soon as it is free."""
+        if self.streams == 1 or len(items) == 1:
+            return map(run, items)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="chunkeval-openvino")
-        return self._pool
+        return self._pool.map(run, items)
 
     def hidden(self, input_ids: np.ndarray, mask: np.ndarray, precision: str) -> np.ndarray:
         """``last_hidden_state`` (fp32) of one padded batch."""
@@ -559,10 +564,7 @@ class CompiledModel:
         # inference waits on the other core).
         micro = self.micro_batch
         parts = [{name: array[b:b + micro] for name, array in feeds.items()} for b in range(0, len(input_ids), micro)]
-        if self.streams == 1 or len(parts) == 1:
-            outs = [self._infer(precision, part) for part in parts]
-        else:
-            outs = list(self._stream_pool().map(lambda part: self._infer(precision, part), parts))
+        outs = list(self._on_streams(lambda part: self._infer(precision, part), parts))
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     @property
@@ -585,9 +587,7 @@ class CompiledModel:
 
         if self.backend != "openvino" or any(len(b[0]) > self.micro_batch for b in batches):
             return (self.forward(*b, precision, pooling, normalize) for b in batches)
-        if self.streams == 1 or len(batches) == 1:
-            return map(one, batches)
-        return self._stream_pool().map(one, batches)
+        return self._on_streams(one, batches)
 
     def forward(self, input_ids: np.ndarray, mask: np.ndarray, lengths: np.ndarray, precision: str,
                 pooling: str, normalize: bool) -> np.ndarray:

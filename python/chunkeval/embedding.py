@@ -747,23 +747,26 @@ class Embedder:
         # positions are masked, so the vectors do not change.
         return min(-(-longest // 16) * 16, max(longest, self.max_length))
 
+    def _pad(self, ids: list[list[int]], precision: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(input_ids, mask, lengths)`` of one batch, padded to its :meth:`_batch_width`."""
+        from .embed_backends import pad_batch
+
+        width = self._batch_width(max(len(x) for x in ids), precision)
+        return pad_batch(ids, width, self._tokenizer.pad_token_id or 0)
+
     def _forward_many(self, batches: list[list[list[int]]], precision: str) -> Iterator[Any]:
         """:meth:`_forward` of each batch, in order (a compiled backend runs them back to back)."""
-        from .embed_backends import CompiledModel, pad_batch
+        from .embed_backends import CompiledModel
 
         if not isinstance(self._model, CompiledModel):
             return (self._forward(ids, precision) for ids in batches)
-        pad_id = self._tokenizer.pad_token_id or 0
-        padded = [pad_batch(ids, self._batch_width(max(len(x) for x in ids), precision), pad_id) for ids in batches]
+        padded = [self._pad(ids, precision) for ids in batches]
         self._model.plan([(len(input_ids), input_ids.shape[1]) for input_ids, _, _ in padded])
         return self._model.forward_many(padded, precision, self.pooling, self.normalize)
 
     def _forward(self, ids: list[list[int]], precision: str) -> Any:
         """Pooled (and optionally normalised) fp32 vectors of one batch (a numpy array from a compiled backend)."""
-        from .embed_backends import pad_batch
-
-        width = self._batch_width(max(len(x) for x in ids), precision)
-        input_ids, mask, lengths = pad_batch(ids, width, self._tokenizer.pad_token_id or 0)
+        input_ids, mask, lengths = self._pad(ids, precision)
         if self._backend not in (None, "torch"):
             return self._model.forward(input_ids, mask, lengths, precision, self.pooling, self.normalize)
         import torch
