@@ -63,6 +63,10 @@ using Count = uint64_t;
 
 Count length(int64_t start, int64_t end) noexcept { return static_cast<Count>(end - start); }
 
+// A count as a double. Every count is <= 2^53 (above), so converting it as a signed integer is
+// exact, and one instruction where the unsigned conversion takes a branch and several.
+double as_double(Count c) noexcept { return static_cast<double>(static_cast<int64_t>(c)); }
+
 // Counters of the ranked-list pass (docs/engine.md §3): per rank, what that row added; summed over
 // ranks 0..k-1, the values at cut-off k.
 struct RankedCounts {
@@ -95,25 +99,59 @@ T* scratch(std::vector<T>& buffer, size_t n) {
     return buffer.data();
 }
 
-// Sorts v[0..8) into descending order with a sorting network (Knuth's 19 exchanges for 8 inputs;
-// when `four`, only v[0..4) is sorted, by 5 exchanges). Each exchange is a branch-free max/min.
-inline void sort8_descending(Count* v, bool four) noexcept {
-    const auto exchange = [v](int a, int b) {
-        const Count x = v[a];
-        const Count y = v[b];
-        v[a] = x > y ? x : y;
-        v[b] = x > y ? y : x;
-    };
-    if (four) {
-        exchange(0, 1), exchange(2, 3), exchange(0, 2), exchange(1, 3), exchange(1, 2);
-        return;
+// Batcher's odd-even merge sort as a fixed list of exchanges for W = 2^m inputs (W = 4, 8, 16:
+// 5, 19 and 63 exchanges), built at compile time.
+template <int W>
+struct Network {
+    static constexpr int kSize = [] {
+        int count = 0;
+        for (int p = 1; p < W; p <<= 1)
+            for (int k = p; k >= 1; k >>= 1)
+                for (int j = k % p; j + k < W; j += 2 * k)
+                    for (int i = 0; i < k && i + j + k < W; ++i) count += (i + j) / (2 * p) == (i + j + k) / (2 * p);
+        return count;
+    }();
+    uint8_t first[kSize] = {};
+    uint8_t second[kSize] = {};
+    constexpr Network() {
+        int at = 0;
+        for (int p = 1; p < W; p <<= 1)
+            for (int k = p; k >= 1; k >>= 1)
+                for (int j = k % p; j + k < W; j += 2 * k)
+                    for (int i = 0; i < k && i + j + k < W; ++i) {
+                        if ((i + j) / (2 * p) != (i + j + k) / (2 * p)) continue;
+                        first[at] = static_cast<uint8_t>(i + j);
+                        second[at] = static_cast<uint8_t>(i + j + k);
+                        ++at;
+                    }
     }
-    exchange(0, 2), exchange(1, 3), exchange(4, 6), exchange(5, 7);
-    exchange(0, 4), exchange(1, 5), exchange(2, 6), exchange(3, 7);
-    exchange(0, 1), exchange(2, 3), exchange(4, 5), exchange(6, 7);
-    exchange(2, 4), exchange(3, 5);
-    exchange(1, 4), exchange(3, 6);
-    exchange(1, 2), exchange(3, 4), exchange(5, 6);
+};
+
+// Sorts v[0..W) into descending order by the network's exchanges, each a branch-free max/min: an
+// insertion sort's data-dependent branches mispredict about once per element.
+template <int W>
+void sort_descending(Count* v) noexcept {
+    static constexpr Network<W> network;
+#if defined(__GNUC__)
+#pragma GCC unroll 64
+#endif
+    for (int e = 0; e < Network<W>::kSize; ++e) {
+        const Count x = v[network.first[e]];
+        const Count y = v[network.second[e]];
+        v[network.first[e]] = x > y ? x : y;
+        v[network.second[e]] = x > y ? y : x;
+    }
+}
+
+// Copies the n <= W gains of `from` (a buffer of at least W, so every read is in bounds) into
+// top[0..W), zeros after them, and sorts them descending (every gain is positive, so the zeros sort
+// last); returns W. Sorting a copy in registers, not the buffer padded in place, also spares the
+// loads a small memset's masked store, which cannot forward to them.
+template <int W>
+int64_t padded_sort(const Count* from, int64_t n, Count* top) noexcept {
+    for (int64_t i = 0; i < W; ++i) top[i] = from[i] & (Count{0} - static_cast<Count>(i < n));
+    sort_descending<W>(top);
+    return W;
 }
 
 // W(i) = 1 / log2(i + 1) for ranks i = 1..kDiscountTable - 1 (docs/engine.md §4), with the same libm
@@ -168,6 +206,7 @@ public:
         scratch(ranked_, 32);
         scratch(rank_counts_, 32);
         scratch(cluster_union_, 32);
+        scratch(ideal_, 16);  // padded_sort reads 16, zeros past the gains
     }
 
     template <Semantics S>
@@ -672,17 +711,17 @@ void QuestionScorer::insert_in_cluster(const RankedRow& row, RankedCounts& count
 template <Semantics S>
 void QuestionScorer::write_column(int64_t question, int64_t column, const RankedCounts& c) const {
     const size_t at = static_cast<size_t>(question * n_columns_ + column);
-    const double numerator = static_cast<double>(c.intersection);
+    const double numerator = as_double(c.intersection);
     if (S == Semantics::set) {
-        out_.recall[at] = numerator / static_cast<double>(evidence_len_);
+        out_.recall[at] = numerator / as_double(evidence_len_);
         out_.precision[at] =
-            c.retrieved_union > 0 ? numerator / static_cast<double>(c.retrieved_union) : 0.0;
-        out_.iou[at] = numerator / static_cast<double>(evidence_len_ + c.retrieved_union - c.intersection);
+            c.retrieved_union > 0 ? numerator / as_double(c.retrieved_union) : 0.0;
+        out_.iou[at] = numerator / as_double(evidence_len_ + c.retrieved_union - c.intersection);
     } else {
-        out_.recall[at] = numerator / static_cast<double>(reference_sum_);
-        out_.precision[at] = c.retrieved_sum > 0 ? numerator / static_cast<double>(c.retrieved_sum) : 0.0;
+        out_.recall[at] = numerator / as_double(reference_sum_);
+        out_.precision[at] = c.retrieved_sum > 0 ? numerator / as_double(c.retrieved_sum) : 0.0;
         // ref_sum - I_w is Chroma's "unused": each reference minus the retrieved union, summed.
-        out_.iou[at] = numerator / static_cast<double>(c.retrieved_sum + (reference_sum_ - c.weighted_intersection));
+        out_.iou[at] = numerator / as_double(c.retrieved_sum + (reference_sum_ - c.weighted_intersection));
     }
 }
 
@@ -698,10 +737,10 @@ void QuestionScorer::score(int64_t question) {
         Count cs_in_e_w = 0;
         evidence<S == Semantics::chroma>(n_evidence, cs_len, cs_in_e, cs_in_e_w, options_.ranked);
         out_.precision_omega[question] =
-            static_cast<double>(cs_in_e) / static_cast<double>(evidence_len_ + cs_len - cs_in_e);
+            as_double(cs_in_e) / as_double(evidence_len_ + cs_len - cs_in_e);
         out_.coverage[question] = S == Semantics::set
-                                      ? static_cast<double>(cs_in_e) / static_cast<double>(evidence_len_)
-                                      : static_cast<double>(cs_in_e_w) / static_cast<double>(reference_sum_);
+                                      ? as_double(cs_in_e) / as_double(evidence_len_)
+                                      : as_double(cs_in_e_w) / as_double(reference_sum_);
     } else {
         out_.precision_omega[question] = std::numeric_limits<double>::quiet_NaN();
         out_.coverage[question] = std::numeric_limits<double>::quiet_NaN();
@@ -854,12 +893,13 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     }
     const int64_t deepest = std::min(hi - lo, cutoff);  // rows that can take a rank
     // The gains of the ranks: rank_retrieved's per-row gains, skipping the repeats it marked
-    // (`skip` non-null), unless more rows than it scored are needed.
+    // (`skip` non-null; read even when there are none, which costs less than the mispredicted
+    // branch on whether there are), unless more rows than it scored are needed.
     const Count* gains = rank_gain_.data();
-    const uint8_t* skip = n_repeats_ > 0 ? repeat_.data() : nullptr;
+    const uint8_t* skip = repeat_.data();
     int64_t n_rows_read = limit;  // rows the loop below walks: ranks plus skipped repeats
     const int64_t distinct = limit - static_cast<int64_t>(n_repeats_);
-    if (skip != nullptr && limit < hi - lo && distinct < deepest) {
+    if (n_repeats_ > 0 && limit < hi - lo && distinct < deepest) {
         // Repeats among the scored rows and more rows after them: the ranks read on. Sort the whole
         // list by (doc, start, end, rank); a row is a repeat when the one before it is the same span.
         const SpanView& spans = retrieved_.spans;
@@ -888,28 +928,29 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     }
 
     // The ideal gains, largest first; only as many as the deepest cut-off reads.
-    Count* ideal = ideal_.data();
+    const Count* ideal = ideal_.data();
     const int64_t n_rel = static_cast<int64_t>(n_ideal_);
     const int64_t ideal_depth = std::min(n_rel, cutoff);
-    // Up to 8 ideal gains are padded to 8 with zeros: the graded ideal DCG then sums min(k, 8)
-    // terms, a count that does not depend on the question (a zero term adds exactly 0.0).
-    const bool padded = n_rel <= 8;
-    if (padded) {
-        ideal = scratch(ideal_, 8);
-        std::fill(ideal + n_rel, ideal + 8, Count{0});
-    }
-    if (n_rel > 1 && ideal_depth > 0) {
-        if (padded) {
-            // Every ideal gain is positive, so the zeros sort last. A fixed network of branch-free
-            // exchanges: an insertion sort's data-dependent branches mispredicted about 2 times
-            // per question here.
-            sort8_descending(ideal, n_rel <= 4);
-        } else if (n_rel <= 24) {
-            sort_small(ideal, ideal + n_rel, [](Count a, Count b) { return a > b; });
+    // Up to 16 ideal gains are sorted in `top`, padded with zeros to a width of 4, 8 or 16: the
+    // graded ideal DCG then sums min(k, width) terms (a zero term adds exactly 0.0).
+    Count top[16];
+    int64_t width = 0;  // 0: more than 16, sorted in place
+    if (n_rel <= 4) {
+        width = padded_sort<4>(ideal, n_rel, top);
+    } else if (n_rel <= 8) {
+        width = padded_sort<8>(ideal, n_rel, top);
+    } else if (n_rel <= 16) {
+        width = padded_sort<16>(ideal, n_rel, top);
+    } else if (ideal_depth > 0) {
+        Count* gains_in_place = ideal_.data();
+        if (n_rel <= 24) {
+            sort_small(gains_in_place, gains_in_place + n_rel, [](Count a, Count b) { return a > b; });
         } else {
-            std::partial_sort(ideal, ideal + ideal_depth, ideal + n_rel, [](Count a, Count b) { return a > b; });
+            std::partial_sort(gains_in_place, gains_in_place + ideal_depth, gains_in_place + n_rel,
+                              [](Count a, Count b) { return a > b; });
         }
     }
+    if (width > 0) ideal = top;
 
     const int64_t n_columns = n_columns_;
     const int64_t n_questions = references_.n_groups;
@@ -955,18 +996,18 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
             const double w = inverse_discount(rank);
             ap += static_cast<double>(hits + 1) / static_cast<double>(rank);
             dcg += w;
-            dcg_graded += static_cast<double>(found[hits].gain) * w;
+            dcg_graded += as_double(found[hits].gain) * w;
         }
         const int64_t upto = std::min(k, n_rel);
-        const int64_t graded_upto = padded ? std::min<int64_t>(k, 8) : upto;
+        const int64_t graded_upto = width > 0 ? std::min(k, width) : upto;
         for (const int64_t in_table = std::min(graded_upto, kDiscountTable - 1); ideal_rank < in_table;) {
             ++ideal_rank;
-            idcg_graded += static_cast<double>(ideal[ideal_rank - 1]) * discounts().inverse[ideal_rank];
+            idcg_graded += as_double(ideal[ideal_rank - 1]) * discounts().inverse[ideal_rank];
         }
         while (ideal_rank < upto) {  // past the table: W computed, and the binary sum continued
             ++ideal_rank;
             const double w = inverse_discount(ideal_rank);
-            idcg_graded += static_cast<double>(ideal[ideal_rank - 1]) * w;
+            idcg_graded += as_double(ideal[ideal_rank - 1]) * w;
             idcg = (ideal_rank == kDiscountTable ? discounts().ideal[kDiscountTable - 1] : idcg) + w;
         }
         if (upto < kDiscountTable) idcg = discounts().ideal[upto];
