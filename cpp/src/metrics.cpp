@@ -127,10 +127,10 @@ struct Network {
     }
 };
 
-// Sorts v[0..W) into descending order by the network's exchanges, each a branch-free max/min: an
-// insertion sort's data-dependent branches mispredict about once per element.
-template <int W>
-void sort_descending(Count* v) noexcept {
+// Sorts v[0..W) by the network's exchanges, each a branch-free min/max under `less`: an insertion
+// sort's data-dependent branches mispredict about once per element.
+template <int W, class Less>
+void network_sort(Count* v, Less less) noexcept {
     static constexpr Network<W> network;
 #if defined(__GNUC__)
 #pragma GCC unroll 64
@@ -138,8 +138,9 @@ void sort_descending(Count* v) noexcept {
     for (int e = 0; e < Network<W>::kSize; ++e) {
         const Count x = v[network.first[e]];
         const Count y = v[network.second[e]];
-        v[network.first[e]] = x > y ? x : y;
-        v[network.second[e]] = x > y ? y : x;
+        const bool swap = less(y, x);
+        v[network.first[e]] = swap ? y : x;
+        v[network.second[e]] = swap ? x : y;
     }
 }
 
@@ -150,7 +151,7 @@ void sort_descending(Count* v) noexcept {
 template <int W>
 int64_t padded_sort(const Count* from, int64_t n, Count* top) noexcept {
     for (int64_t i = 0; i < W; ++i) top[i] = from[i] & (Count{0} - static_cast<Count>(i < n));
-    sort_descending<W>(top);
+    network_sort<W>(top, [](Count a, Count b) { return a > b; });
     return W;
 }
 
@@ -522,7 +523,7 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
     constexpr int kStartBits = 32;
     // 6 bits up to 64 rows (nearly every list: then every shift is a constant), else the bit width
     // of n - 1.
-    uint64_t* keys = scratch(sort_keys_, n);
+    uint64_t* keys = scratch(sort_keys_, std::max<size_t>(n, 16));
     const auto pack = [&](auto rank_bits_tag) {
         const int rank_bits = rank_bits_tag;
         const int doc_shift = kStartBits + rank_bits;
@@ -557,14 +558,16 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
             return a.doc != b.doc ? a.doc < b.doc : a.start < b.start;
         });
     } else if (n <= 16) {
-        // The keys are distinct (the rank is in them), so a row's place is the number of smaller
-        // keys: quadratic, but free of the data-dependent branches that make insertion sort
-        // mispredict about once per row.
-        for (size_t i = 0; i < n; ++i) {
-            size_t place = 0;
-            for (size_t j = 0; j < n; ++j) place += static_cast<size_t>(keys[j] < keys[i]);
-            rows[place] = by_rank[i];
+        // Padded with the largest key to 8 or 16 and sorted by a network, free of the data-dependent
+        // branches that make insertion sort mispredict about once per row.
+        const uint64_t rank_mask = (uint64_t{1} << rank_bits) - 1;
+        for (size_t i = 0; i < 16; ++i) keys[i] |= uint64_t{0} - static_cast<uint64_t>(i >= n);  // not a memset
+        if (n <= 8) {
+            network_sort<8>(keys, std::less<uint64_t>());
+        } else {
+            network_sort<16>(keys, std::less<uint64_t>());
         }
+        for (size_t i = 0; i < n; ++i) rows[i] = by_rank[keys[i] & rank_mask];
     } else {
         sort_small(keys, keys + n, [](uint64_t a, uint64_t b) { return a < b; });
         const uint64_t rank_mask = (uint64_t{1} << rank_bits) - 1;
