@@ -901,8 +901,9 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     const Count* gains = rank_gain_.data();
     const uint8_t* skip = repeat_.data();
     int64_t n_rows_read = limit;  // rows the loop below walks: ranks plus skipped repeats
-    const int64_t distinct = limit - static_cast<int64_t>(n_repeats_);
-    if (n_repeats_ > 0 && limit < hi - lo && distinct < deepest) {
+    // score() scored limit == deepest rows, so with a repeat among them fewer than `deepest` ranks
+    // are filled.
+    if (n_repeats_ > 0 && limit < hi - lo) {
         // Repeats among the scored rows and more rows after them: the ranks read on. Sort the whole
         // list by (doc, start, end, rank); a row is a repeat when the one before it is the same span.
         const SpanView& spans = retrieved_.spans;
@@ -944,7 +945,7 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
         width = padded_sort<8>(ideal, n_rel, top);
     } else if (n_rel <= 16) {
         width = padded_sort<16>(ideal, n_rel, top);
-    } else if (ideal_depth > 0) {
+    } else {  // ideal_depth > 0: every cut-off is at least 1, and n_evidence >= n_rel > 16
         Count* gains_in_place = ideal_.data();
         if (n_rel <= 24) {
             sort_small(gains_in_place, gains_in_place + n_rel, [](Count a, Count b) { return a > b; });
