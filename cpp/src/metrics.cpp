@@ -99,31 +99,34 @@ T* scratch(std::vector<T>& buffer, size_t n) {
     return buffer.data();
 }
 
-// Batcher's odd-even merge sort as a fixed list of exchanges for W = 2^m inputs (W = 4, 8, 16:
-// 5, 19 and 63 exchanges), built at compile time.
+// Calls exchange(a, b) for each exchange of Batcher's odd-even merge sort of w = 2^m inputs, in order.
+template <class Exchange>
+constexpr void batcher_exchanges(int w, Exchange exchange) {
+    for (int p = 1; p < w; p <<= 1)
+        for (int k = p; k >= 1; k >>= 1)
+            for (int j = k % p; j + k < w; j += 2 * k)
+                for (int i = 0; i < k && i + j + k < w; ++i)
+                    if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) exchange(i + j, i + j + k);
+}
+
+// That network as a fixed list of exchanges for W inputs (W = 4, 8, 16: 5, 19 and 63 exchanges),
+// built at compile time.
 template <int W>
 struct Network {
     static constexpr int kSize = [] {
         int count = 0;
-        for (int p = 1; p < W; p <<= 1)
-            for (int k = p; k >= 1; k >>= 1)
-                for (int j = k % p; j + k < W; j += 2 * k)
-                    for (int i = 0; i < k && i + j + k < W; ++i) count += (i + j) / (2 * p) == (i + j + k) / (2 * p);
+        batcher_exchanges(W, [&count](int, int) { ++count; });
         return count;
     }();
     uint8_t first[kSize] = {};
     uint8_t second[kSize] = {};
     constexpr Network() {
         int at = 0;
-        for (int p = 1; p < W; p <<= 1)
-            for (int k = p; k >= 1; k >>= 1)
-                for (int j = k % p; j + k < W; j += 2 * k)
-                    for (int i = 0; i < k && i + j + k < W; ++i) {
-                        if ((i + j) / (2 * p) != (i + j + k) / (2 * p)) continue;
-                        first[at] = static_cast<uint8_t>(i + j);
-                        second[at] = static_cast<uint8_t>(i + j + k);
-                        ++at;
-                    }
+        batcher_exchanges(W, [&](int a, int b) {
+            first[at] = static_cast<uint8_t>(a);
+            second[at] = static_cast<uint8_t>(b);
+            ++at;
+        });
     }
 };
 
@@ -552,6 +555,7 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
         while ((size_t{1} << rank_bits) < n) ++rank_bits;
         too_wide = pack(rank_bits);
     }
+    const uint64_t rank_mask = (uint64_t{1} << rank_bits) - 1;  // a packed key's rank
     if (too_wide != 0) {
         std::copy(by_rank, by_rank + n, rows);
         sort_small(rows, rows + n, [](const RankedRow& a, const RankedRow& b) {
@@ -560,7 +564,6 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
     } else if (n <= 16) {
         // Padded with the largest key to 8 or 16 and sorted by a network, free of the data-dependent
         // branches that make insertion sort mispredict about once per row.
-        const uint64_t rank_mask = (uint64_t{1} << rank_bits) - 1;
         for (size_t i = 0; i < 16; ++i) keys[i] |= uint64_t{0} - static_cast<uint64_t>(i >= n);  // not a memset
         if (n <= 8) {
             network_sort<8>(keys, std::less<uint64_t>());
@@ -570,7 +573,6 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
         for (size_t i = 0; i < n; ++i) rows[i] = by_rank[keys[i] & rank_mask];
     } else {
         sort_small(keys, keys + n, [](uint64_t a, uint64_t b) { return a < b; });
-        const uint64_t rank_mask = (uint64_t{1} << rank_bits) - 1;
         for (size_t i = 0; i < n; ++i) rows[i] = by_rank[keys[i] & rank_mask];
     }
 
@@ -895,9 +897,9 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
         cutoff = n_evidence;
     }
     const int64_t deepest = std::min(hi - lo, cutoff);  // rows that can take a rank
-    // The gains of the ranks: rank_retrieved's per-row gains, skipping the repeats it marked
-    // (`skip` non-null; read even when there are none, which costs less than the mispredicted
-    // branch on whether there are), unless more rows than it scored are needed.
+    // The gains of the ranks: rank_retrieved's per-row gains, skipping the repeats it marked (read
+    // even when there are none, which costs less than the mispredicted branch on whether there
+    // are), unless more rows than it scored are needed: then `skip` is null.
     const Count* gains = rank_gain_.data();
     const uint8_t* skip = repeat_.data();
     int64_t n_rows_read = limit;  // rows the loop below walks: ranks plus skipped repeats
