@@ -43,6 +43,7 @@ _SCAN_LEVEL = 2
 # Questions ahead whose chunk rows are prefetched, and at most this many references of each.
 _PREFETCH_DISTANCE = 4
 _PREFETCH_REFERENCES = 8
+_OUTPUT_PREFETCH = 16  # questions ahead whose output lines are asked for writing
 # Packed ranked-list sort keys: doc << 44 | start << 6 | rank, used when docs < 2**20, starts
 # < 2**38 and at most 64 rows are scored (else the rows are merged in rank order directly).
 _KEY_RANK_BITS = 6
@@ -342,28 +343,39 @@ def _prefetch_python(arr, idx):
     """With NUMBA_DISABLE_JIT=1 (a coverage run) the kernels are plain Python: no cache hint."""
 
 
-@intrinsic
-def _prefetch(typingctx, arr, idx):
-    """A cache hint: start loading ``arr[idx]`` (never faults)."""
-    if not isinstance(arr, types.Array):
-        return None
-    sig = types.void(arr, types.intp)
+def _prefetch_intrinsic(name: str, write: int, doc: str):
+    """An intrinsic ``name(arr, idx)``: a cache hint for element ``idx`` of C-contiguous ``arr``
+    in flat order (never faults); ``write=1`` asks for the line in a writable state (PREFETCHW)."""
 
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = builder.gep(ary.data, [args[1]])
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
+    def typer(typingctx, arr, idx):
+        if not isinstance(arr, types.Array):
+            return None
+        sig = types.void(arr, types.intp)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = builder.gep(ary.data, [args[1]])
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32(write), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
+_prefetch = _prefetch_intrinsic("_prefetch", 0, "Start loading ``arr[idx]``.")
+_prefetch_write = _prefetch_intrinsic(
+    "_prefetch_write", 1, "Ask for the line of ``arr[idx]`` to write: a store to a line not yet owned waits for it.")
 
 
 if getattr(numba.config, "DISABLE_JIT", 0):
-    _prefetch = _prefetch_python  # type: ignore[assignment]  # noqa: F811 - an intrinsic cannot run as Python
+    _prefetch = _prefetch_write = _prefetch_python  # an intrinsic cannot run as Python
 
 
 # --------------------------------------------------------------------------------------------
@@ -1355,7 +1367,20 @@ def _score_range(
                 if blk >= 0:
                     o = ci_doc_offsets[blk]
                     n = ci_doc_offsets[blk + 1] - o
-                    _prefetch(ci_rows, 2 * (o + _guess_row(ci_first_end[blk], ci_rpu[blk], n, ref_start[r])))  # type: ignore[call-arg]
+                    _prefetch(ci_rows, 2 * (o + _guess_row(ci_first_end[blk], ci_rpu[blk], n, ref_start[r])))
+        if q + _OUTPUT_PREFETCH < q1:
+            # The output lines of a question further ahead, asked for writing (as the C++ core does).
+            pq = q + _OUTPUT_PREFETCH
+            at = pq * recall.shape[1]
+            _prefetch_write(recall, at)
+            _prefetch_write(precision, at)
+            _prefetch_write(iou, at)
+            _prefetch_write(precision_omega, pq)
+            _prefetch_write(coverage, pq)
+            _prefetch_write(n_evidence_chunks, pq)
+            if ranked:
+                for m in range(rank_out.shape[0]):
+                    _prefetch_write(rank_out, m * recall.size + at)
         need = _score_question(
             q,
             ref_offsets, ref_doc, ref_start, ref_end,
