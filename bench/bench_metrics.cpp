@@ -467,6 +467,7 @@ int main(int argc, char** argv) {
     std::vector<int64_t> list_ks = {1, 3, 5, 10};
     std::vector<Timing> timings(scenarios.size());
     std::vector<Timing> paired(scenarios.size());  // ranked scenarios: (with, without) rank metrics, alternated
+    std::vector<std::vector<double>> pair_ratios(scenarios.size());  // with / without, pair by pair (wall)
     Timing floor;
     int64_t n_refs = 0, n_ret = 0, pairs = 0, mismatches = 0;
     size_t question_bytes = 0, ref_bytes = 0, ret_bytes = 0;
@@ -532,6 +533,7 @@ int main(int argc, char** argv) {
                     best_without.cpu = std::min(best_without.cpu, a.cpu);
                     best_with.wall = std::min(best_with.wall, b.wall);
                     best_with.cpu = std::min(best_with.cpu, b.cpu);
+                    pair_ratios[s].push_back(b.wall / a.wall);
                 }
                 paired[s].one_thread += best_with;
                 paired[s].many_threads += best_without;
@@ -571,14 +573,18 @@ int main(int argc, char** argv) {
                         m.wall / f.wall, m.cpu / f.cpu, scaling);
         }
     }
-    std::printf("\nrank metrics' cost (1 thread; the call with them / the same call without, timed in alternation, "
-                "best of %" PRId64 " each; wall, and cpu in brackets):", 2 * config.repeat + 1);
+    std::printf("\nrank metrics' cost (1 thread; the call with them / the same call without, timed in alternation: "
+                "the median of the %" PRId64 " back-to-back pairs' ratios, which a machine whose speed drifts "
+                "between calls moves least, their range, and the best of each; wall):",
+                2 * config.repeat + 1);
     for (size_t s = 0; s < scenarios.size(); ++s) {
         if (scenarios[s].base < 0 || paired[s].many_threads.wall == 0) continue;
         const Timing& p = paired[s];
-        std::printf("\n  %s: %.3fx [%.3fx] (%.3f s against %.3f s)", scenarios[s].name,
-                    p.one_thread.wall / p.many_threads.wall, p.one_thread.cpu / p.many_threads.cpu, p.one_thread.wall,
-                    p.many_threads.wall);
+        std::vector<double> ratios = pair_ratios[s];
+        std::sort(ratios.begin(), ratios.end());
+        std::printf("\n  %s: %.3fx (pairs %.3f-%.3f; best of each %.3fx: %.3f s against %.3f s)", scenarios[s].name,
+                    ratios[ratios.size() / 2], ratios.front(), ratios.back(), p.one_thread.wall / p.many_threads.wall,
+                    p.one_thread.wall, p.many_threads.wall);
     }
     std::printf("\n");
     std::printf("\n1-thread and %d-thread outputs identical: %s; checksum %.6f (floor %" PRId64 ")\n", threads,
