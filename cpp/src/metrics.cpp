@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -228,17 +229,21 @@ public:
         }
     }
 
-    // Ask for the output lines `question` will write: the stores of the span metrics otherwise miss
-    // and, committing in order, stall the ones behind them.
+    // A hint to fetch the line of `p` for writing (never faults).
     static void prefetch_write(const void* p) noexcept {
-#if defined(__x86_64__)
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+        // PREFETCHW whatever -march says (GCC emits it for __builtin_prefetch only with -mprfchw);
+        // a CPU without it runs it as a NOP.
         __asm__ volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
-#else
+#elif defined(__GNUC__) || defined(__clang__)
         __builtin_prefetch(p, 1);
+#else
+        (void)p;
 #endif
     }
+    // Ask for the output lines `question` will write: a store to a line the core does not own yet
+    // waits for it and, stores committing in order, stalls the ones behind it.
     void prefetch_outputs(int64_t question) const noexcept {
-#if defined(__GNUC__) || defined(__clang__)
         const int64_t at = question * n_columns_;
         for (double* column : {out_.recall, out_.precision, out_.iou}) prefetch_write(column + at);
         prefetch_write(out_.precision_omega + question);
@@ -248,9 +253,6 @@ public:
             const int64_t stride = references_.n_groups * n_columns_;
             for (int m = 0; m < kRankMetrics; ++m) prefetch_write(out_.rank + m * stride + at);
         }
-#else
-        (void)question;
-#endif
     }
 
     static constexpr size_t kSmallCluster = 16;        // larger clusters take sweep_cluster
