@@ -384,43 +384,47 @@ if getattr(numba.config, "DISABLE_JIT", 0):
 
 
 @_kernel
-def _sort_rows(idx, n, key1, key2, tmp):  # noqa: C901 - a hot kernel, kept in one piece
-    """Stable sort of ``idx[:n]`` by ``(key1[idx], key2[idx])``; ``tmp`` has room for ``n``."""
-    if n <= _SMALL_SORT:
-        for i in range(1, n):
-            v = idx[i]
-            a = key1[v]
-            b = key2[v]
-            j = i - 1
-            while j >= 0:
-                w = idx[j]
-                if key1[w] > a or (key1[w] == a and key2[w] > b):
-                    idx[j + 1] = w
-                    j -= 1
-                else:
-                    break
-            idx[j + 1] = v
-        return
-    # Bottom-up merge sort over insertion-sorted runs.
-    run = 16
+def _sort_key(by_index, va, vb, key1, key2):
+    """The sort key of entry ``(va, vb)``: ``(key1[va], key2[va])`` for an index sort, else itself."""
+    if by_index:
+        return key1[va], key2[va]
+    return va, vb
+
+
+@_kernel
+def _merge_sort(a, b, n, ta, tb, by_index, key1, key2):  # noqa: C901 - a hot kernel, kept in one piece
+    """Stable sort of the entries ``(a[i], b[i])``, ``i < n``, in place: insertion-sorted runs, then
+    bottom-up merges into ``ta``, ``tb`` (room for ``n``) and back.
+
+    ``by_index`` False sorts the pairs by value, reading them sequentially. ``by_index`` True sorts
+    an index array (pass it as both ``a`` and ``b``, and its scratch as both ``ta`` and ``tb``) by
+    ``(key1[i], key2[i])``. The one skeleton serves both; the flag is a constant at every call site.
+    """
+    run = _SMALL_SORT
     for s in range(0, n, run):
         e = min(s + run, n)
         for i in range(s + 1, e):
-            v = idx[i]
-            a = key1[v]
-            b = key2[v]
+            va = a[i]
+            vb = b[i]
+            ka, kb = _sort_key(by_index, va, vb, key1, key2)
             j = i - 1
             while j >= s:
-                w = idx[j]
-                if key1[w] > a or (key1[w] == a and key2[w] > b):
-                    idx[j + 1] = w
+                wa = a[j]
+                wb = b[j]
+                ja, jb = _sort_key(by_index, wa, wb, key1, key2)
+                if ja > ka or (ja == ka and jb > kb):
+                    a[j + 1] = wa
+                    b[j + 1] = wb
                     j -= 1
                 else:
                     break
-            idx[j + 1] = v
-    src = idx
-    dst = tmp
-    in_tmp = False
+            a[j + 1] = va
+            b[j + 1] = vb
+    sa = a
+    sb = b
+    da = ta
+    db = tb
+    swapped = False
     width = run
     while width < n:
         for lo in range(0, n, 2 * width):
@@ -430,29 +434,41 @@ def _sort_rows(idx, n, key1, key2, tmp):  # noqa: C901 - a hot kernel, kept in o
             j = mid
             t = lo
             while i < mid and j < hi:
-                u = src[i]
-                w = src[j]
-                if key1[w] < key1[u] or (key1[w] == key1[u] and key2[w] < key2[u]):
-                    dst[t] = w
+                ia, ib = _sort_key(by_index, sa[i], sb[i], key1, key2)
+                ja, jb = _sort_key(by_index, sa[j], sb[j], key1, key2)
+                if ja < ia or (ja == ia and jb < ib):
+                    da[t] = sa[j]
+                    db[t] = sb[j]
                     j += 1
                 else:
-                    dst[t] = u
+                    da[t] = sa[i]
+                    db[t] = sb[i]
                     i += 1
                 t += 1
             while i < mid:
-                dst[t] = src[i]
+                da[t] = sa[i]
+                db[t] = sb[i]
                 i += 1
                 t += 1
             while j < hi:
-                dst[t] = src[j]
+                da[t] = sa[j]
+                db[t] = sb[j]
                 j += 1
                 t += 1
-        src, dst = dst, src
-        in_tmp = not in_tmp
+        sa, da = da, sa
+        sb, db = db, sb
+        swapped = not swapped
         width *= 2
-    if in_tmp:
+    if swapped:
         for i in range(n):
-            idx[i] = src[i]
+            a[i] = sa[i]
+            b[i] = sb[i]
+
+
+@_kernel
+def _sort_rows(idx, n, key1, key2, tmp):
+    """Stable sort of ``idx[:n]`` by ``(key1[idx], key2[idx])``; ``tmp`` has room for ``n``."""
+    _merge_sort(idx, idx, n, tmp, tmp, True, key1, key2)
 
 
 @_kernel
@@ -705,63 +721,10 @@ def _heap_pop(heap, hn):
 
 @_kernel
 def _sort_pairs(a, b, n, ta, tb):
-    """Sort the pairs ``(a[i], b[i])`` of ``i < n`` in place (the ``b`` are distinct); ``ta``, ``tb``
-    have room for ``n``. Insertion-sorted runs, then bottom-up merges that read the values
-    sequentially (an index sort would fetch each key from a random place)."""
-    run = 16
-    for s in range(0, n, run):
-        e = min(s + run, n)
-        for i in range(s + 1, e):
-            va = a[i]
-            vb = b[i]
-            j = i - 1
-            while j >= s and (a[j] > va or (a[j] == va and b[j] > vb)):
-                a[j + 1] = a[j]
-                b[j + 1] = b[j]
-                j -= 1
-            a[j + 1] = va
-            b[j + 1] = vb
-    sa = a
-    sb = b
-    da = ta
-    db = tb
-    swapped = False
-    width = run
-    while width < n:
-        for lo in range(0, n, 2 * width):
-            mid = min(lo + width, n)
-            hi = min(lo + 2 * width, n)
-            i = lo
-            j = mid
-            t = lo
-            while i < mid and j < hi:
-                if sa[j] < sa[i] or (sa[j] == sa[i] and sb[j] < sb[i]):
-                    da[t] = sa[j]
-                    db[t] = sb[j]
-                    j += 1
-                else:
-                    da[t] = sa[i]
-                    db[t] = sb[i]
-                    i += 1
-                t += 1
-            while i < mid:
-                da[t] = sa[i]
-                db[t] = sb[i]
-                i += 1
-                t += 1
-            while j < hi:
-                da[t] = sa[j]
-                db[t] = sb[j]
-                j += 1
-                t += 1
-        sa, da = da, sa
-        sb, db = db, sb
-        swapped = not swapped
-        width *= 2
-    if swapped:
-        for i in range(n):
-            a[i] = sa[i]
-            b[i] = sb[i]
+    """Sort the pairs ``(a[i], b[i])`` of ``i < n`` in place; ``ta``, ``tb`` have room for ``n``. By
+    value, so the merges read the pairs sequentially (an index sort would fetch each key from a
+    random place)."""
+    _merge_sort(a, b, n, ta, tb, False, a, b)
 
 
 @_kernel
