@@ -131,31 +131,42 @@ struct Network {
     }
 };
 
-// Sorts v[0..W) by the network's exchanges, each a branch-free min/max under `less`: an insertion
-// sort's data-dependent branches mispredict about once per element.
-template <int W, class Less>
-void network_sort(Count* v, Less less) noexcept {
+// Sorts v[0..W) by the network's exchanges: exchange(a, b) puts the pair in order in place, free of
+// branches (an insertion sort's data-dependent branches mispredict about once per element).
+template <int W, class T, class Exchange>
+void network_sort(T* v, Exchange exchange) noexcept {
     static constexpr Network<W> network;
 #if defined(__GNUC__)
 #pragma GCC unroll 64
 #endif
-    for (int e = 0; e < Network<W>::kSize; ++e) {
-        const Count x = v[network.first[e]];
-        const Count y = v[network.second[e]];
-        const bool swap = less(y, x);
-        v[network.first[e]] = swap ? y : x;
-        v[network.second[e]] = swap ? x : y;
-    }
+    for (int e = 0; e < Network<W>::kSize; ++e) exchange(v[network.first[e]], v[network.second[e]]);
 }
 
-// Copies the n <= W gains of `from` (a buffer of at least W, so every read is in bounds) into
-// top[0..W), zeros after them, and sorts them descending (every gain is positive, so the zeros sort
-// last); returns W. Sorting a copy in registers, not the buffer padded in place, also spares the
-// loads a small memset's masked store, which cannot forward to them.
+// The exchange of an ascending sort of unsigned keys: a compare and two conditional moves.
+inline void ascending(uint64_t& a, uint64_t& b) noexcept {
+    const uint64_t x = a;
+    const uint64_t y = b;
+    const bool swap = y < x;
+    a = swap ? y : x;
+    b = swap ? x : y;
+}
+
+// The exchange of a descending sort of doubles: a max and a min (no NaN ever reaches it).
+inline void descending(double& a, double& b) noexcept {
+    const double x = a;
+    const double y = b;
+    a = std::max(x, y);
+    b = std::min(x, y);
+}
+
+// The W gains of `from` (the n <= W gains, then zeros: evidence() keeps a buffer of at least W so)
+// as doubles in top[0..W), sorted descending (every gain is positive, so the zeros sort last);
+// returns W. Every count is exact as a double, so the order and the values are the counts'; as
+// doubles, each exchange is a max and a min in registers.
 template <int W>
-int64_t padded_sort(const Count* from, int64_t n, Count* top) noexcept {
-    for (int64_t i = 0; i < W; ++i) top[i] = from[i] & (Count{0} - static_cast<Count>(i < n));
-    network_sort<W>(top, [](Count a, Count b) { return a > b; });
+int64_t padded_sort(const Count* from, double* top) noexcept {
+    for (int64_t i = 0; i < W; ++i) top[i] = as_double(from[i]);
+    network_sort<W>(top, descending);
     return W;
 }
 
@@ -211,7 +222,7 @@ public:
         scratch(ranked_, 32);
         scratch(rank_counts_, 32);
         scratch(cluster_union_, 32);
-        scratch(ideal_, 16);  // padded_sort reads 16, zeros past the gains
+        scratch(ideal_, kIdealPadded);  // padded_sort reads up to 16: the gains, then zeros
     }
 
     template <Semantics S>
@@ -256,6 +267,7 @@ public:
     }
 
     static constexpr size_t kSmallCluster = 16;        // larger clusters take sweep_cluster
+    static constexpr size_t kIdealPadded = 16;         // ideal gains sorted by a network
     static constexpr int64_t kPrefetchDistance = 4;    // questions ahead
     static constexpr int64_t kPrefetchReferences = 8;  // at most this many per question
 
@@ -439,6 +451,12 @@ template <bool Inclusive>
 void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w,
                               bool ideal_gains) {
     n_evidence = 0;
+    if (ideal_gains) {
+        // The last question's gains back to zeros: padded_sort reads the first kIdealPadded entries.
+        // Plain stores, long committed by then (a memset's masked store would not forward).
+        Count* gains = ideal_.data();
+        for (size_t i = 0, used = std::min(n_ideal_, kIdealPadded); i < used; ++i) gains[i] = 0;
+    }
     n_ideal_ = 0;
     cs_len = 0;
     cs_in_e = 0;
@@ -593,9 +611,9 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
         // branches that make insertion sort mispredict about once per row.
         for (size_t i = 0; i < 16; ++i) keys[i] |= uint64_t{0} - static_cast<uint64_t>(i >= n);  // not a memset
         if (n <= 8) {
-            network_sort<8>(keys, std::less<uint64_t>());
+            network_sort<8>(keys, ascending);
         } else {
-            network_sort<16>(keys, std::less<uint64_t>());
+            network_sort<16>(keys, ascending);
         }
         for (size_t i = 0; i < n; ++i) rows[i] = by_rank[keys[i] & rank_mask];
     } else {
@@ -961,29 +979,26 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     }
 
     // The ideal gains, largest first; only as many as the deepest cut-off reads.
-    const Count* ideal = ideal_.data();
+    Count* const gains_in_place = ideal_.data();
     const int64_t n_rel = static_cast<int64_t>(n_ideal_);
     const int64_t ideal_depth = std::min(n_rel, cutoff);
     // Up to 16 ideal gains are sorted in `top`, padded with zeros to a width of 4, 8 or 16: the
     // graded ideal DCG then sums min(k, width) terms (a zero term adds exactly 0.0).
-    Count top[16];
+    double top[kIdealPadded];
     int64_t width = 0;  // 0: more than 16, sorted in place
     if (n_rel <= 4) {
-        width = padded_sort<4>(ideal, n_rel, top);
+        width = padded_sort<4>(gains_in_place, top);
     } else if (n_rel <= 8) {
-        width = padded_sort<8>(ideal, n_rel, top);
+        width = padded_sort<8>(gains_in_place, top);
     } else if (n_rel <= 16) {
-        width = padded_sort<16>(ideal, n_rel, top);
-    } else {  // ideal_depth > 0: every cut-off is at least 1, and n_evidence >= n_rel > 16
-        Count* gains_in_place = ideal_.data();
-        if (n_rel <= 24) {
-            sort_small(gains_in_place, gains_in_place + n_rel, [](Count a, Count b) { return a > b; });
-        } else {
-            std::partial_sort(gains_in_place, gains_in_place + ideal_depth, gains_in_place + n_rel,
-                              [](Count a, Count b) { return a > b; });
-        }
+        width = padded_sort<16>(gains_in_place, top);
+    } else if (n_rel <= 24) {  // ideal_depth > 0: every cut-off is at least 1, and n_evidence >= n_rel > 16
+        sort_small(gains_in_place, gains_in_place + n_rel, [](Count a, Count b) { return a > b; });
+    } else {
+        std::partial_sort(gains_in_place, gains_in_place + ideal_depth, gains_in_place + n_rel,
+                          [](Count a, Count b) { return a > b; });
     }
-    if (width > 0) ideal = top;
+    const auto ideal = [&](int64_t i) { return width > 0 ? top[i] : as_double(gains_in_place[i]); };
 
     const int64_t n_columns = n_columns_;
     const int64_t n_questions = references_.n_groups;
@@ -1035,12 +1050,12 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
         const int64_t graded_upto = width > 0 ? std::min(k, width) : upto;
         for (const int64_t in_table = std::min(graded_upto, kDiscountTable - 1); ideal_rank < in_table;) {
             ++ideal_rank;
-            idcg_graded += as_double(ideal[ideal_rank - 1]) * discounts().inverse[ideal_rank];
+            idcg_graded += ideal(ideal_rank - 1) * discounts().inverse[ideal_rank];
         }
         while (ideal_rank < upto) {  // past the table: W computed, and the binary sum continued
             ++ideal_rank;
             const double w = inverse_discount(ideal_rank);
-            idcg_graded += as_double(ideal[ideal_rank - 1]) * w;
+            idcg_graded += ideal(ideal_rank - 1) * w;
             idcg = (ideal_rank == kDiscountTable ? discounts().ideal[kDiscountTable - 1] : idcg) + w;
         }
         if (upto < kDiscountTable) idcg = discounts().ideal[upto];
