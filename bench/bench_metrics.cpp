@@ -7,6 +7,7 @@
 // times add up over blocks. Every configuration runs on 1 thread and on --threads threads in the
 // same process, next to a "streaming floor": one pass summing every int64 of the question arrays.
 // See bench/README.md for what each number means.
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -46,18 +47,71 @@ struct Config {
     int64_t repeat = 1;
     int64_t long_rows = int64_t{1} << 20;  // rows of the one-question long-list cases (0: skip them)
     int64_t only = -1;                     // run only this scenario (its 0-based row in the table)
+    int64_t huge_pages = 1;                // 1: the arrays on huge pages, as numpy allocates them
 };
+
+// ---- memory laid out as a Python caller's ----
+//
+// On Linux numpy asks for transparent huge pages (madvise) over every array of 4 MiB or more, so
+// the arrays a Python caller hands the core sit on 2 MiB pages; a std::vector's do not (the kernel's
+// usual THP mode is "madvise"). With --huge-pages 1 the bench's arrays get what numpy gives, with 0
+// plain pages. The page size moves the streaming floor far more than the kernel (a sequential pass
+// misses the TLB once per page, and under a VM's nested paging each miss is a two-level walk), so
+// the kernel and the floor are always measured over the same pages.
+bool g_huge_pages = true;
+
+template <class T>
+struct NumpyLike {
+    using value_type = T;
+    NumpyLike() = default;
+    template <class U>
+    NumpyLike(const NumpyLike<U>&) noexcept {}
+    T* allocate(size_t n) {
+        const size_t bytes = n * sizeof(T);
+        void* p = nullptr;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        constexpr size_t kHugePage = size_t{1} << 21;
+        if (g_huge_pages && bytes >= (size_t{4} << 20)) {
+            p = std::aligned_alloc(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage);
+            if (p != nullptr) madvise(p, bytes, MADV_HUGEPAGE);  // before the first touch
+        }
+#endif
+        if (p == nullptr) p = std::malloc(std::max<size_t>(bytes, 1));
+        if (p == nullptr) throw std::bad_alloc();
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, size_t) noexcept { std::free(p); }
+    friend bool operator==(const NumpyLike&, const NumpyLike&) noexcept { return true; }
+    friend bool operator!=(const NumpyLike&, const NumpyLike&) noexcept { return false; }
+};
+template <class T>
+using Column = std::vector<T, NumpyLike<T>>;
+
+// The process's memory on huge pages, in MiB (Linux; -1 where it cannot tell).
+double huge_page_mib() {
+    FILE* f = std::fopen("/proc/self/smaps_rollup", "r");
+    if (f == nullptr) return -1;
+    char line[256];
+    double kib = -1;
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+        if (std::sscanf(line, "AnonHugePages: %lf kB", &kib) == 1) break;
+    }
+    std::fclose(f);
+    return kib < 0 ? -1 : kib / 1024.0;
+}
 
 void usage() {
     std::printf(
         "usage: chunkeval_bench [--docs N] [--chunks N] [--questions N] [--k N] [--refs-max N]\n"
         "                       [--threads N] [--seed N] [--scale N] [--batch N] [--repeat N]\n"
-        "                       [--long-rows N] [--only N]\n"
+        "                       [--long-rows N] [--only N] [--huge-pages 0|1]\n"
         "Each flag also reads from CHUNKEVAL_BENCH_<FLAG> (e.g. CHUNKEVAL_BENCH_REFS_MAX); flags win.\n"
         "--scale multiplies docs, chunks and questions. --batch is the questions generated and scored\n"
         "at a time. --repeat keeps the fastest of N runs of each measurement. --long-rows is the length\n"
         "of the one-question retrieved lists timed at the end (at most 2^20; 0 skips them). --only runs\n"
-        "one scenario, by its 0-based row in the table (for profilers; the others print zeros).\n");
+        "one scenario, by its 0-based row in the table (for profilers; the others print zeros).\n"
+        "--huge-pages 1 (the default) puts the arrays on transparent huge pages where Linux offers them,\n"
+        "as numpy does for a Python caller's arrays; 0 leaves them on plain pages.\n");
 }
 
 int64_t parse_int(const char* text, const char* what) {
@@ -90,6 +144,7 @@ Config parse_config(int argc, char** argv) {
         {"--repeat", "CHUNKEVAL_BENCH_REPEAT", &config.repeat},
         {"--long-rows", "CHUNKEVAL_BENCH_LONG_ROWS", &config.long_rows},
         {"--only", "CHUNKEVAL_BENCH_ONLY", &config.only},
+        {"--huge-pages", "CHUNKEVAL_BENCH_HUGE_PAGES", &config.huge_pages},
     };
     for (const Flag& flag : flags) {
         if (const char* env = std::getenv(flag.env)) *flag.value = parse_int(env, flag.env);
@@ -115,11 +170,13 @@ Config parse_config(int argc, char** argv) {
     if (config.threads <= 0) config.threads = hardware_concurrency();
     if (config.docs < 1 || config.chunks < config.docs || config.questions < 1 || config.k < 1 ||
         config.refs_max < 1 || config.scale < 1 || config.batch < 1 || config.repeat < 1 || config.long_rows < 0 ||
-        config.long_rows > kMaxRowsPerQuestion) {
+        config.long_rows > kMaxRowsPerQuestion || (config.huge_pages != 0 && config.huge_pages != 1)) {
         std::fprintf(stderr,
-                     "chunkeval_bench: need docs >= 1, chunks >= docs, every count >= 1, long-rows in [0, 2^20]\n");
+                     "chunkeval_bench: need docs >= 1, chunks >= docs, every count >= 1, long-rows in [0, 2^20], "
+                     "huge-pages 0 or 1\n");
         std::exit(2);
     }
+    g_huge_pages = config.huge_pages == 1;
     config.docs *= config.scale;
     config.chunks *= config.scale;
     config.questions *= config.scale;
@@ -153,8 +210,8 @@ std::string si(double value) {
 // ---- the synthetic corpus ----
 
 struct Corpus {
-    std::vector<int64_t> doc_length;
-    std::vector<int64_t> chunk_doc, chunk_start, chunk_end;
+    Column<int64_t> doc_length;
+    Column<int64_t> chunk_doc, chunk_start, chunk_end;
 };
 
 Corpus make_corpus(const Config& config, std::mt19937_64& rng) {
@@ -178,8 +235,8 @@ Corpus make_corpus(const Config& config, std::mt19937_64& rng) {
 }
 
 struct Questions {
-    std::vector<int64_t> ref_offsets, ref_doc, ref_start, ref_end;
-    std::vector<int64_t> ret_offsets, ret_doc, ret_start, ret_end;
+    Column<int64_t> ref_offsets, ref_doc, ref_start, ref_end;
+    Column<int64_t> ret_offsets, ret_doc, ret_start, ret_end;
     int64_t pairs = 0;  // Σ_q refs_q * k_q
 
     int64_t n() const { return static_cast<int64_t>(ref_offsets.size()) - 1; }
@@ -257,8 +314,8 @@ void make_questions(const Config& config, const Corpus& corpus, int64_t count, s
 // ---- measurements ----
 
 struct Outputs {
-    std::vector<double> recall, precision, iou, precision_omega, coverage, rank;
-    std::vector<int64_t> n_evidence_chunks;
+    Column<double> recall, precision, iou, precision_omega, coverage, rank;
+    Column<int64_t> n_evidence_chunks;
 
     void resize(int64_t n, int64_t columns, bool ranked = false) {
         const size_t cells = static_cast<size_t>(n * columns);
@@ -276,7 +333,7 @@ struct Outputs {
                               rank.empty() ? nullptr : rank.data()};
     }
     bool operator==(const Outputs& o) const {
-        auto same = [](const std::vector<double>& a, const std::vector<double>& b) {
+        auto same = [](const Column<double>& a, const Column<double>& b) {
             return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
         };
         return same(recall, o.recall) && same(precision, o.precision) && same(iou, o.iou) &&
@@ -318,10 +375,10 @@ double process_cpu_seconds() {
 // One pass over every int64 of the question arrays: the least any kernel that reads its input must
 // spend. Sums in contiguous blocks per thread, like the kernel.
 int64_t stream_sum(const Questions& q, int threads) {
-    const std::vector<int64_t>* columns[] = {&q.ref_offsets, &q.ref_doc, &q.ref_start, &q.ref_end,
+    const Column<int64_t>* columns[] = {&q.ref_offsets, &q.ref_doc, &q.ref_start, &q.ref_end,
                                              &q.ret_offsets, &q.ret_doc, &q.ret_start, &q.ret_end};
     std::vector<int64_t> partial(static_cast<size_t>(threads), 0);
-    for (const std::vector<int64_t>* column : columns) {
+    for (const Column<int64_t>* column : columns) {
         const int64_t* data = column->data();
         const int64_t n = static_cast<int64_t>(column->size());
         // Force the split even for short columns: the floor should use the threads it is given.
@@ -371,7 +428,7 @@ void bench_long_lists(const Config& config, const Corpus& corpus, const ChunkInd
     const uint64_t n_docs = static_cast<uint64_t>(config.docs);
     struct Case {
         const char* name;
-        std::vector<int64_t> doc, start, end;
+        Column<int64_t> doc, start, end;
     };
     std::vector<Case> cases(3);
     cases[0].name = "random corpus chunks";
@@ -395,16 +452,21 @@ void bench_long_lists(const Config& config, const Corpus& corpus, const ChunkInd
         cases[2].end.push_back(n + 1 - r);
     }
     // Eight references in doc 0, inside every case's range.
-    std::vector<int64_t> ref_doc(8, 0), ref_start, ref_end, ref_offsets{0, 8};
+    std::vector<int64_t> ref_doc(8, 0), ref_start, ref_end, ref_offsets{0, 8};  // small
     for (int i = 0; i < 8; ++i) {
         const int64_t start = static_cast<int64_t>(rng() % static_cast<uint64_t>(std::max<int64_t>(1, n - 600)));
         ref_start.push_back(start);
         ref_end.push_back(start + 50 + static_cast<int64_t>(rng() % 551));
     }
     const std::vector<int64_t> ret_offsets{0, n};
-    const std::vector<int64_t> ks{1, 10, 100, 1000, n};
-    std::printf("\nlong lists: one question, %" PRId64 " retrieved rows, ks=[1,10,100,1000,%" PRId64 "], 1 thread\n", n,
-                n);
+    std::vector<int64_t> ks;  // 1, 10, 100, 1000 below n, then n: strictly increasing whatever n is
+    for (const int64_t k : {int64_t{1}, int64_t{10}, int64_t{100}, int64_t{1000}}) {
+        if (k < n) ks.push_back(k);
+    }
+    ks.push_back(n);
+    std::string ks_text;
+    for (const int64_t k : ks) ks_text += (ks_text.empty() ? "" : ",") + std::to_string(k);
+    std::printf("\nlong lists: one question, %" PRId64 " retrieved rows, ks=[%s], 1 thread\n", n, ks_text.c_str());
     std::printf("%-26s %-7s %9s %9s %12s\n", "case", "sem", "wall s", "cpu s", "rows/s");
     for (Case& c : cases) {
         const RaggedSpanView references{ref_offsets.data(), 1, SpanView{ref_doc.data(), ref_start.data(), ref_end.data(), 8}};
@@ -449,9 +511,9 @@ int main(int argc, char** argv) {
     const double index_seconds = seconds_since(start);
     const double chunk_mb = 24.0 * static_cast<double>(n_chunks) / 1e6;
     // The index holds its own copy; the generator only needs the document lengths from here on.
-    std::vector<int64_t>().swap(corpus.chunk_doc);
-    std::vector<int64_t>().swap(corpus.chunk_start);
-    std::vector<int64_t>().swap(corpus.chunk_end);
+    Column<int64_t>().swap(corpus.chunk_doc);
+    Column<int64_t>().swap(corpus.chunk_start);
+    Column<int64_t>().swap(corpus.chunk_end);
     std::printf("corpus: %" PRId64 " chunks in %" PRId64 " docs (%.2f s to generate); index built in %.3f s\n",
                 n_chunks, index.n_docs(), corpus_seconds, index_seconds);
 
@@ -589,6 +651,11 @@ int main(int argc, char** argv) {
     std::printf("\n");
     std::printf("\n1-thread and %d-thread outputs identical: %s; checksum %.6f (floor %" PRId64 ")\n", threads,
                 mismatches == 0 ? "yes" : "NO", checksum, floor_sum);
+    const double huge = huge_page_mib();
+    std::printf("pages: --huge-pages %" PRId64 " (%s); %s\n", config.huge_pages,
+                config.huge_pages == 1 ? "asked for, as numpy does for a Python caller's arrays" : "plain pages",
+                huge < 0 ? "the huge pages in use are not reported on this platform"
+                         : ("on huge pages now: " + std::to_string(static_cast<int64_t>(huge)) + " MiB").c_str());
     bench_long_lists(config, corpus, index, rng);
     std::printf("peak RSS: %.1f MiB\n", peak_rss_mib());
     return mismatches == 0 ? 0 : 1;

@@ -110,20 +110,31 @@ constexpr void batcher_exchanges(int w, Exchange exchange) {
                     if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) exchange(i + j, i + j + k);
 }
 
-// That network as a fixed list of exchanges for W inputs (W = 4, 8, 16: 5, 19 and 63 exchanges),
-// built at compile time.
-template <int W>
+// The smallest power of two >= n (n >= 1).
+constexpr int power_of_two_at_least(int n) {
+    int w = 1;
+    while (w < n) w <<= 1;
+    return w;
+}
+
+// The network for N inputs as a fixed list of exchanges, built at compile time: Batcher's network
+// for the next power of two, less every exchange that touches an input past N. Those inputs would
+// be padding holding the largest key, and no exchange moves the largest key down, so they never
+// swap: the pruned list sorts N inputs (N = 4, 8, 16: 5, 19 and 63 exchanges; N = 10: 32).
+template <int N>
 struct Network {
+    static constexpr int kWidth = power_of_two_at_least(N);
     static constexpr int kSize = [] {
         int count = 0;
-        batcher_exchanges(W, [&count](int, int) { ++count; });
+        batcher_exchanges(kWidth, [&count](int, int b) { count += b < N ? 1 : 0; });
         return count;
     }();
     uint8_t first[kSize] = {};
     uint8_t second[kSize] = {};
     constexpr Network() {
         int at = 0;
-        batcher_exchanges(W, [&](int a, int b) {
+        batcher_exchanges(kWidth, [&](int a, int b) {
+            if (b >= N) return;
             first[at] = static_cast<uint8_t>(a);
             second[at] = static_cast<uint8_t>(b);
             ++at;
@@ -131,15 +142,28 @@ struct Network {
     }
 };
 
-// Sorts v[0..W) by the network's exchanges: exchange(a, b) puts the pair in order in place, free of
+// Sorts v[0..N) by the network's exchanges: exchange(a, b) puts the pair in order in place, free of
 // branches (an insertion sort's data-dependent branches mispredict about once per element).
-template <int W, class T, class Exchange>
+template <int N, class T, class Exchange>
 void network_sort(T* v, Exchange exchange) noexcept {
-    static constexpr Network<W> network;
+    static constexpr Network<N> network;
 #if defined(__GNUC__)
 #pragma GCC unroll 64
 #endif
-    for (int e = 0; e < Network<W>::kSize; ++e) exchange(v[network.first[e]], v[network.second[e]]);
+    for (int e = 0; e < Network<N>::kSize; ++e) exchange(v[network.first[e]], v[network.second[e]]);
+}
+
+// Sorts v[0..n), 2 <= n <= N, by the network of exactly n inputs (a ranked list has the same length
+// in nearly every question, so the choice predicts well).
+template <int N, class T, class Exchange>
+void network_sort_n(T* v, size_t n, Exchange exchange) noexcept {
+    if constexpr (N >= 2) {
+        if (n == N) {
+            network_sort<N>(v, exchange);
+        } else {
+            network_sort_n<N - 1>(v, n, exchange);
+        }
+    }
 }
 
 // The exchange of an ascending sort of unsigned keys: a compare and two conditional moves.
@@ -571,7 +595,7 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
     constexpr int kStartBits = 32;
     // 6 bits up to 64 rows (nearly every list: then every shift is a constant), else the bit width
     // of n - 1.
-    uint64_t* keys = scratch(sort_keys_, std::max<size_t>(n, 16));
+    uint64_t* keys = scratch(sort_keys_, n);
     const auto pack = [&](auto rank_bits_tag) {
         const int rank_bits = rank_bits_tag;
         const int doc_shift = kStartBits + rank_bits;
@@ -607,14 +631,9 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
             return a.doc != b.doc ? a.doc < b.doc : a.start < b.start;
         });
     } else if (n <= 16) {
-        // Padded with the largest key to 8 or 16 and sorted by a network, free of the data-dependent
-        // branches that make insertion sort mispredict about once per row.
-        for (size_t i = 0; i < 16; ++i) keys[i] |= uint64_t{0} - static_cast<uint64_t>(i >= n);  // not a memset
-        if (n <= 8) {
-            network_sort<8>(keys, ascending);
-        } else {
-            network_sort<16>(keys, ascending);
-        }
+        // Sorted by the network of exactly n inputs, free of the data-dependent branches that make
+        // insertion sort mispredict about once per row.
+        network_sort_n<16>(keys, n, ascending);
         for (size_t i = 0; i < n; ++i) rows[i] = by_rank[keys[i] & rank_mask];
     } else {
         sort_small(keys, keys + n, [](uint64_t a, uint64_t b) { return a < b; });
