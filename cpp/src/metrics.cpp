@@ -92,12 +92,26 @@ void sort_small(T* first, T* last, Less less) {
     }
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define CHUNKEVAL_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define CHUNKEVAL_NOINLINE __declspec(noinline)
+#else
+#define CHUNKEVAL_NOINLINE
+#endif
+
+// scratch()'s rare path, out of line so that the common one inlines to a compare.
+template <class T>
+CHUNKEVAL_NOINLINE T* grow_scratch(std::vector<T>& buffer, size_t n) {
+    buffer.resize(std::max(n, 2 * buffer.size()));
+    return buffer.data();
+}
+
 // Grows a scratch buffer to hold at least n elements; never shrinks, so the steady state does not
 // allocate.
 template <class T>
-T* scratch(std::vector<T>& buffer, size_t n) {
-    if (buffer.size() < n) buffer.resize(std::max(n, 2 * buffer.size()));
-    return buffer.data();
+inline T* scratch(std::vector<T>& buffer, size_t n) {
+    return buffer.size() >= n ? buffer.data() : grow_scratch(buffer, n);
 }
 
 // Calls exchange(a, b) for each exchange of Batcher's odd-even merge sort of w = 2^m inputs, in order.
