@@ -417,6 +417,13 @@ Measurement best_of(int64_t repeat, F&& run) {
     return best;
 }
 
+// The middle value (the upper one of an even count); 0 for none.
+double median(std::vector<double> values) {
+    if (values.empty()) return 0;
+    std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2), values.end());
+    return values[values.size() / 2];
+}
+
 // One question with a long retrieved list, on one thread: the ranked-list pass must be O(n log n)
 // whatever the layout (issue 8: a cluster ranked right to left was quadratic, > 60 s at 2^20 rows).
 // Cases: random corpus chunks (many small clusters of duplicates), random spans of 1..2000 chars
@@ -530,6 +537,7 @@ int main(int argc, char** argv) {
     std::vector<Timing> timings(scenarios.size());
     std::vector<Timing> paired(scenarios.size());  // ranked scenarios: (with, without) rank metrics, alternated
     std::vector<std::vector<double>> pair_ratios(scenarios.size());  // with / without, pair by pair (wall)
+    std::vector<std::vector<double>> scaling_ratios(scenarios.size());  // 1 thread / all threads, pair by pair
     Timing floor;
     int64_t n_refs = 0, n_ret = 0, pairs = 0, mismatches = 0;
     size_t question_bytes = 0, ref_bytes = 0, ret_bytes = 0;
@@ -565,14 +573,24 @@ int main(int argc, char** argv) {
             const int64_t columns = metric_columns(options.k_mode, options.n_ks);
             single.resize(count, columns, scenario.ranked);
             multi.resize(count, columns, scenario.ranked);
-            options.num_threads = 1;
-            timings[s].one_thread += best_of(config.repeat, [&] {
-                span_metrics(questions.references(), questions.retrieved(), &index, options, single.view());
-            });
-            options.num_threads = threads;
-            timings[s].many_threads += best_of(config.repeat, [&] {
-                span_metrics(questions.references(), questions.retrieved(), &index, options, multi.view());
-            });
+            // 1 thread and all threads timed in alternation, so that a machine whose speed drifts
+            // between calls slows both alike; the best of each is kept, and each pair's ratio.
+            Measurement best_one{1e300, 1e300}, best_many{1e300, 1e300};
+            for (int64_t r = 0; r < config.repeat; ++r) {
+                options.num_threads = 1;
+                const Measurement a = best_of(1, [&] {
+                    span_metrics(questions.references(), questions.retrieved(), &index, options, single.view());
+                });
+                options.num_threads = threads;
+                const Measurement b = best_of(1, [&] {
+                    span_metrics(questions.references(), questions.retrieved(), &index, options, multi.view());
+                });
+                best_one = {std::min(best_one.wall, a.wall), std::min(best_one.cpu, a.cpu)};
+                best_many = {std::min(best_many.wall, b.wall), std::min(best_many.cpu, b.cpu)};
+                scaling_ratios[s].push_back(a.wall / b.wall);
+            }
+            timings[s].one_thread += best_one;
+            timings[s].many_threads += best_many;
             if (!(single == multi)) ++mismatches;
             for (size_t i = 0; i < single.iou.size(); i += 97) checksum += single.iou[i];
             if (scenario.base >= 0) {
@@ -617,7 +635,8 @@ int main(int argc, char** argv) {
                 static_cast<double>(question_bytes) / floor.one_thread.wall / 1e9, threads, floor.many_threads.wall,
                 floor.many_threads.cpu, static_cast<double>(question_bytes) / floor.many_threads.wall / 1e9);
     std::printf("(rates use wall time; q/cpu-s uses CPU seconds summed over threads, which a busy machine "
-                "inflates less; x floor = kernel / floor at the same thread count, wall and cpu)\n\n");
+                "inflates less; x floor = kernel / floor at the same thread count, wall and cpu; scaling = the median "
+                "of the --repeat (1 thread, all threads) pairs' wall ratios, the two calls of a pair back to back)\n\n");
 
     std::printf("%-24s %3s %8s %8s %12s %12s %12s %12s %7s %6s %8s\n", "scenario (all metrics)", "thr", "wall s",
                 "cpu s", "questions/s", "q/s/thread", "q/cpu-s", "pairs/s", "x floor", "(cpu)", "scaling");
@@ -628,7 +647,7 @@ int main(int argc, char** argv) {
             const Measurement& m = run == 0 ? t.one_thread : t.many_threads;
             const Measurement& f = run == 0 ? floor.one_thread : floor.many_threads;
             char scaling[16] = "";
-            if (run == 1) std::snprintf(scaling, sizeof scaling, "%.2fx", t.one_thread.wall / t.many_threads.wall);
+            if (run == 1) std::snprintf(scaling, sizeof scaling, "%.2fx", median(scaling_ratios[s]));
             std::printf("%-24s %3d %8.3f %8.3f %12s %12s %12s %12s %7.1f %6.1f %8s\n", scenarios[s].name, used, m.wall,
                         m.cpu, si(n_questions / m.wall).c_str(), si(n_questions / m.wall / used).c_str(),
                         si(n_questions / m.cpu).c_str(), si(static_cast<double>(pairs) / m.wall).c_str(),
@@ -642,10 +661,10 @@ int main(int argc, char** argv) {
     for (size_t s = 0; s < scenarios.size(); ++s) {
         if (scenarios[s].base < 0 || paired[s].many_threads.wall == 0) continue;
         const Timing& p = paired[s];
-        std::vector<double> ratios = pair_ratios[s];
-        std::sort(ratios.begin(), ratios.end());
+        const std::vector<double>& ratios = pair_ratios[s];
         std::printf("\n  %s: %.3fx (pairs %.3f-%.3f; best of each %.3fx: %.3f s against %.3f s)", scenarios[s].name,
-                    ratios[ratios.size() / 2], ratios.front(), ratios.back(), p.one_thread.wall / p.many_threads.wall,
+                    median(ratios), *std::min_element(ratios.begin(), ratios.end()),
+                    *std::max_element(ratios.begin(), ratios.end()), p.one_thread.wall / p.many_threads.wall,
                     p.one_thread.wall, p.many_threads.wall);
     }
     std::printf("\n");
