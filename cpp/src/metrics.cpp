@@ -167,8 +167,8 @@ void network_sort(T* v, Exchange exchange) noexcept {
     for (int e = 0; e < Network<N>::kSize; ++e) exchange(v[network.first[e]], v[network.second[e]]);
 }
 
-// Sorts v[0..n), 2 <= n <= N, by the network of exactly n inputs (a ranked list has the same length
-// in nearly every question, so the choice predicts well).
+// Sorts v[0..n), n <= N, by the network of exactly n inputs (n < 2: nothing to do). A ranked list has
+// the same length in nearly every question, so the choice predicts well.
 template <int N, class T, class Exchange>
 void network_sort_n(T* v, size_t n, Exchange exchange) noexcept {
     if constexpr (N >= 2) {
