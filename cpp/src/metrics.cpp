@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "chunkeval/parallel.hpp"
+#include "chunkeval/sorting_network.hpp"
 
 namespace chunkeval {
 
@@ -114,89 +115,6 @@ inline T* scratch(std::vector<T>& buffer, size_t n) {
     return buffer.size() >= n ? buffer.data() : grow_scratch(buffer, n);
 }
 
-// Calls exchange(a, b) for each exchange of Batcher's odd-even merge sort of w = 2^m inputs, in order.
-template <class Exchange>
-constexpr void batcher_exchanges(int w, Exchange exchange) {
-    for (int p = 1; p < w; p <<= 1)
-        for (int k = p; k >= 1; k >>= 1)
-            for (int j = k % p; j + k < w; j += 2 * k)
-                for (int i = 0; i < k && i + j + k < w; ++i)
-                    if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) exchange(i + j, i + j + k);
-}
-
-// The smallest power of two >= n (n >= 1).
-constexpr int power_of_two_at_least(int n) {
-    int w = 1;
-    while (w < n) w <<= 1;
-    return w;
-}
-
-// The network for N inputs as a fixed list of exchanges, built at compile time: Batcher's network
-// for the next power of two, less every exchange that touches an input past N. Those inputs would
-// be padding holding the largest key, and no exchange moves the largest key down, so they never
-// swap: the pruned list sorts N inputs (N = 4, 8, 16: 5, 19 and 63 exchanges; N = 10: 32).
-template <int N>
-struct Network {
-    static constexpr int kWidth = power_of_two_at_least(N);
-    static constexpr int kSize = [] {
-        int count = 0;
-        batcher_exchanges(kWidth, [&count](int, int b) { count += b < N ? 1 : 0; });
-        return count;
-    }();
-    uint8_t first[kSize] = {};
-    uint8_t second[kSize] = {};
-    constexpr Network() {
-        int at = 0;
-        batcher_exchanges(kWidth, [&](int a, int b) {
-            if (b >= N) return;
-            first[at] = static_cast<uint8_t>(a);
-            second[at] = static_cast<uint8_t>(b);
-            ++at;
-        });
-    }
-};
-
-// Sorts v[0..N) by the network's exchanges: exchange(a, b) puts the pair in order in place, free of
-// branches (an insertion sort's data-dependent branches mispredict about once per element).
-template <int N, class T, class Exchange>
-void network_sort(T* v, Exchange exchange) noexcept {
-    static constexpr Network<N> network;
-#if defined(__GNUC__)
-#pragma GCC unroll 64
-#endif
-    for (int e = 0; e < Network<N>::kSize; ++e) exchange(v[network.first[e]], v[network.second[e]]);
-}
-
-// Sorts v[0..n), n <= N, by the network of exactly n inputs (n < 2: nothing to do). A ranked list has
-// the same length in nearly every question, so the choice predicts well.
-template <int N, class T, class Exchange>
-void network_sort_n(T* v, size_t n, Exchange exchange) noexcept {
-    if constexpr (N >= 2) {
-        if (n == N) {
-            network_sort<N>(v, exchange);
-        } else {
-            network_sort_n<N - 1>(v, n, exchange);
-        }
-    }
-}
-
-// The exchange of an ascending sort of unsigned keys: a compare and two conditional moves.
-inline void ascending(uint64_t& a, uint64_t& b) noexcept {
-    const uint64_t x = a;
-    const uint64_t y = b;
-    const bool swap = y < x;
-    a = swap ? y : x;
-    b = swap ? x : y;
-}
-
-// The exchange of a descending sort of doubles: a max and a min (no NaN ever reaches it).
-inline void descending(double& a, double& b) noexcept {
-    const double x = a;
-    const double y = b;
-    a = std::max(x, y);
-    b = std::min(x, y);
-}
-
 // The W gains of `from` (the n <= W gains, then zeros: evidence() keeps a buffer of at least W so)
 // as doubles in top[0..W), sorted descending (every gain is positive, so the zeros sort last);
 // returns W. Every count is exact as a double, so the order and the values are the counts'; as
@@ -204,7 +122,7 @@ inline void descending(double& a, double& b) noexcept {
 template <int W>
 int64_t padded_sort(const Count* from, double* top) noexcept {
     for (int64_t i = 0; i < W; ++i) top[i] = as_double(from[i]);
-    network_sort<W>(top, descending);
+    network_sort<W>(top, exchange_descending);
     return W;
 }
 
@@ -647,7 +565,7 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
     } else if (n <= 16) {
         // Sorted by the network of exactly n inputs, free of the data-dependent branches that make
         // insertion sort mispredict about once per row.
-        network_sort_n<16>(keys, n, ascending);
+        network_sort_n<16>(keys, n, exchange_ascending);
         for (size_t i = 0; i < n; ++i) rows[i] = by_rank[keys[i] & rank_mask];
     } else {
         sort_small(keys, keys + n, [](uint64_t a, uint64_t b) { return a < b; });

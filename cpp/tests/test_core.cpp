@@ -19,6 +19,7 @@
 #include "chunkeval/chunk_index.hpp"
 #include "chunkeval/metrics.hpp"
 #include "chunkeval/parallel.hpp"
+#include "chunkeval/sorting_network.hpp"
 
 using namespace chunkeval;
 
@@ -1445,6 +1446,60 @@ void test_rank_chroma_and_repeats() {
                  "ranked=True needs the chunking");
 }
 
+// The pruned Batcher networks: their sizes, and by the 0-1 principle (a comparator network sorts
+// every input if it sorts every input of 0s and 1s) that each one sorts; then random keys with
+// duplicates against std::sort (the exchanges only swap, so the output is a permutation).
+void test_sorting_networks() {
+    CHECK(Network<2>::kSize == 1);
+    CHECK(Network<4>::kSize == 5);
+    CHECK(Network<8>::kSize == 19);
+    CHECK(Network<10>::kSize == 32);
+    CHECK(Network<16>::kSize == 63);
+    for (size_t n = 0; n <= 16; ++n) {
+        int64_t unsorted = 0;
+        for (uint32_t bits = 0; bits < (uint32_t{1} << n); ++bits) {
+            uint64_t v[16];
+            for (size_t i = 0; i < n; ++i) v[i] = (bits >> i) & 1;
+            network_sort_n<16>(v, n, exchange_ascending);
+            for (size_t i = 1; i < n; ++i) unsorted += v[i - 1] > v[i] ? 1 : 0;
+        }
+        CHECK(unsorted == 0);
+    }
+    int64_t unsorted = 0;
+    for (uint32_t bits = 0; bits < (uint32_t{1} << 16); ++bits) {
+        double w4[4], w8[8], w16[16];
+        for (int i = 0; i < 16; ++i) {
+            w16[i] = static_cast<double>((bits >> i) & 1);
+            if (i < 8) w8[i] = w16[i];
+            if (i < 4) w4[i] = w16[i];
+        }
+        network_sort<4>(w4, exchange_descending);
+        network_sort<8>(w8, exchange_descending);
+        network_sort<16>(w16, exchange_descending);
+        for (int i = 1; i < 16; ++i) {
+            unsorted += w16[i - 1] < w16[i] ? 1 : 0;
+            if (i < 8) unsorted += w8[i - 1] < w8[i] ? 1 : 0;
+            if (i < 4) unsorted += w4[i - 1] < w4[i] ? 1 : 0;
+        }
+    }
+    CHECK(unsorted == 0);
+    std::mt19937_64 rng(7);
+    int64_t wrong = 0;
+    for (int trial = 0; trial < 2000; ++trial) {
+        const size_t n = static_cast<size_t>(trial % 17);
+        uint64_t v[16];
+        std::vector<uint64_t> expected;
+        for (size_t i = 0; i < n; ++i) {
+            v[i] = rng() % 6;  // duplicates on purpose
+            expected.push_back(v[i]);
+        }
+        std::sort(expected.begin(), expected.end());
+        network_sort_n<16>(v, n, exchange_ascending);
+        wrong += std::equal(expected.begin(), expected.end(), v) ? 0 : 1;
+    }
+    CHECK(wrong == 0);
+}
+
 int main(int argc, char** argv) {
     if (argc >= 3 && std::string(argv[1]) == "--fuzz") {
         return fuzz(std::stoll(argv[2]), argc >= 4 ? std::stoull(argv[3]) : 1);
@@ -1474,6 +1529,7 @@ int main(int argc, char** argv) {
         {"rank_worked_example", test_rank_worked_example},
         {"rank_graded_and_modes", test_rank_graded_and_modes},
         {"rank_chroma_and_repeats", test_rank_chroma_and_repeats},
+        {"sorting_networks", test_sorting_networks},
     };
     for (const auto& [name, test] : tests) {
         const int before = g_failures;
