@@ -115,17 +115,6 @@ inline T* scratch(std::vector<T>& buffer, size_t n) {
     return buffer.size() >= n ? buffer.data() : grow_scratch(buffer, n);
 }
 
-// The W gains of `from` (the n <= W gains, then zeros: evidence() keeps a buffer of at least W so)
-// as doubles in top[0..W), sorted descending (every gain is positive, so the zeros sort last);
-// returns W. Every count is exact as a double, so the order and the values are the counts'; as
-// doubles, each exchange is a max and a min in registers.
-template <int W>
-int64_t padded_sort(const Count* from, double* top) noexcept {
-    for (int64_t i = 0; i < W; ++i) top[i] = as_double(from[i]);
-    network_sort<W>(top, exchange_descending);
-    return W;
-}
-
 // W(i) = 1 / log2(i + 1) for ranks i = 1..kDiscountTable - 1 (docs/engine.md §4), with the same libm
 // log2 the other backends call, so the same bits; and the running sums of W that are the binary
 // ideal DCG.
@@ -178,7 +167,7 @@ public:
         scratch(ranked_, 32);
         scratch(rank_counts_, 32);
         scratch(cluster_union_, 32);
-        scratch(ideal_, kIdealPadded);  // padded_sort reads up to 16: the gains, then zeros
+        scratch(ideal_, 16);
     }
 
     template <Semantics S>
@@ -223,7 +212,6 @@ public:
     }
 
     static constexpr size_t kSmallCluster = 16;        // larger clusters take sweep_cluster
-    static constexpr size_t kIdealPadded = 16;         // ideal gains sorted by a network
     static constexpr int64_t kPrefetchDistance = 4;    // questions ahead
     static constexpr int64_t kPrefetchReferences = 8;  // at most this many per question
 
@@ -407,12 +395,6 @@ template <bool Inclusive>
 void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w,
                               bool ideal_gains) {
     n_evidence = 0;
-    if (ideal_gains) {
-        // The last question's gains back to zeros: padded_sort reads the first kIdealPadded entries.
-        // Plain stores, long committed by then (a memset's masked store would not forward).
-        Count* gains = ideal_.data();
-        for (size_t i = 0, used = std::min(n_ideal_, kIdealPadded); i < used; ++i) gains[i] = 0;
-    }
     n_ideal_ = 0;
     cs_len = 0;
     cs_in_e = 0;
@@ -933,23 +915,20 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     Count* const gains_in_place = ideal_.data();
     const int64_t n_rel = static_cast<int64_t>(n_ideal_);
     const int64_t ideal_depth = std::min(n_rel, cutoff);
-    // Up to 16 ideal gains are sorted in `top`, padded with zeros to a width of 4, 8 or 16: the
-    // graded ideal DCG then sums min(k, width) terms (a zero term adds exactly 0.0).
-    double top[kIdealPadded];
-    int64_t width = 0;  // 0: more than 16, sorted in place
-    if (n_rel <= 4) {
-        width = padded_sort<4>(gains_in_place, top);
-    } else if (n_rel <= 8) {
-        width = padded_sort<8>(gains_in_place, top);
-    } else if (n_rel <= 16) {
-        width = padded_sort<16>(gains_in_place, top);
+    // Up to 16 ideal gains are sorted as doubles (exact: every count is) in `top`, by the network
+    // of exactly their number: each exchange a max and a min in registers.
+    double top[16];
+    const bool in_top = n_rel <= 16;
+    if (in_top) {
+        for (int64_t i = 0; i < n_rel; ++i) top[i] = as_double(gains_in_place[i]);
+        network_sort_n<16>(top, static_cast<size_t>(n_rel), exchange_descending);
     } else if (n_rel <= 24) {  // ideal_depth > 0: every cut-off is at least 1, and n_evidence >= n_rel > 16
         sort_small(gains_in_place, gains_in_place + n_rel, [](Count a, Count b) { return a > b; });
     } else {
         std::partial_sort(gains_in_place, gains_in_place + ideal_depth, gains_in_place + n_rel,
                           [](Count a, Count b) { return a > b; });
     }
-    const auto ideal = [&](int64_t i) { return width > 0 ? top[i] : as_double(gains_in_place[i]); };
+    const auto ideal = [&](int64_t i) { return in_top ? top[i] : as_double(gains_in_place[i]); };
 
     const int64_t n_columns = n_columns_;
     const int64_t n_questions = references_.n_groups;
@@ -998,8 +977,7 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
             dcg_graded += as_double(found[hits].gain) * w;
         }
         const int64_t upto = std::min(k, n_rel);
-        const int64_t graded_upto = width > 0 ? std::min(k, width) : upto;
-        for (const int64_t in_table = std::min(graded_upto, kDiscountTable - 1); ideal_rank < in_table;) {
+        for (const int64_t in_table = std::min(upto, kDiscountTable - 1); ideal_rank < in_table;) {
             ++ideal_rank;
             idcg_graded += ideal(ideal_rank - 1) * discounts().inverse[ideal_rank];
         }
