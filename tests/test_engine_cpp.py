@@ -40,18 +40,20 @@ def _score(
 ) -> tuple[npt.NDArray[np.float64], ...]:
     """Calls ``_core.span_metrics`` on lists of (doc, start, end) per question."""
 
-    def columns(lists: list[list[tuple[int, int, int]]]) -> tuple[Int64Array, Int64Array, Int64Array, Int64Array]:
-        offsets = _i64([0, *np.cumsum([len(rows) for rows in lists]).tolist()])
-        flat = [row for rows in lists for row in rows]
-        return (
-            offsets,
-            _i64([r[0] for r in flat]),
-            _i64([r[1] for r in flat]),
-            _i64([r[2] for r in flat]),
-        )
-
     return tuple(
-        _core.span_metrics(*columns(refs), *columns(rets), chunks, _i64(ks or []), k_mode, semantics, num_threads)
+        _core.span_metrics(*_columns(refs), *_columns(rets), chunks, _i64(ks or []), k_mode, semantics, num_threads)
+    )
+
+
+def _columns(lists: list[list[tuple[int, int, int]]]) -> tuple[Int64Array, Int64Array, Int64Array, Int64Array]:
+    """CSR offsets and the doc, start and end columns of lists of (doc, start, end) rows."""
+    offsets = _i64([0, *np.cumsum([len(rows) for rows in lists], dtype=np.int64).tolist()])
+    flat = [row for rows in lists for row in rows]
+    return (
+        offsets,
+        _i64([r[0] for r in flat]),
+        _i64([r[1] for r in flat]),
+        _i64([r[2] for r in flat]),
     )
 
 
@@ -217,6 +219,63 @@ def test_long_lists_against_an_independent_count(seed: int) -> None:
         assert recall[0].tolist() == expected[0]
         assert precision[0].tolist() == expected[1]
         assert iou[0].tolist() == expected[2]
+
+
+@pytest.mark.parametrize("doc_base", [0, 2**26 - 3, 2**30 - 2, 2**40])
+@pytest.mark.parametrize("seed", range(8))
+def test_tiled_lists_with_repeats(seed: int, doc_base: int) -> None:
+    # Fixed windows retrieved with repeats: no two distinct rows overlap, the case the branch-free
+    # pass (lone_rows) scores; with seed % 4 == 3 one row straddles two windows, which sends the
+    # question to the cluster merge. Doc ids from 2**26 on (rows) or 2**30 (references) take the
+    # general paths. Every path gives the oracle's numbers, and the rank metrics the reference's.
+    rng = np.random.default_rng(seed)
+    length = 240
+    window = int(rng.integers(3, 25))
+    n_windows = -(-length // window)
+
+    def tile(doc: int, w: int) -> tuple[int, int, int]:
+        return doc, w * window, min(w * window + window, length)
+
+    def span(max_len: int) -> tuple[int, int, int]:
+        width = int(rng.integers(1, max_len + 1))
+        start = int(rng.integers(0, length - width + 1))
+        return int(rng.integers(0, 3)), start, start + width
+
+    questions = []
+    for _ in range(12):
+        refs = [span(40) for _ in range(int(rng.integers(1, 10)))]
+        rets = [tile(int(rng.integers(0, 3)), int(rng.integers(0, n_windows))) for _ in range(int(rng.integers(0, 40)))]
+        rets += rets[: int(rng.integers(0, 4))]  # repeats after their first rank
+        if seed % 4 == 3 and rets:
+            doc, start, end = rets[0]
+            rets.insert(len(rets) // 2, (doc, start + (end - start) // 2, min(end + window // 2 + 1, length)))
+        questions.append((refs, rets))
+    shifted = [
+        ([(doc_base + d, s, e) for d, s, e in refs], [(doc_base + d, s, e) for d, s, e in rets])
+        for refs, rets in questions
+    ]
+    tiles = [tile(doc_base + d, w) for d in range(3) for w in range(n_windows)]
+    chunks = (_i64([t[0] for t in tiles]), _i64([t[1] for t in tiles]), _i64([t[2] for t in tiles]))
+    ks = [1, 3, 10, 17, 50]
+    for semantics in (0, 1):
+        recall, precision, iou, *_, rank = _core.span_metrics(
+            *_columns([q[0] for q in shifted]), *_columns([q[1] for q in shifted]),
+            _core.ChunkIndex(*chunks), _i64(ks), 0, semantics, 1, True,
+        )  # fmt: skip
+        for q, (refs, rets) in enumerate(questions):
+            if not rets:
+                assert recall[q].tolist() == [0.0] * len(ks)
+                continue
+            expected = _min_rank_oracle(refs, rets, ks, length, semantics)
+            assert recall[q].tolist() == expected[0]
+            assert precision[q].tolist() == expected[1]
+            assert iou[q].tolist() == expected[2]
+        reference = chunkeval.metrics._reference.span_metrics_reference(
+            *_columns([q[0] for q in shifted]), *_columns([q[1] for q in shifted]),
+            chunks, _i64(ks), 0, semantics, 1, True,
+        )  # fmt: skip
+        assert rank is not None and reference[6] is not None
+        assert rank.tolist() == reference[6].tolist()
 
 
 def test_chunk_index_owns_its_rows() -> None:

@@ -212,6 +212,7 @@ public:
     }
 
     static constexpr size_t kSmallCluster = 16;        // larger clusters take sweep_cluster
+    static constexpr size_t kPairSegments = 8;         // lone_rows sums the overlap with every segment
     static constexpr int64_t kPrefetchDistance = 4;    // questions ahead
     static constexpr int64_t kPrefetchReferences = 8;  // at most this many per question
 
@@ -222,6 +223,7 @@ private:
     template <bool Inclusive>
     void evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w, bool ideal_gains);
     void rank_retrieved(int64_t question, int64_t limit);
+    bool lone_rows(const RankedRow* rows, size_t n, RankedCounts* counts, Count* rank_gain, uint8_t* repeat);
     void insert_in_cluster(const RankedRow& row, RankedCounts& counts);
     void sweep_cluster(const RankedRow* rows, size_t n, RankedCounts* counts);
     template <Semantics S>
@@ -541,8 +543,11 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
     const uint64_t rank_mask = (uint64_t{1} << rank_bits) - 1;  // a packed key's rank
     if (too_wide != 0) {
         std::copy(by_rank, by_rank + n, rows);
+        // Ties in (doc, start) by rank, as the packed keys order them: a row's repeats then follow
+        // it in rank order, which lone_rows relies on.
         sort_small(rows, rows + n, [](const RankedRow& a, const RankedRow& b) {
-            return a.doc != b.doc ? a.doc < b.doc : a.start < b.start;
+            if (a.doc != b.doc) return a.doc < b.doc;
+            return a.start != b.start ? a.start < b.start : a.rank < b.rank;
         });
     } else if (n <= 16) {
         // Sorted by the network of exactly n inputs, free of the data-dependent branches that make
@@ -558,10 +563,15 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
     const size_t n_segments = n_segments_;
     const bool ranked = options_.ranked;
     n_repeats_ = 0;
-    // Rank metrics: every rank's gain, and no repeats until cluster_ranks marks them (cleared in
-    // one go: byte stores in the loop below would alias everything it reads).
-    Count* const rank_gain = ranked ? scratch(rank_gain_, n) : nullptr;
-    if (ranked) std::fill_n(scratch(repeat_, n), n, uint8_t{0});
+    // Rank metrics: every rank's gain, and whether it repeats an earlier rank's span. lone_rows
+    // writes both even without rank metrics: the stores cost less than a branch on it, with which
+    // GCC also turns the min and max of its loop into branches.
+    Count* const rank_gain = scratch(rank_gain_, n);
+    uint8_t* const repeat = scratch(repeat_, n);
+    if (too_wide == 0 && n_segments <= kPairSegments && lone_rows(rows, n, counts, rank_gain, repeat)) return;
+    // No repeats until cluster_ranks marks them (cleared in one go: byte stores in the loop below
+    // would alias everything it reads).
+    if (ranked) std::fill_n(repeat, n, uint8_t{0});
     size_t segment_cursor = 0;  // lone rows arrive in (doc, start) order: walk the segments alongside
     for (size_t i = 0; i < n;) {
         const int64_t doc = rows[i].doc;
@@ -598,6 +608,101 @@ void QuestionScorer::rank_retrieved(int64_t question, int64_t limit) {
         }
         i = j;
     }
+}
+
+// rank_retrieved's common case, without a data-dependent branch: no two distinct rows overlap
+// (repeats may: a repeat sorts right after its first, by rank). Then every row is alone in its
+// cluster or a repeat of the row before it, which adds nothing, and each row's overlap with E is
+// summed over every segment (at most kPairSegments) instead of walking a cursor whose stops follow
+// the data. The rows' doc ids are below 2^26 (rank_retrieved packed them into sort keys). Returns
+// false, with the counts as it found them, when two distinct rows overlap or a segment's doc id is
+// 2^30 or more.
+bool QuestionScorer::lone_rows(const RankedRow* rows, size_t n, RankedCounts* counts, Count* rank_gain,
+                               uint8_t* repeat) {
+    // Positions on one line: position p of doc d at d * 2^33 + p (docs below 2^30, p <= 2^32), where
+    // a row and a segment of different documents are disjoint, so no doc id needs comparing.
+    constexpr int kLineShift = 33;
+    const size_t n_segments = n_segments_;
+    // Padded with empty segments ([0, 0): no row overlaps it) to 2, 4 or 8, so that the loop over
+    // them has a fixed length for the compiler to unroll.
+    int64_t segment_lo[kPairSegments] = {};
+    int64_t segment_hi[kPairSegments] = {};
+    Count segment_mult[kPairSegments] = {};
+    uint64_t wide = 0;
+    for (size_t s = 0; s < n_segments; ++s) {
+        const Segment& segment = segments_[s];
+        wide |= static_cast<uint64_t>(segment.doc) >> (63 - kLineShift);
+        const int64_t base = static_cast<int64_t>(static_cast<uint64_t>(segment.doc) << kLineShift);
+        segment_lo[s] = base + segment.start;
+        segment_hi[s] = base + segment.end;
+        segment_mult[s] = static_cast<Count>(segment.mult);
+    }
+    if (wide != 0) return false;
+
+    // One pass: each row's counts, written as if no two distinct rows overlapped, and whether two
+    // do (then the counts are reset and false returned). A row is a repeat when it is the row
+    // before it again; the first row compares with an impossible one (start and end -1). While
+    // no two distinct rows of a doc overlap, the row before has the largest end of the doc's rows
+    // so far, so a row overlaps an earlier distinct one exactly when it starts before that end.
+    bool overlapping = false;
+    const auto pass = [&](auto weighted_tag, auto width_tag) {  // chroma needs the weighted overlap
+        constexpr bool kWeighted = decltype(weighted_tag)::value;
+        constexpr size_t kSegments = decltype(width_tag)::value;
+        size_t n_repeats = 0;
+        int64_t before_doc = n > 0 ? rows[0].doc : 0;
+        int64_t before_start = -1;
+        int64_t before_end = -1;
+        for (size_t i = 0; i < n; ++i) {
+            const RankedRow& row = rows[i];
+            const bool same_doc = row.doc == before_doc;
+            const bool repeated = same_doc & (row.start == before_start) & (row.end == before_end);
+            overlapping |= same_doc & (row.start < before_end) & !repeated;
+            before_doc = row.doc;
+            before_start = row.start;
+            before_end = row.end;
+
+            const int64_t base = static_cast<int64_t>(static_cast<uint64_t>(row.doc) << kLineShift);
+            const int64_t row_lo = base + row.start;
+            const int64_t row_hi = base + row.end;
+            Count ov = 0;
+            Count wov = 0;
+            for (size_t s = 0; s < kSegments; ++s) {
+                const int64_t width = std::min(row_hi, segment_hi[s]) - std::max(row_lo, segment_lo[s]);
+                const Count piece = static_cast<Count>(std::max<int64_t>(width, 0));
+                ov += piece;
+                if (kWeighted) wov += piece * segment_mult[s];
+            }
+            const Count keep = static_cast<Count>(repeated) - 1;  // all ones unless a repeat
+            RankedCounts& c = counts[row.rank];
+            c.intersection = ov & keep;
+            c.weighted_intersection = wov & keep;
+            c.retrieved_union = length(row.start, row.end) & keep;
+            rank_gain[row.rank] = ov & keep;
+            repeat[row.rank] = static_cast<uint8_t>(repeated);
+            n_repeats += static_cast<size_t>(repeated);
+        }
+        n_repeats_ = n_repeats;
+    };
+    const auto padded = [&](auto weighted_tag) {
+        if (n_segments <= 2) {
+            pass(weighted_tag, std::integral_constant<size_t, 2>{});
+        } else if (n_segments <= 4) {
+            pass(weighted_tag, std::integral_constant<size_t, 4>{});
+        } else {
+            pass(weighted_tag, std::integral_constant<size_t, kPairSegments>{});
+        }
+    };
+    if (options_.semantics == Semantics::chroma) {
+        padded(std::true_type{});
+    } else {
+        padded(std::false_type{});
+    }
+    if (overlapping) {
+        for (size_t i = 0; i < n; ++i) counts[i] = RankedCounts{0, 0, 0, counts[i].retrieved_sum};
+        n_repeats_ = 0;
+        return false;
+    }
+    return true;
 }
 
 // A large cluster in O(m log m): sweep its rows (sorted by start) left to right, keeping a heap of
