@@ -1020,13 +1020,28 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     Count* const gains_in_place = ideal_.data();
     const int64_t n_rel = static_cast<int64_t>(n_ideal_);
     const int64_t ideal_depth = std::min(n_rel, cutoff);
-    // Up to 16 ideal gains are sorted as doubles (exact: every count is) in `top`, by the network
-    // of exactly their number: each exchange a max and a min in registers.
+    // Up to 16 ideal gains are sorted as doubles (exact: every count is) in `top`, padded with zeros
+    // to 4, 8 or 16 and sorted by the network of that many inputs: each exchange a max and a min in
+    // registers, and every loop over them of a length that does not follow the data. The zeros sort
+    // last and add +0.0 to the ideal sums, which changes no bit of them.
     double top[16];
     const bool in_top = n_rel <= 16;
+    int64_t n_top = 0;  // the padded number
     if (in_top) {
-        for (int64_t i = 0; i < n_rel; ++i) top[i] = as_double(gains_in_place[i]);
-        network_sort_n<16>(top, static_cast<size_t>(n_rel), exchange_descending);
+        // The buffer holds at least 16 (the constructor): reading past n_rel is safe, and masked.
+        const auto fill = [&](auto width_tag) {
+            constexpr int kWidth = decltype(width_tag)::value;
+            for (int i = 0; i < kWidth; ++i) top[i] = i < n_rel ? as_double(gains_in_place[i]) : 0.0;
+            network_sort<kWidth>(top, exchange_descending);
+            n_top = kWidth;
+        };
+        if (n_rel <= 4) {
+            fill(std::integral_constant<int, 4>{});
+        } else if (n_rel <= 8) {
+            fill(std::integral_constant<int, 8>{});
+        } else {
+            fill(std::integral_constant<int, 16>{});
+        }
     } else if (n_rel <= 24) {  // ideal_depth > 0: every cut-off is at least 1, and n_evidence >= n_rel > 16
         sort_small(gains_in_place, gains_in_place + n_rel, [](Count a, Count b) { return a > b; });
     } else {
@@ -1082,7 +1097,9 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
             dcg_graded += as_double(found[hits].gain) * w;
         }
         const int64_t upto = std::min(k, n_rel);
-        for (const int64_t in_table = std::min(upto, kDiscountTable - 1); ideal_rank < in_table;) {
+        // The graded ideal sum runs over the padding too (terms +0.0) when the gains are in `top`.
+        const int64_t graded_upto = in_top ? std::min(k, n_top) : upto;
+        for (const int64_t in_table = std::min(graded_upto, kDiscountTable - 1); ideal_rank < in_table;) {
             ++ideal_rank;
             idcg_graded += ideal(ideal_rank - 1) * discounts().inverse[ideal_rank];
         }
