@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "chunkeval/parallel.hpp"
@@ -134,6 +135,20 @@ const Discounts kDiscounts;  // built when the library loads: no guard on the ho
 const Discounts& discounts() noexcept { return kDiscounts; }
 double inverse_discount(int64_t rank) noexcept {
     return rank < kDiscountTable ? discounts().inverse[rank] : 1.0 / std::log2(static_cast<double>(rank + 1));
+}
+
+// Calls f(std::integral_constant<size_t, W>{}) for the first W of `Widths` that holds n (the last
+// one otherwise): a loop over W padded items has a length the compiler knows, and the choice
+// changes only when n crosses a width.
+template <size_t W, size_t... Widths, class F>
+void with_padded_width(size_t n, F&& f) {
+    if constexpr (sizeof...(Widths) == 0) {
+        f(std::integral_constant<size_t, W>{});
+    } else if (n <= W) {
+        f(std::integral_constant<size_t, W>{});
+    } else {
+        with_padded_width<Widths...>(n, std::forward<F>(f));
+    }
 }
 
 // The next free slot of a buffer holding `used` elements (grown by doubling); `used` is advanced.
@@ -683,19 +698,10 @@ bool QuestionScorer::lone_rows(const RankedRow* rows, size_t n, RankedCounts* co
         }
         n_repeats_ = n_repeats;
     };
-    const auto padded = [&](auto weighted_tag) {
-        if (n_segments <= 2) {
-            pass(weighted_tag, std::integral_constant<size_t, 2>{});
-        } else if (n_segments <= 4) {
-            pass(weighted_tag, std::integral_constant<size_t, 4>{});
-        } else {
-            pass(weighted_tag, std::integral_constant<size_t, kPairSegments>{});
-        }
-    };
     if (options_.semantics == Semantics::chroma) {
-        padded(std::true_type{});
+        with_padded_width<2, 4, kPairSegments>(n_segments, [&](auto width) { pass(std::true_type{}, width); });
     } else {
-        padded(std::false_type{});
+        with_padded_width<2, 4, kPairSegments>(n_segments, [&](auto width) { pass(std::false_type{}, width); });
     }
     if (overlapping) {
         for (size_t i = 0; i < n; ++i) counts[i] = RankedCounts{0, 0, 0, counts[i].retrieved_sum};
@@ -1029,19 +1035,12 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     int64_t n_top = 0;  // the padded number
     if (in_top) {
         // The buffer holds at least 16 (the constructor): reading past n_rel is safe, and masked.
-        const auto fill = [&](auto width_tag) {
-            constexpr int kWidth = decltype(width_tag)::value;
+        with_padded_width<4, 8, 16>(static_cast<size_t>(n_rel), [&](auto width) {
+            constexpr int kWidth = static_cast<int>(decltype(width)::value);
             for (int i = 0; i < kWidth; ++i) top[i] = i < n_rel ? as_double(gains_in_place[i]) : 0.0;
             network_sort<kWidth>(top, exchange_descending);
             n_top = kWidth;
-        };
-        if (n_rel <= 4) {
-            fill(std::integral_constant<int, 4>{});
-        } else if (n_rel <= 8) {
-            fill(std::integral_constant<int, 8>{});
-        } else {
-            fill(std::integral_constant<int, 16>{});
-        }
+        });
     } else if (n_rel <= 24) {  // ideal_depth > 0: every cut-off is at least 1, and n_evidence >= n_rel > 16
         sort_small(gains_in_place, gains_in_place + n_rel, [](Count a, Count b) { return a > b; });
     } else {
