@@ -96,10 +96,13 @@ void sort_small(T* first, T* last, Less less) {
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CHUNKEVAL_NOINLINE __attribute__((noinline))
+#define CHUNKEVAL_ALWAYS_INLINE __attribute__((always_inline))
 #elif defined(_MSC_VER)
 #define CHUNKEVAL_NOINLINE __declspec(noinline)
+#define CHUNKEVAL_ALWAYS_INLINE
 #else
 #define CHUNKEVAL_NOINLINE
+#define CHUNKEVAL_ALWAYS_INLINE
 #endif
 
 // scratch()'s rare path, out of line so that the common one inlines to a compare.
@@ -123,11 +126,13 @@ constexpr int64_t kDiscountTable = 1024;
 struct Discounts {
     double inverse[kDiscountTable];
     double ideal[kDiscountTable];  // ideal[m] = Σ_{j=1..m} inverse[j], summed in increasing j from 0.0
+    double reciprocal[kDiscountTable];  // 1 / i (0 at 0): the same bits as dividing, which rounds once
     Discounts() noexcept {
-        inverse[0] = ideal[0] = 0.0;
+        inverse[0] = ideal[0] = reciprocal[0] = 0.0;
         for (int64_t i = 1; i < kDiscountTable; ++i) {
             inverse[i] = 1.0 / std::log2(static_cast<double>(i + 1));
             ideal[i] = ideal[i - 1] + inverse[i];
+            reciprocal[i] = 1.0 / static_cast<double>(i);
         }
     }
 };
@@ -149,14 +154,6 @@ void with_padded_width(size_t n, F&& f) {
     } else {
         with_padded_width<Widths...>(n, std::forward<F>(f));
     }
-}
-
-// The next free slot of a buffer holding `used` elements (grown by doubling); `used` is advanced.
-template <class T>
-T* scratch_push(std::vector<T>& buffer, size_t& used) {
-    T* slot = scratch(buffer, used + 1) + used;
-    ++used;
-    return slot;
 }
 
 std::string offsets_changed_message(const char* name, int64_t question) {
@@ -235,8 +232,8 @@ private:
     void load_references(int64_t question);
     void append_segment(int64_t doc, int64_t start, int64_t end, int64_t mult);
     void overlap(int64_t doc, int64_t lo, int64_t hi, Count& ov, Count& wov) const;
-    template <bool Inclusive>
-    void evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w, bool ideal_gains);
+    template <bool Inclusive, bool kIdealGains>
+    void evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w);
     void rank_retrieved(int64_t question, int64_t limit);
     bool lone_rows(const RankedRow* rows, size_t n, RankedCounts* counts, Count* rank_gain, uint8_t* repeat);
     void insert_in_cluster(const RankedRow& row, RankedCounts& counts);
@@ -244,6 +241,7 @@ private:
     template <Semantics S>
     void write_column(int64_t question, int64_t column, const RankedCounts& counts) const;
     Count gain(int64_t doc, int64_t lo, int64_t hi);
+    CHUNKEVAL_NOINLINE Count interval_gain(size_t first_segment, int64_t doc, int64_t lo, int64_t hi);
     void cluster_ranks(RankedRow* rows, size_t n);
     void rank_metrics(int64_t question, int64_t lo, int64_t hi, int64_t limit, int64_t n_evidence);
 
@@ -282,11 +280,8 @@ private:
     std::vector<Count> ideal_;
     size_t n_ideal_ = 0;
     std::vector<Count> kept_gain_;
-    struct RelevantRank {
-        int64_t rank;  // 1-based
-        Count gain;
-    };
-    std::vector<RelevantRank> relevant_;
+    std::vector<int64_t> relevant_rank_;  // rank_metrics: the relevant ranks (1-based), in order
+    std::vector<Count> relevant_gain_;    // and their gains
     std::vector<RankedRow> dedup_;
     Count evidence_len_ = 0;   // E_len = |∪ references|
     Count reference_sum_ = 0;  // ref_sum = Σ |reference|
@@ -408,11 +403,34 @@ void QuestionScorer::overlap(int64_t doc, int64_t lo, int64_t hi, Count& ov, Cou
     }
 }
 
-template <bool Inclusive>
-void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w,
-                              bool ideal_gains) {
+// The overlap with E of chunk [lo, hi) of `doc`, first reported for the evidence interval whose
+// segments start at `first_segment`. It overlaps no earlier interval (it would have been reported
+// there), so its segments start at the interval's first: sum at most kGainScan of them (more: the
+// prefix sums of gain()).
+Count QuestionScorer::interval_gain(size_t first_segment, int64_t doc, int64_t lo, int64_t hi) {
+    constexpr size_t kGainScan = 8;
+    const Segment* segments = segments_.data();
+    const size_t n_segments = n_segments_;
+    Count g = 0;
+    size_t s = first_segment;
+    const size_t stop = std::min(n_segments, first_segment + kGainScan);
+    for (; s < stop && segments[s].doc == doc && segments[s].start < hi; ++s) {
+        const int64_t piece_lo = std::max(lo, segments[s].start);
+        const int64_t piece_hi = std::min(hi, segments[s].end);
+        if (piece_lo < piece_hi) g += length(piece_lo, piece_hi);
+    }
+    if (s == stop && s < n_segments && segments[s].doc == doc && segments[s].start < hi) return gain(doc, lo, hi);
+    return g;
+}
+
+template <bool Inclusive, bool kIdealGains>
+void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e, Count& cs_in_e_w) {
     n_evidence = 0;
-    n_ideal_ = 0;
+    // The ideal gains, in locals while the chunks stream in (a member would be reloaded after
+    // every store), and in ideal_ / n_ideal_ at the end.
+    Count* ideal = ideal_.data();
+    size_t ideal_room = ideal_.size();
+    size_t n_ideal = 0;
     cs_len = 0;
     cs_in_e = 0;
     cs_in_e_w = 0;
@@ -446,7 +464,6 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
         }
     };
 
-    constexpr size_t kGainScan = 8;
     size_t k = 0;
     while (k < n_segments) {
         // Evidence interval: consecutive segments of one doc that overlap or touch.
@@ -462,13 +479,13 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
         const bool lone_segment = k == first_segment + 1;
         const int64_t next_start = k < n_segments && segments[k].doc == doc ? segments[k].start
                                                                             : std::numeric_limits<int64_t>::max();
-        chunks_->query<Inclusive>(doc, end, start, [&](int64_t row) {
+        chunks_->query<Inclusive>(doc, end, start, [&](int64_t row) CHUNKEVAL_ALWAYS_INLINE {
             if (row <= last_row) return;
             last_row = row;
             ++n_evidence;
             const int64_t chunk_start = chunks_->start(row);
             const int64_t chunk_end = chunks_->end(row);
-            if (ideal_gains) {
+            if constexpr (kIdealGains) {
                 // The ideal list: evidence chunks with a positive overlap (chroma's touching ones have 0).
                 Count g = 0;
                 if (lone_segment && chunk_end <= next_start) {
@@ -476,21 +493,15 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
                     const int64_t hi = std::min(end, chunk_end);
                     g = lo < hi ? length(lo, hi) : 0;
                 } else {
-                    // A chunk first reported for this interval overlaps no earlier one (it would have
-                    // been reported there), so its segments start at the interval's first; sum at most
-                    // kGainScan of them (more: the prefix sums of gain()).
-                    size_t s = first_segment;
-                    const size_t stop = std::min(n_segments, first_segment + kGainScan);
-                    for (; s < stop && segments[s].doc == doc && segments[s].start < chunk_end; ++s) {
-                        const int64_t lo = std::max(chunk_start, segments[s].start);
-                        const int64_t hi = std::min(chunk_end, segments[s].end);
-                        if (lo < hi) g += length(lo, hi);
-                    }
-                    if (s == stop && s < n_segments && segments[s].doc == doc && segments[s].start < chunk_end) {
-                        g = gain(doc, chunk_start, chunk_end);
-                    }
+                    g = interval_gain(first_segment, doc, chunk_start, chunk_end);  // out of line: rare
                 }
-                if (g > 0) *scratch_push(ideal_, n_ideal_) = g;
+                // Written always, kept only when positive: no branch on the gain.
+                if (n_ideal == ideal_room) {
+                    ideal = grow_scratch(ideal_, n_ideal + 1);
+                    ideal_room = ideal_.size();
+                }
+                ideal[n_ideal] = g;
+                n_ideal += static_cast<size_t>(g > 0);
             }
             if (have_piece && piece_doc == doc && chunk_start <= piece_end) {
                 piece_end = std::max(piece_end, chunk_end);
@@ -504,6 +515,7 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
         }, last_row);
     }
     if (have_piece) flush_piece();
+    n_ideal_ = n_ideal;  // 0 without ideal gains
 }
 
 // The ranked-list pass of docs/engine.md §3, arranged for speed: instead of merging rows into one
@@ -829,7 +841,13 @@ void QuestionScorer::score(int64_t question) {
         Count cs_len = 0;
         Count cs_in_e = 0;
         Count cs_in_e_w = 0;
-        evidence<S == Semantics::chroma>(n_evidence, cs_len, cs_in_e, cs_in_e_w, options_.ranked);
+        // The ideal gains of rank metrics are a second instantiation: the plain pass keeps its
+        // registers.
+        if (options_.ranked) {
+            evidence<S == Semantics::chroma, true>(n_evidence, cs_len, cs_in_e, cs_in_e_w);
+        } else {
+            evidence<S == Semantics::chroma, false>(n_evidence, cs_len, cs_in_e, cs_in_e_w);
+        }
         out_.precision_omega[question] =
             as_double(cs_in_e) / as_double(evidence_len_ + cs_len - cs_in_e);
         out_.coverage[question] = S == Semantics::set
@@ -1031,14 +1049,21 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     // registers, and every loop over them of a length that does not follow the data. The zeros sort
     // last and add +0.0 to the ideal sums, which changes no bit of them.
     double top[16];
+    double top_graded[17];  // top_graded[m]: the graded ideal DCG of the first m of `top`
     const bool in_top = n_rel <= 16;
     int64_t n_top = 0;  // the padded number
     if (in_top) {
         // The buffer holds at least 16 (the constructor): reading past n_rel is safe, and masked.
         with_padded_width<4, 8, 16>(static_cast<size_t>(n_rel), [&](auto width) {
             constexpr int kWidth = static_cast<int>(decltype(width)::value);
-            for (int i = 0; i < kWidth; ++i) top[i] = i < n_rel ? as_double(gains_in_place[i]) : 0.0;
+            // An integer mask zeroes the padding without a branch on i < n_rel.
+            for (int i = 0; i < kWidth; ++i) {
+                top[i] = as_double(gains_in_place[i] & (Count{0} - static_cast<Count>(i < n_rel)));
+            }
             network_sort<kWidth>(top, exchange_descending);
+            // The running sums each cut-off reads, in the order the loop below would add them.
+            top_graded[0] = 0.0;
+            for (int i = 0; i < kWidth; ++i) top_graded[i + 1] = top_graded[i] + top[i] * discounts().inverse[i + 1];
             n_top = kWidth;
         });
     } else if (n_rel <= 24) {  // ideal_depth > 0: every cut-off is at least 1, and n_evidence >= n_rel > 16
@@ -1047,7 +1072,6 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
         std::partial_sort(gains_in_place, gains_in_place + ideal_depth, gains_in_place + n_rel,
                           [](Count a, Count b) { return a > b; });
     }
-    const auto ideal = [&](int64_t i) { return in_top ? top[i] : as_double(gains_in_place[i]); };
 
     const int64_t n_columns = n_columns_;
     const int64_t n_questions = references_.n_groups;
@@ -1061,23 +1085,32 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     // The relevant ranks and their gains, in rank order, found without a data-dependent branch
     // (whether a row is relevant is mispredicted half the time): every row is written, and the
     // count moves on only past a relevant one. A skipped repeat takes no rank.
-    RelevantRank* found = scratch(relevant_, static_cast<size_t>(std::max<int64_t>(n_rows_read, 1)));
+    // Two arrays rather than one of pairs: a store's address is then the count scaled, and no store
+    // can change a gain or a skip mark (the buffers are distinct), so each is loaded once.
+    const size_t n_slots = static_cast<size_t>(std::max<int64_t>(n_rows_read, 1));
+    int64_t* __restrict found_rank = scratch(relevant_rank_, n_slots);
+    Count* __restrict found_gain = scratch(relevant_gain_, n_slots);
+    const Count* __restrict row_gain = gains;
     int64_t n_found = 0;
-    int64_t n_ranks = 0;
     if (skip == nullptr) {
         const int64_t rows = std::min(n_rows_read, cutoff);
         for (int64_t row = 0; row < rows; ++row) {
-            found[n_found] = RelevantRank{row + 1, gains[row]};
-            n_found += static_cast<int64_t>(gains[row] > 0);
+            const Count g = row_gain[row];
+            found_rank[n_found] = row + 1;
+            found_gain[n_found] = g;
+            n_found += static_cast<int64_t>(g > 0);
         }
-        n_ranks = rows;
     } else {
         // Here the rows read are the `limit` scored ones, and limit <= cutoff, so every distinct row
         // takes a rank; a repeat's gain is 0, so it is never counted as relevant.
+        const uint8_t* __restrict repeated = skip;
+        int64_t n_skipped = 0;
         for (int64_t row = 0; row < n_rows_read; ++row) {
-            n_ranks += 1 - static_cast<int64_t>(skip[row]);
-            found[n_found] = RelevantRank{n_ranks, gains[row]};
-            n_found += static_cast<int64_t>(gains[row] > 0);
+            const Count g = row_gain[row];
+            n_skipped += static_cast<int64_t>(repeated[row]);
+            found_rank[n_found] = row + 1 - n_skipped;
+            found_gain[n_found] = g;
+            n_found += static_cast<int64_t>(g > 0);
         }
     }
 
@@ -1087,30 +1120,34 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
     const int64_t n_cutoffs = list_mode ? options_.n_ks : 1;
     for (int64_t column = 0; column < n_cutoffs; ++column) {
         const int64_t k = list_mode ? options_.ks[column] : cutoff;
-        for (; hits < n_found && found[hits].rank <= k; ++hits) {
-            const int64_t rank = found[hits].rank;
+        for (; hits < n_found && found_rank[hits] <= k; ++hits) {
+            const int64_t rank = found_rank[hits];
             if (hits == 0) first_hit = rank;
             const double w = inverse_discount(rank);
             ap += static_cast<double>(hits + 1) / static_cast<double>(rank);
             dcg += w;
-            dcg_graded += as_double(found[hits].gain) * w;
+            dcg_graded += as_double(found_gain[hits]) * w;
         }
         const int64_t upto = std::min(k, n_rel);
-        // The graded ideal sum runs over the padding too (terms +0.0) when the gains are in `top`.
-        const int64_t graded_upto = in_top ? std::min(k, n_top) : upto;
-        for (const int64_t in_table = std::min(graded_upto, kDiscountTable - 1); ideal_rank < in_table;) {
-            ++ideal_rank;
-            idcg_graded += ideal(ideal_rank - 1) * discounts().inverse[ideal_rank];
-        }
-        while (ideal_rank < upto) {  // past the table: W computed, and the binary sum continued
-            ++ideal_rank;
-            const double w = inverse_discount(ideal_rank);
-            idcg_graded += ideal(ideal_rank - 1) * w;
-            idcg = (ideal_rank == kDiscountTable ? discounts().ideal[kDiscountTable - 1] : idcg) + w;
+        if (in_top) {
+            // The graded ideal sum runs over the padding too (terms +0.0, which change no bit).
+            idcg_graded = top_graded[std::min(k, n_top)];
+        } else {
+            for (const int64_t in_table = std::min(upto, kDiscountTable - 1); ideal_rank < in_table;) {
+                ++ideal_rank;
+                idcg_graded += as_double(gains_in_place[ideal_rank - 1]) * discounts().inverse[ideal_rank];
+            }
+            while (ideal_rank < upto) {  // past the table: W computed, and the binary sum continued
+                ++ideal_rank;
+                const double w = inverse_discount(ideal_rank);
+                idcg_graded += as_double(gains_in_place[ideal_rank - 1]) * w;
+                idcg = (ideal_rank == kDiscountTable ? discounts().ideal[kDiscountTable - 1] : idcg) + w;
+            }
         }
         if (upto < kDiscountTable) idcg = discounts().ideal[upto];
-        block[column] = hits > 0 ? 1.0 : 0.0;
-        block[stride + column] = first_hit > 0 ? 1.0 / static_cast<double>(first_hit) : 0.0;
+        block[column] = static_cast<double>(hits > 0);
+        block[stride + column] = first_hit < kDiscountTable ? discounts().reciprocal[first_hit]
+                                                            : 1.0 / static_cast<double>(first_hit);
         block[2 * stride + column] = n_rel > 0 ? ap / static_cast<double>(n_rel) : 0.0;
         block[3 * stride + column] = idcg > 0.0 ? dcg / idcg : 0.0;
         block[4 * stride + column] = idcg_graded > 0.0 ? dcg_graded / idcg_graded : 0.0;
