@@ -96,13 +96,17 @@ void sort_small(T* first, T* last, Less less) {
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CHUNKEVAL_NOINLINE __attribute__((noinline))
-#define CHUNKEVAL_ALWAYS_INLINE __attribute__((always_inline))
 #elif defined(_MSC_VER)
 #define CHUNKEVAL_NOINLINE __declspec(noinline)
-#define CHUNKEVAL_ALWAYS_INLINE
 #else
 #define CHUNKEVAL_NOINLINE
-#define CHUNKEVAL_ALWAYS_INLINE
+#endif
+// For a lambda's call operator (after its parameter list). GCC alone needs it: it outlines the
+// evidence query's callback once the callback grows, which costs every evidence chunk a call.
+#if defined(__GNUC__) && !defined(__clang__)
+#define CHUNKEVAL_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define CHUNKEVAL_INLINE_LAMBDA
 #endif
 
 // scratch()'s rare path, out of line so that the common one inlines to a compare.
@@ -479,7 +483,7 @@ void QuestionScorer::evidence(int64_t& n_evidence, Count& cs_len, Count& cs_in_e
         const bool lone_segment = k == first_segment + 1;
         const int64_t next_start = k < n_segments && segments[k].doc == doc ? segments[k].start
                                                                             : std::numeric_limits<int64_t>::max();
-        chunks_->query<Inclusive>(doc, end, start, [&](int64_t row) CHUNKEVAL_ALWAYS_INLINE {
+        chunks_->query<Inclusive>(doc, end, start, [&](int64_t row) CHUNKEVAL_INLINE_LAMBDA {
             if (row <= last_row) return;
             last_row = row;
             ++n_evidence;
