@@ -281,12 +281,12 @@ def _export_into(folder: Path, backend: str, spec: ModelSpec, fingerprint: str) 
 
     tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_dir), local_files_only=True)
     bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()
     try:
         model = AutoModel.from_pretrained(str(spec.transformer_dir), local_files_only=True).eval()
     finally:
         if bar_was_on:
-            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+            hf_logging.enable_progress_bar()
     names = ["input_ids", "attention_mask"]
     if "token_type_ids" in tokenizer.model_input_names:
         names.append("token_type_ids")

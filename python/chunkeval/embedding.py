@@ -709,13 +709,13 @@ class Embedder:
         hf_logging = transformers.utils.logging
         bar_was_on = hf_logging.is_progress_bar_enabled()
         # Its "Loading weights" bar is noise in our output (transformers leaves these two unannotated).
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        hf_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.spec.transformer_dir), local_files_only=True)
             model = AutoModel.from_pretrained(str(self.spec.transformer_dir), local_files_only=True)
         finally:
             if bar_was_on:
-                hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+                hf_logging.enable_progress_bar()
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(f"model: {self.spec.transformer_dir} has no fast tokenizer (tokenizer.json); "
                              "chunkeval needs one to count truncated texts")

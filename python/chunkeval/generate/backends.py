@@ -549,7 +549,7 @@ class TransformersBackend:
                                                          trust_remote_code=self.trust_remote_code, **{dtype_kw: dtype})
         except (OSError, ValueError) as exc:
             raise FatalBackendError(f"local_model {self.model_path!r} cannot be loaded: {exc}") from None
-        self._model = model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' stubs: .to(str) is fine
+        self._model = model.to(self.device).eval()
 
     def _prompt(self, messages: Sequence[Message]) -> str:
         if getattr(self._tokenizer, "chat_template", None):
