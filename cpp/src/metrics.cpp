@@ -247,6 +247,8 @@ private:
     Count gain(int64_t doc, int64_t lo, int64_t hi);
     CHUNKEVAL_NOINLINE Count interval_gain(size_t first_segment, int64_t doc, int64_t lo, int64_t hi);
     void cluster_ranks(RankedRow* rows, size_t n);
+    int64_t rank_cutoff(int64_t n_evidence) const noexcept;
+    void sort_ideal(int64_t n_evidence);
     void rank_metrics(int64_t question, int64_t lo, int64_t hi, int64_t limit, int64_t n_evidence);
 
     const RaggedSpanView& references_;
@@ -283,6 +285,11 @@ private:
     size_t n_repeats_ = 0;
     std::vector<Count> ideal_;
     size_t n_ideal_ = 0;
+    // sort_ideal(): with up to 16 ideal gains (in_top_), top_graded_[m] is the graded ideal DCG of
+    // the m largest, padded with zeros to n_top_ (4, 8 or 16); otherwise ideal_ is sorted in place.
+    bool in_top_ = false;
+    int64_t n_top_ = 0;
+    double top_graded_[17] = {};
     std::vector<Count> kept_gain_;
     std::vector<int64_t> relevant_rank_;  // rank_metrics: the relevant ranks (1-based), in order
     std::vector<Count> relevant_gain_;    // and their gains
@@ -849,6 +856,9 @@ void QuestionScorer::score(int64_t question) {
         // registers.
         if (options_.ranked) {
             evidence<S == Semantics::chroma, true>(n_evidence, cs_len, cs_in_e, cs_in_e_w);
+            // Sorted now, not in rank_metrics: the chain of dependent steps (sorting network,
+            // running sums) then overlaps the ranked-list pass, which does not read it.
+            sort_ideal(n_evidence);
         } else {
             evidence<S == Semantics::chroma, false>(n_evidence, cs_len, cs_in_e, cs_in_e_w);
         }
@@ -994,19 +1004,56 @@ void QuestionScorer::cluster_ranks(RankedRow* rows, size_t n) {
     }
 }
 
+// The deepest cut-off in ranks: the last of ks, n_evidence in "auto" mode, and every rank in "all"
+// mode (whose ideal list is every relevant chunk).
+int64_t QuestionScorer::rank_cutoff(int64_t n_evidence) const noexcept {
+    if (options_.k_mode == KMode::list) return options_.ks[options_.n_ks - 1];
+    if (options_.k_mode == KMode::automatic) return n_evidence;
+    return std::numeric_limits<int64_t>::max();
+}
+
+// The ideal gains evidence() gathered, largest first (docs/engine.md §4); only as many as the deepest
+// cut-off reads.
+void QuestionScorer::sort_ideal(int64_t n_evidence) {
+    const int64_t cutoff = rank_cutoff(n_evidence);
+    Count* const gains_in_place = ideal_.data();
+    const int64_t n_rel = static_cast<int64_t>(n_ideal_);
+    const int64_t ideal_depth = std::min(n_rel, cutoff);
+    // Up to 16 ideal gains are sorted as doubles (exact: every count is) in `top`, padded with zeros
+    // to 4, 8 or 16 and sorted by the network of that many inputs: each exchange a max and a min in
+    // registers, and every loop over them of a length that does not follow the data. The zeros sort
+    // last and add +0.0 to the ideal sums, which changes no bit of them.
+    double top[16];
+    in_top_ = n_rel <= 16;
+    if (in_top_) {
+        // The buffer holds at least 16 (the constructor): reading past n_rel is safe, and masked.
+        with_padded_width<4, 8, 16>(static_cast<size_t>(n_rel), [&](auto width) {
+            constexpr int kWidth = static_cast<int>(decltype(width)::value);
+            // An integer mask zeroes the padding without a branch on i < n_rel.
+            for (int i = 0; i < kWidth; ++i) {
+                top[i] = as_double(gains_in_place[i] & (Count{0} - static_cast<Count>(i < n_rel)));
+            }
+            network_sort<kWidth>(top, exchange_descending);
+            // The running sums each cut-off reads, added in the order of the ideal ranks.
+            top_graded_[0] = 0.0;
+            for (int i = 0; i < kWidth; ++i) top_graded_[i + 1] = top_graded_[i] + top[i] * discounts().inverse[i + 1];
+            n_top_ = kWidth;
+        });
+    } else if (n_rel <= 24) {  // ideal_depth > 0: every cut-off is at least 1, and n_evidence >= n_rel > 16
+        sort_small(gains_in_place, gains_in_place + n_rel, [](Count a, Count b) { return a > b; });
+    } else {
+        std::partial_sort(gains_in_place, gains_in_place + ideal_depth, gains_in_place + n_rel,
+                          [](Count a, Count b) { return a > b; });
+    }
+}
+
 // docs/engine.md §4: the distinct rows in rank order (until the deepest cut-off has its ranks),
 // their gains, and hit, mrr, map, ndcg and ndcg_graded at every cut-off. [lo, hi) are the
 // question's retrieved rows, checked (and their spans validated) by score(); rank_retrieved has
 // marked the repeats among the first `limit` and their gains.
 void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int64_t limit, int64_t n_evidence) {
     const bool list_mode = options_.k_mode == KMode::list;
-    // The deepest cut-off in ranks: all ranks in "all" mode (its ideal list is every relevant chunk).
-    int64_t cutoff = std::numeric_limits<int64_t>::max();
-    if (list_mode) {
-        cutoff = options_.ks[options_.n_ks - 1];
-    } else if (options_.k_mode == KMode::automatic) {
-        cutoff = n_evidence;
-    }
+    const int64_t cutoff = rank_cutoff(n_evidence);
     const int64_t deepest = std::min(hi - lo, cutoff);  // rows that can take a rank
     // The gains of the ranks: rank_retrieved's per-row gains, skipping the repeats it marked (read
     // even when there are none, which costs less than the mispredicted branch on whether there
@@ -1044,38 +1091,12 @@ void QuestionScorer::rank_metrics(int64_t question, int64_t lo, int64_t hi, int6
         n_rows_read = n_kept;
     }
 
-    // The ideal gains, largest first; only as many as the deepest cut-off reads.
-    Count* const gains_in_place = ideal_.data();
+    // The ideal gains, sorted by sort_ideal().
+    const Count* const gains_in_place = ideal_.data();
     const int64_t n_rel = static_cast<int64_t>(n_ideal_);
-    const int64_t ideal_depth = std::min(n_rel, cutoff);
-    // Up to 16 ideal gains are sorted as doubles (exact: every count is) in `top`, padded with zeros
-    // to 4, 8 or 16 and sorted by the network of that many inputs: each exchange a max and a min in
-    // registers, and every loop over them of a length that does not follow the data. The zeros sort
-    // last and add +0.0 to the ideal sums, which changes no bit of them.
-    double top[16];
-    double top_graded[17];  // top_graded[m]: the graded ideal DCG of the first m of `top`
-    const bool in_top = n_rel <= 16;
-    int64_t n_top = 0;  // the padded number
-    if (in_top) {
-        // The buffer holds at least 16 (the constructor): reading past n_rel is safe, and masked.
-        with_padded_width<4, 8, 16>(static_cast<size_t>(n_rel), [&](auto width) {
-            constexpr int kWidth = static_cast<int>(decltype(width)::value);
-            // An integer mask zeroes the padding without a branch on i < n_rel.
-            for (int i = 0; i < kWidth; ++i) {
-                top[i] = as_double(gains_in_place[i] & (Count{0} - static_cast<Count>(i < n_rel)));
-            }
-            network_sort<kWidth>(top, exchange_descending);
-            // The running sums each cut-off reads, in the order the loop below would add them.
-            top_graded[0] = 0.0;
-            for (int i = 0; i < kWidth; ++i) top_graded[i + 1] = top_graded[i] + top[i] * discounts().inverse[i + 1];
-            n_top = kWidth;
-        });
-    } else if (n_rel <= 24) {  // ideal_depth > 0: every cut-off is at least 1, and n_evidence >= n_rel > 16
-        sort_small(gains_in_place, gains_in_place + n_rel, [](Count a, Count b) { return a > b; });
-    } else {
-        std::partial_sort(gains_in_place, gains_in_place + ideal_depth, gains_in_place + n_rel,
-                          [](Count a, Count b) { return a > b; });
-    }
+    const bool in_top = in_top_;
+    const int64_t n_top = n_top_;
+    const double* const top_graded = top_graded_;
 
     const int64_t n_columns = n_columns_;
     const int64_t n_questions = references_.n_groups;
